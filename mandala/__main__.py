@@ -1,0 +1,7 @@
+"""``python -m mandala``: the command-line tools (see ``mandala.cli.main``)."""
+
+import sys
+
+from mandala.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,117 @@
+"""Records exchanged between the engine and a backend.
+
+Rows travel as plain tuples inside these records (one tuple per row, layouts documented on each
+field): building millions of small objects per commit would cost more than the database work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "DIRECTION_IN",
+    "DIRECTION_OUT",
+    "KIND_ATOM",
+    "KIND_LIST",
+    "KIND_DICT",
+    "KIND_SET",
+    "KIND_POINTER",
+    "KIND_NAMES",
+    "WriteBatch",
+    "StoredOutput",
+    "StoredCall",
+    "StoredValue",
+    "ShapeItem",
+    "StoreCounts",
+]
+
+DIRECTION_IN = 0
+DIRECTION_OUT = 1
+
+KIND_ATOM = 0
+KIND_LIST = 1
+KIND_DICT = 2
+KIND_SET = 3
+KIND_POINTER = 4
+KIND_NAMES = {KIND_ATOM: "atom", KIND_LIST: "list", KIND_DICT: "dict", KIND_SET: "set", KIND_POINTER: "pointer"}
+
+
+@dataclass
+class WriteBatch:
+    """Everything one commit writes, in one transaction; every insert is idempotent.
+
+    Attributes:
+        ops: ``(name, version, output_names_json, nout, ignore_args_json, is_structural)``.
+        values: ``(content_key, format, size, data_or_None, blob_key_or_None)``.
+        refs: ``(history_key, content_key, kind)``.
+        items: ``(collection_history_key, position, item_key_or_None, element_history_key)``.
+        calls: ``(history_key, content_key, op_name, op_version, semantic_version,
+            content_version, started_at, duration)``.
+        edges: ``(call_history_key, direction, name, ref_history_key)``.
+    """
+
+    ops: list[tuple] = field(default_factory=list)
+    values: list[tuple] = field(default_factory=list)
+    refs: list[tuple] = field(default_factory=list)
+    items: list[tuple] = field(default_factory=list)
+    calls: list[tuple] = field(default_factory=list)
+    edges: list[tuple] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.values) + len(self.refs) + len(self.items) + len(self.calls) + len(self.edges)
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    """One output (or input) ref of a stored call, as far as the call's row tells it."""
+
+    name: str
+    history_key: bytes
+    content_key: bytes
+    kind: int
+
+
+@dataclass(frozen=True)
+class StoredCall:
+    """A stored call with its edges (refs are described, values not loaded)."""
+
+    history_key: bytes
+    content_key: bytes
+    op_name: str
+    op_version: int
+    semantic_version: str | None
+    content_version: str | None
+    started_at: float | None
+    duration: float | None
+    inputs: tuple[StoredOutput, ...]
+    outputs: tuple[StoredOutput, ...]
+
+
+@dataclass(frozen=True)
+class StoredValue:
+    """A stored value: inline bytes or the key of a blob file, with its format tag."""
+
+    content_key: bytes
+    format: str
+    size: int
+    data: bytes | None
+    blob_key: str | None
+
+
+@dataclass(frozen=True)
+class ShapeItem:
+    """One element of a stored collection ref."""
+
+    position: int
+    item_key: str | None
+    element: StoredOutput
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    """Row counts of a store (for reprs and ``cache_info``)."""
+
+    calls: int
+    refs: int
+    values: int
+    ops: int

@@ -1,0 +1,77 @@
+"""The relational schema, its version, and the ordered migrations between versions.
+
+The schema version is data (the ``meta`` table), not code: a release opens stores whose version
+lies in ``[OLDEST_READABLE, CURRENT]``, migrates older ones forward in one transaction, and
+refuses newer ones with a clear error instead of misreading them.
+
+Layout (DESIGN.md section 4): ids are 16-byte keys stored as BLOBs; ``call_edges`` holds one row
+per call input/output and is indexed both ways (by call, and by ref) so that creators and
+consumers of a set of refs are one indexed query each.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CURRENT", "OLDEST_READABLE", "MIGRATIONS", "SQLITE_DDL_V1"]
+
+CURRENT = 1
+OLDEST_READABLE = 1
+
+SQLITE_DDL_V1 = [
+    """CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS ops (
+        op_id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        output_names TEXT,
+        nout TEXT NOT NULL,
+        ignore_args TEXT NOT NULL,
+        is_structural INTEGER NOT NULL,
+        UNIQUE (name, version)
+    )""",
+    """CREATE TABLE IF NOT EXISTS stored_values (
+        content_key BLOB PRIMARY KEY,
+        format TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        data BLOB,
+        blob_key TEXT
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS refs (
+        history_key BLOB PRIMARY KEY,
+        content_key BLOB NOT NULL,
+        kind INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS ref_items (
+        collection_key BLOB NOT NULL,
+        position INTEGER NOT NULL,
+        item_key TEXT,
+        element_key BLOB NOT NULL,
+        PRIMARY KEY (collection_key, position)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS calls (
+        history_key BLOB PRIMARY KEY,
+        content_key BLOB NOT NULL,
+        op_id INTEGER NOT NULL REFERENCES ops (op_id),
+        semantic_version TEXT,
+        content_version TEXT,
+        started_at REAL,
+        duration REAL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS calls_by_content ON calls (content_key)",
+    "CREATE INDEX IF NOT EXISTS calls_by_op ON calls (op_id)",
+    """CREATE TABLE IF NOT EXISTS call_edges (
+        call_key BLOB NOT NULL,
+        direction INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        ref_key BLOB NOT NULL,
+        PRIMARY KEY (call_key, direction, name)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS edges_by_ref ON call_edges (ref_key, direction)",
+]
+
+MIGRATIONS: dict[int, list[str]] = {
+    # version reached -> statements that take a store from the previous version to it.
+    # Version 1 is the initial schema; later releases append entries here, never edit them.
+}

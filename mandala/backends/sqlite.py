@@ -1,0 +1,560 @@
+"""The embedded store: one SQLite database (a file, or memory), opened once per Storage.
+
+One connection serves every operation (opening a connection per query made the original library
+slow). Files use WAL journaling, so readers never block the writer and a process killed mid-commit
+leaves the last committed state intact. Every write is an idempotent insert inside one
+``BEGIN IMMEDIATE`` transaction, retried (rolled back first, bounded, with backoff) only when
+another process holds the write lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from mandala.backends import schema
+from mandala.backends.records import (
+    DIRECTION_IN,
+    DIRECTION_OUT,
+    ShapeItem,
+    StoreCounts,
+    StoredCall,
+    StoredOutput,
+    StoredValue,
+    WriteBatch,
+)
+from mandala.errors import SchemaVersionError, StorageError
+
+__all__ = ["SqliteBackend"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+_MAX_ATTEMPTS = 12
+_CHUNK = 500  # keys per IN (...) clause, below SQLite's parameter limit
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    message = str(error).lower()
+    return "locked" in message or "busy" in message
+
+
+def _chunks(keys: Sequence[_T], size: int = _CHUNK) -> Iterable[Sequence[_T]]:
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
+
+
+class SqliteBackend:
+    """Calls, refs and small values in SQLite; see ``schema.py`` for the tables.
+
+    Args:
+        path: a file path, or ``":memory:"`` for a store that lives as long as this object.
+        busy_timeout_s: how long one statement waits for another process's write lock before
+            the transaction is retried.
+    """
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str, busy_timeout_s: float = 10.0) -> None:
+        self.path = path
+        self.is_memory = path == ":memory:" or path.startswith("file::memory:")
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
+            )
+        except sqlite3.OperationalError as error:
+            raise StorageError(f"cannot open the SQLite store at {path!r}: {error}") from error
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
+        self._conn.execute("PRAGMA temp_store = MEMORY")
+        if not self.is_memory:
+            self._with_retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL").fetchone())
+        self._op_ids: dict[tuple[str, int], int] = {}
+        self._op_names: dict[int, tuple[str, int]] = {}
+        self._initialize()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _with_retry(self, action: Callable[[], _T]) -> _T:
+        delay = 0.005
+        for attempt in range(_MAX_ATTEMPTS):
+            try:
+                return action()
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error) or attempt == _MAX_ATTEMPTS - 1:
+                    raise
+                logger.debug("store busy (%s); retrying in %.3fs", error, delay)
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``body`` in one write transaction, retrying on lock contention."""
+
+        def attempt() -> _T:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = body(conn)
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        with self._lock:
+            return self._with_retry(attempt)
+
+    def _initialize(self) -> None:
+        def create(conn: sqlite3.Connection) -> None:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+            ).fetchone()
+            if exists is None:
+                for statement in schema.SQLITE_DDL_V1:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(schema.CURRENT),),
+                )
+                conn.execute("INSERT INTO meta (key, value) VALUES ('created_by', 'pymandala')")
+                return
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > schema.CURRENT or version < schema.OLDEST_READABLE:
+                raise SchemaVersionError(
+                    f"the store at {self.path!r} has schema version {version}, but this release "
+                    f"of mandala reads versions {schema.OLDEST_READABLE} to {schema.CURRENT}; "
+                    "upgrade mandala (pip install -U pymandala) to open it"
+                )
+            for target in range(version + 1, schema.CURRENT + 1):
+                for statement in schema.MIGRATIONS.get(target, []):
+                    conn.execute(statement)
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(target),)
+                )
+
+        # Fast path: an existing store at the current version needs no write transaction.
+        with self._lock:
+            try:
+                row = self._conn.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'"
+                ).fetchone()
+            except sqlite3.OperationalError:
+                row = None
+        if row is None or int(row[0]) != schema.CURRENT:
+            self._transaction(create)
+
+    # ---------------------------------------------------------------- ops
+
+    def _op_id(self, conn: sqlite3.Connection, op_row: tuple) -> int:
+        name, version = op_row[0], op_row[1]
+        op_id = self._op_ids.get((name, version))
+        if op_id is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO ops (name, version, output_names, nout, ignore_args,"
+                " is_structural) VALUES (?, ?, ?, ?, ?, ?)",
+                op_row,
+            )
+            op_id = conn.execute(
+                "SELECT op_id FROM ops WHERE name = ? AND version = ?", (name, version)
+            ).fetchone()[0]
+        return op_id
+
+    def _op_name(self, op_id: int) -> tuple[str, int]:
+        found = self._op_names.get(op_id)
+        if found is None:
+            self._load_ops()
+            found = self._op_names[op_id]
+        return found
+
+    def _load_ops(self) -> None:
+        with self._lock:
+            rows = self._conn.execute("SELECT op_id, name, version FROM ops").fetchall()
+        for op_id, name, version in rows:
+            self._op_ids[(name, version)] = op_id
+            self._op_names[op_id] = (name, version)
+
+    def load_ops(self) -> list[dict[str, Any]]:
+        """Every op known to the store, as plain dicts (name, version, output_names, ...)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT name, version, output_names, nout, ignore_args, is_structural FROM ops"
+            ).fetchall()
+        return [
+            {
+                "name": name,
+                "version": version,
+                "output_names": json.loads(output_names) if output_names else None,
+                "nout": json.loads(nout),
+                "ignore_args": json.loads(ignore_args),
+                "is_structural": bool(is_structural),
+            }
+            for name, version, output_names, nout, ignore_args, is_structural in rows
+        ]
+
+    # ---------------------------------------------------------------- writes
+
+    def write(self, batch: WriteBatch) -> None:
+        """Write a batch in one transaction; rows already present are left as they are."""
+        op_rows = {(row[0], row[1]): row for row in batch.ops}
+
+        def body(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
+            resolved = {key: self._op_id(conn, row) for key, row in op_rows.items()}
+            op_ids = {**self._op_ids, **resolved}
+            if batch.values:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO stored_values (content_key, format, size, data,"
+                    " blob_key) VALUES (?, ?, ?, ?, ?)",
+                    batch.values,
+                )
+            if batch.refs:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO refs (history_key, content_key, kind) VALUES (?, ?, ?)",
+                    batch.refs,
+                )
+            if batch.items:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO ref_items (collection_key, position, item_key,"
+                    " element_key) VALUES (?, ?, ?, ?)",
+                    batch.items,
+                )
+            if batch.calls:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO calls (history_key, content_key, op_id,"
+                    " semantic_version, content_version, started_at, duration)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (c[0], c[1], op_ids[(c[2], c[3])], *c[4:])
+                        for c in batch.calls
+                    ],
+                )
+            if batch.edges:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO call_edges (call_key, direction, name, ref_key)"
+                    " VALUES (?, ?, ?, ?)",
+                    batch.edges,
+                )
+            return resolved
+
+        resolved = self._transaction(body)
+        for key, op_id in resolved.items():  # cache only what the committed transaction made
+            self._op_ids[key] = op_id
+            self._op_names[op_id] = key
+
+    # ---------------------------------------------------------------- call lookups
+
+    def find_outputs(self, call_key: bytes) -> tuple[StoredOutput, ...] | None:
+        """Outputs of the call with this history key, or None if there is no such call."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT e.name, e.ref_key, r.content_key, r.kind FROM calls c"
+                " LEFT JOIN call_edges e ON e.call_key = c.history_key AND e.direction = 1"
+                " LEFT JOIN refs r ON r.history_key = e.ref_key WHERE c.history_key = ?",
+                (call_key,),
+            ).fetchall()
+        if not rows:
+            return None
+        return tuple(StoredOutput(row[0], row[1], row[2], row[3]) for row in rows if row[0] is not None)
+
+    def find_call_by_content(self, content_key: bytes) -> bytes | None:
+        """History key of some call with this content key (any one), or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT history_key FROM calls WHERE content_key = ? LIMIT 1", (content_key,)
+            ).fetchone()
+        return row[0] if row else None
+
+    def has_calls(self, call_keys: Sequence[bytes]) -> set[bytes]:
+        """The subset of ``call_keys`` that are stored."""
+        found: set[bytes] = set()
+        with self._lock:
+            for chunk in _chunks(list(call_keys)):
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    row[0]
+                    for row in self._conn.execute(
+                        f"SELECT history_key FROM calls WHERE history_key IN ({marks})", chunk
+                    )
+                )
+        return found
+
+    def load_calls(self, call_keys: Sequence[bytes]) -> list[StoredCall]:
+        """Stored calls with their inputs and outputs, in the order of ``call_keys`` (missing
+        keys are skipped)."""
+        heads: dict[bytes, tuple] = {}
+        edges: dict[bytes, tuple[list[StoredOutput], list[StoredOutput]]] = {}
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(call_keys))):
+                marks = ",".join("?" * len(chunk))
+                for row in self._conn.execute(
+                    "SELECT history_key, content_key, op_id, semantic_version, content_version,"
+                    f" started_at, duration FROM calls WHERE history_key IN ({marks})",
+                    chunk,
+                ):
+                    heads[row[0]] = row
+                    edges[row[0]] = ([], [])
+                for call_key, direction, name, ref_key, content_key, kind in self._conn.execute(
+                    "SELECT e.call_key, e.direction, e.name, e.ref_key, r.content_key, r.kind"
+                    " FROM call_edges e JOIN refs r ON r.history_key = e.ref_key"
+                    f" WHERE e.call_key IN ({marks}) ORDER BY e.call_key, e.direction, e.name",
+                    chunk,
+                ):
+                    edges[call_key][direction].append(StoredOutput(name, ref_key, content_key, kind))
+        result = []
+        for key in call_keys:
+            head = heads.get(key)
+            if head is None:
+                continue
+            name, version = self._op_name(head[2])
+            inputs, outputs = edges[key]
+            result.append(
+                StoredCall(
+                    history_key=head[0],
+                    content_key=head[1],
+                    op_name=name,
+                    op_version=version,
+                    semantic_version=head[3],
+                    content_version=head[4],
+                    started_at=head[5],
+                    duration=head[6],
+                    inputs=tuple(inputs),
+                    outputs=tuple(outputs),
+                )
+            )
+        return result
+
+    def call_keys_of_op(self, name: str, version: int | None = None) -> list[bytes]:
+        """History keys of every stored call of an op (all versions unless one is given)."""
+        with self._lock:
+            if version is None:
+                rows = self._conn.execute(
+                    "SELECT c.history_key FROM calls c JOIN ops o ON o.op_id = c.op_id"
+                    " WHERE o.name = ?",
+                    (name,),
+                ).fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT c.history_key FROM calls c JOIN ops o ON o.op_id = c.op_id"
+                    " WHERE o.name = ? AND o.version = ?",
+                    (name, version),
+                ).fetchall()
+        return [row[0] for row in rows]
+
+    def all_call_keys(self) -> list[bytes]:
+        with self._lock:
+            return [row[0] for row in self._conn.execute("SELECT history_key FROM calls")]
+
+    def _edge_calls(self, ref_keys: Sequence[bytes], direction: int) -> dict[bytes, list[bytes]]:
+        found: dict[bytes, list[bytes]] = {}
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(ref_keys))):
+                marks = ",".join("?" * len(chunk))
+                for ref_key, call_key in self._conn.execute(
+                    f"SELECT ref_key, call_key FROM call_edges WHERE ref_key IN ({marks})"
+                    " AND direction = ?",
+                    (*chunk, direction),
+                ):
+                    found.setdefault(ref_key, []).append(call_key)
+        return found
+
+    def creators(self, ref_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]:
+        """For each ref key, the history keys of the calls that output it."""
+        return self._edge_calls(ref_keys, DIRECTION_OUT)
+
+    def consumers(self, ref_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]:
+        """For each ref key, the history keys of the calls that take it as an input."""
+        return self._edge_calls(ref_keys, DIRECTION_IN)
+
+    # ---------------------------------------------------------------- refs and values
+
+    def load_refs(self, history_keys: Sequence[bytes]) -> dict[bytes, tuple[bytes, int]]:
+        """``history_key -> (content_key, kind)`` for the stored refs among ``history_keys``."""
+        found: dict[bytes, tuple[bytes, int]] = {}
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(history_keys))):
+                marks = ",".join("?" * len(chunk))
+                for history_key, content_key, kind in self._conn.execute(
+                    f"SELECT history_key, content_key, kind FROM refs WHERE history_key IN ({marks})",
+                    chunk,
+                ):
+                    found[history_key] = (content_key, kind)
+        return found
+
+    def load_shapes(self, collection_keys: Sequence[bytes]) -> dict[bytes, list[ShapeItem]]:
+        """Elements (one level deep) of stored collection refs, ordered by position."""
+        found: dict[bytes, list[ShapeItem]] = {}
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(collection_keys))):
+                marks = ",".join("?" * len(chunk))
+                for collection_key, position, item_key, element_key, content_key, kind in (
+                    self._conn.execute(
+                        "SELECT i.collection_key, i.position, i.item_key, i.element_key,"
+                        " r.content_key, r.kind FROM ref_items i"
+                        " JOIN refs r ON r.history_key = i.element_key"
+                        f" WHERE i.collection_key IN ({marks})"
+                        " ORDER BY i.collection_key, i.position",
+                        chunk,
+                    )
+                ):
+                    found.setdefault(collection_key, []).append(
+                        ShapeItem(
+                            position, item_key, StoredOutput("", element_key, content_key, kind)
+                        )
+                    )
+        return found
+
+    def load_values(self, content_keys: Sequence[bytes]) -> dict[bytes, StoredValue]:
+        found: dict[bytes, StoredValue] = {}
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(content_keys))):
+                marks = ",".join("?" * len(chunk))
+                for content_key, fmt, size, data, blob_key in self._conn.execute(
+                    "SELECT content_key, format, size, data, blob_key FROM stored_values"
+                    f" WHERE content_key IN ({marks})",
+                    chunk,
+                ):
+                    found[content_key] = StoredValue(content_key, fmt, size, data, blob_key)
+        return found
+
+    def has_values(self, content_keys: Sequence[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(content_keys))):
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    row[0]
+                    for row in self._conn.execute(
+                        f"SELECT content_key FROM stored_values WHERE content_key IN ({marks})",
+                        chunk,
+                    )
+                )
+        return found
+
+    # ---------------------------------------------------------------- deletion and upkeep
+
+    def dependents(self, call_keys: Sequence[bytes]) -> set[bytes]:
+        """Every call that (transitively) consumes an output of the given calls, plus them."""
+        result = set(call_keys)
+        frontier = list(result)
+        while frontier:
+            next_frontier: list[bytes] = []
+            with self._lock:
+                for chunk in _chunks(frontier):
+                    marks = ",".join("?" * len(chunk))
+                    rows = self._conn.execute(
+                        "SELECT DISTINCT c.call_key FROM call_edges o"
+                        " JOIN call_edges c ON c.ref_key = o.ref_key AND c.direction = 0"
+                        f" WHERE o.call_key IN ({marks}) AND o.direction = 1",
+                        chunk,
+                    ).fetchall()
+                    for (key,) in rows:
+                        if key not in result:
+                            result.add(key)
+                            next_frontier.append(key)
+            frontier = next_frontier
+        return result
+
+    def delete_calls(self, call_keys: Sequence[bytes]) -> int:
+        """Delete calls and their edges (refs and values stay; see ``delete_orphans``)."""
+        keys = list(dict.fromkeys(call_keys))
+
+        def body(conn: sqlite3.Connection) -> int:
+            deleted = 0
+            for chunk in _chunks(keys):
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM call_edges WHERE call_key IN ({marks})", chunk)
+                deleted += conn.execute(
+                    f"DELETE FROM calls WHERE history_key IN ({marks})", chunk
+                ).rowcount
+            return deleted
+
+        return self._transaction(body)
+
+    def orphan_refs(self) -> set[bytes]:
+        """Refs used by no call, directly or as an element of a used collection."""
+        with self._lock:
+            rows = self._conn.execute(
+                "WITH RECURSIVE live(key) AS ("
+                " SELECT ref_key FROM call_edges"
+                " UNION SELECT i.element_key FROM ref_items i JOIN live ON i.collection_key = live.key)"
+                " SELECT history_key FROM refs WHERE history_key NOT IN (SELECT key FROM live)"
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    def unreferenced_values(self) -> set[bytes]:
+        """Values that no ref points to."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT content_key FROM stored_values"
+                " WHERE content_key NOT IN (SELECT content_key FROM refs)"
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    def delete_refs_and_values(
+        self, ref_keys: Sequence[bytes], content_keys: Sequence[bytes]
+    ) -> list[str]:
+        """Delete refs (with their item rows) and values; returns blob keys to remove."""
+        refs = list(ref_keys)
+        values = list(content_keys)
+
+        def body(conn: sqlite3.Connection) -> list[str]:
+            blobs: list[str] = []
+            for chunk in _chunks(refs):
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM ref_items WHERE collection_key IN ({marks})", chunk)
+                conn.execute(f"DELETE FROM refs WHERE history_key IN ({marks})", chunk)
+            for chunk in _chunks(values):
+                marks = ",".join("?" * len(chunk))
+                blobs.extend(
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT blob_key FROM stored_values WHERE content_key IN ({marks})"
+                        " AND blob_key IS NOT NULL",
+                        chunk,
+                    )
+                )
+                conn.execute(f"DELETE FROM stored_values WHERE content_key IN ({marks})", chunk)
+            return blobs
+
+        return self._transaction(body)
+
+    def blob_keys(self) -> set[str]:
+        with self._lock:
+            return {
+                row[0]
+                for row in self._conn.execute(
+                    "SELECT blob_key FROM stored_values WHERE blob_key IS NOT NULL"
+                )
+            }
+
+    def counts(self) -> StoreCounts:
+        with self._lock:
+            conn = self._conn
+            return StoreCounts(
+                calls=conn.execute("SELECT count(*) FROM calls").fetchone()[0],
+                refs=conn.execute("SELECT count(*) FROM refs").fetchone()[0],
+                values=conn.execute("SELECT count(*) FROM stored_values").fetchone()[0],
+                ops=conn.execute("SELECT count(*) FROM ops").fetchone()[0],
+            )
+
+    def vacuum(self) -> None:
+        with self._lock:
+            self._with_retry(lambda: self._conn.execute("VACUUM"))
+
+    def connection(self) -> sqlite3.Connection:
+        """The underlying connection (for ad-hoc SQL; do not write through it)."""
+        return self._conn

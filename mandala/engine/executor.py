@@ -1,0 +1,401 @@
+"""Executing one op call under a storage: bind, identify, look up, run, record.
+
+The hot path is written for a memo hit of a trivial op to cost a few microseconds: a
+precomputed binder, one content hash per raw input, two small hashes for the call, one dict
+lookup. Nothing is recorded until the call has completed and its outputs are checked, so an
+exception in the op (or a bad return value) leaves no trace of that call, while calls that
+completed before it stay pending and are committed as usual.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from mandala.backends.records import KIND_ATOM, KIND_DICT, KIND_LIST, KIND_POINTER, KIND_SET
+from mandala.engine.context import Mode, pop_frame, push_frame
+from mandala.engine.session import Session, ref_from_kind
+from mandala.engine.structural import Builder
+from mandala.errors import (
+    NewCallsNotAllowedError,
+    SerializationError,
+    UnhashableValueError,
+    ValueNotFoundError,
+)
+from mandala.hashing import ids
+from mandala.hashing.values import content_key
+from mandala.model.annotations import ATOM
+from mandala.model.calls import Call
+from mandala.model.markers import Ignore, NewArgDefault, ValuePointer, values_equal_strict
+from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
+
+if TYPE_CHECKING:
+    from mandala.engine.op import Op
+
+__all__ = ["Engine", "make_atom"]
+
+_perf_counter = time.perf_counter
+_wall_clock = time.time
+
+
+def make_atom(value: Any) -> AtomRef:
+    """The in-memory ref of a raw value (what ``wrap_atom`` returns)."""
+    if isinstance(value, Ref):
+        return value  # type: ignore[return-value]
+    if type(value) is ValuePointer:
+        key = ids.pointer_key(content_key(value.id))
+        return AtomRef(key, key, True, value.obj)
+    key = content_key(value)
+    return AtomRef(key, ids.atom_history_key(key), True, value)
+
+
+class Engine:
+    """Runs op calls against a :class:`Session`; one per Storage."""
+
+    def __init__(self, session: Session, storage: Any) -> None:
+        self.session = session
+        self.storage = storage
+        self.allow_new_calls = True
+
+    # ================================================================== calls
+
+    def call(self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run (or find) one call of ``op``; returns its output ref(s)."""
+        plan = op.plan
+        bound = plan.bind(args, kwargs)
+        inputs: dict[str, Ref] = {}
+        passed: dict[str, Any] = {}
+        builder: Builder | None = None
+        ignored = op.ignore_set
+        for parameter in plan.parameters:
+            name = parameter.name
+            value = bound[name]
+            if parameter.is_variadic_positional:
+                items = []
+                for i, item in enumerate(value):
+                    if type(item) is Ignore:
+                        items.append(item.value)
+                        continue
+                    item_name = f"{name}_{i}"
+                    if builder is None:
+                        builder = self._builder(op)
+                    ref = builder.construct(item, parameter.storage_type, f"argument {item_name!r}")
+                    inputs[item_name] = ref
+                    items.append(ref)
+                passed[name] = items
+                continue
+            if parameter.is_variadic_keyword:
+                entries = {}
+                for key, item in value.items():
+                    if type(item) is Ignore:
+                        entries[key] = item.value
+                        continue
+                    if builder is None:
+                        builder = self._builder(op)
+                    ref = builder.construct(item, parameter.storage_type, f"argument {key!r}")
+                    inputs[key] = ref
+                    entries[key] = ref
+                passed[name] = entries
+                continue
+            cls = type(value)
+            if cls is Ignore:
+                passed[name] = value.value
+                continue
+            if name in ignored:
+                passed[name] = value
+                continue
+            default = parameter.default
+            if type(default) is NewArgDefault:
+                if value is default:
+                    passed[name] = default.value
+                    continue
+                raw = self.unwrap(value) if isinstance(value, Ref) else value
+                if values_equal_strict(default.value, raw):
+                    passed[name] = default.value
+                    continue
+            if parameter.storage_type is ATOM and cls is not ValuePointer:
+                if isinstance(value, Ref):
+                    ref = value
+                else:
+                    try:
+                        key = content_key(value)
+                    except UnhashableValueError as error:
+                        raise UnhashableValueError(
+                            f"op {op.name!r}, argument {name!r}: {error}"
+                        ) from error
+                    ref = AtomRef(key, ids.atom_history_key(key), True, value)
+            else:
+                if builder is None:
+                    builder = self._builder(op)
+                ref = builder.construct(value, parameter.storage_type, f"argument {name!r}")
+            inputs[name] = ref
+            passed[name] = ref
+
+        session = self.session
+        semantic_version = None
+        history = ids.call_key(
+            op.key, [(name, ref.history_key) for name, ref in inputs.items()], semantic_version
+        )
+        found = session.lookup(history)
+        if found is not None:
+            return op.order_outputs(self._refs_of_outputs(found))
+        content = ids.call_key(
+            op.key, [(name, ref.content_key) for name, ref in inputs.items()], semantic_version
+        )
+        prototype = session.find_by_content(content)
+        if builder is None:
+            builder = self._builder(op)
+        if prototype is not None:
+            outputs = self._restamped_outputs(prototype, history, builder)
+            call = Call(op.spec, content, history, inputs, outputs, semantic_version)
+        else:
+            if not self.allow_new_calls:
+                raise NewCallsNotAllowedError(
+                    f"Call to {op.name} does not exist and new calls are not allowed. "
+                    "Call storage.allow_new_calls(True) to compute it."
+                )
+            outputs, started_at, duration = self._execute(op, passed, history, builder)
+            call = Call(
+                op.spec, content, history, inputs, outputs, semantic_version, None, started_at, duration
+            )
+        self._record(op, call, builder)
+        return op.order_outputs(outputs)
+
+    # ------------------------------------------------------------------ inputs
+
+    def _builder(self, op: Op) -> Builder:
+        def wrap(value: Any, where: str) -> Ref:
+            try:
+                return make_atom(value)
+            except UnhashableValueError as error:
+                raise UnhashableValueError(f"op {op.name!r}, {where}: {error}") from error
+
+        return Builder(wrap, f"op {op.name!r}")
+
+    # ------------------------------------------------------------------ execution
+
+    def _execute(
+        self, op: Op, passed: dict[str, Any], history: bytes, builder: Builder
+    ) -> tuple[dict[str, Ref], float, float]:
+        plan = op.plan
+        values: dict[str, Any] = {}
+        for parameter in plan.parameters:
+            value = passed[parameter.name]
+            if parameter.is_variadic_positional:
+                values[parameter.name] = [self._value_of(v) for v in value]
+            elif parameter.is_variadic_keyword:
+                values[parameter.name] = {k: self._value_of(v) for k, v in value.items()}
+            else:
+                values[parameter.name] = self._value_of(value)
+        args, kwargs = plan.layout(values)
+        token = push_frame(self.storage, Mode.PLAIN)
+        started_at = _wall_clock()
+        start = _perf_counter()
+        try:
+            result = op.func(*args, **kwargs)
+        finally:
+            duration = _perf_counter() - start
+            pop_frame(token)
+        outputs: dict[str, Ref] = {}
+        for name, value, storage_type in op.split_outputs(result):
+            output_history = ids.output_history_key(history, name)
+            if isinstance(value, Ref):
+                outputs[name] = builder.restamp(value, output_history)
+            elif storage_type is ATOM:
+                try:
+                    key = content_key(value)
+                except UnhashableValueError as error:
+                    raise UnhashableValueError(
+                        f"op {op.name!r}, output {name!r}: {error}"
+                    ) from error
+                outputs[name] = AtomRef(key, output_history, True, value)
+            else:
+                built = Builder(builder.wrap_atom, builder.context).construct(
+                    value, storage_type, f"output {name!r}"
+                )
+                outputs[name] = builder.restamp(built, output_history)
+        return outputs, started_at, duration
+
+    def _value_of(self, value: Any) -> Any:
+        if isinstance(value, Ref):
+            if value.in_memory and type(value) is AtomRef:
+                return value.obj
+            return self.unwrap(value)
+        return value
+
+    def _restamped_outputs(
+        self, prototype: bytes, history: bytes, builder: Builder
+    ) -> dict[str, Ref]:
+        """Outputs of a new call that reuses the results of a call with equal input contents."""
+        found = self.session.lookup(prototype)
+        if found is None:  # the prototype was dropped meanwhile
+            raise ValueNotFoundError(f"call {prototype.hex()} disappeared from the store")
+        outputs: dict[str, Ref] = {}
+        for name, ref in self._refs_of_outputs(found).items():
+            outputs[name] = builder.restamp(ref, ids.output_history_key(history, name))
+        return outputs
+
+    # ------------------------------------------------------------------ recording
+
+    def _record(self, op: Op, call: Call, builder: Builder) -> None:
+        session = self.session
+        new_values: list[bytes] = []
+        try:
+            for structural in builder.calls:
+                self._record_call_refs(structural, new_values, f"op {op.name!r}")
+            self._record_call_refs(call, new_values, f"op {op.name!r}")
+        except SerializationError:
+            session.discard_values(new_values)
+            raise
+        session.register_op(op.spec)
+        for structural in builder.calls:
+            session.register_op(structural.op)
+            session.record_call(structural)
+        session.record_call(call)
+
+    def _record_call_refs(self, call: Call, new_values: list[bytes], context: str) -> None:
+        for direction, refs in (("argument", call.inputs), ("output", call.outputs)):
+            for name, ref in refs.items():
+                self._record_ref(ref, new_values, f"{context}, {direction} {name!r}")
+
+    def _record_ref(self, ref: Ref, new_values: list[bytes], where: str) -> None:
+        session = self.session
+        cls = type(ref)
+        if cls is AtomRef:
+            if ref.history_key == ref.content_key:  # only ValuePointer refs have equal keys
+                session.record_ref(ref, KIND_POINTER)
+                return
+            session.record_ref(ref, KIND_ATOM)
+            if ref.in_memory:
+                try:
+                    if session.record_value(ref.content_key, ref.obj):
+                        new_values.append(ref.content_key)
+                except SerializationError as error:
+                    raise SerializationError(f"{where}: {error}") from error
+            return
+        kind = KIND_LIST if cls is ListRef else KIND_DICT if cls is DictRef else KIND_SET
+        session.record_ref(ref, kind)
+        if ref.in_memory and ref.obj is not None:
+            if cls is DictRef:
+                items = [
+                    (ref.history_key, i, key, element.history_key)
+                    for i, (key, element) in enumerate(sorted(ref.obj.items()))
+                ]
+                elements: Iterable[Ref] = ref.obj.values()
+            else:
+                items = [
+                    (ref.history_key, i, None, element.history_key)
+                    for i, element in enumerate(ref.obj)
+                ]
+                elements = ref.obj
+            session.record_items(ref.history_key, items)
+            for element in elements:
+                self._record_ref(element, new_values, where)
+
+    # ================================================================== loading
+
+    def _refs_of_outputs(self, outputs: tuple[tuple[str, bytes, bytes, int], ...]) -> dict[str, Ref]:
+        refs: dict[str, Ref] = {}
+        collections: list[Ref] = []
+        for name, history_key, content, kind in outputs:
+            if kind == KIND_ATOM or kind == KIND_POINTER:
+                refs[name] = AtomRef(content, history_key, False, None)
+            else:
+                ref = ref_from_kind(kind, content, history_key)
+                refs[name] = ref
+                collections.append(ref)
+        if collections:
+            self.load_shapes(collections)
+        return refs
+
+    def load_shapes(self, refs: list[Ref]) -> None:
+        """Fill in the element refs of collection refs (recursively), leaving values lazy."""
+        pending = [r for r in refs if not isinstance(r, AtomRef) and r.obj is None]
+        while pending:
+            shapes = self.session.load_shapes([r.history_key for r in pending])
+            next_level: list[Ref] = []
+            for ref in pending:
+                items = shapes.get(ref.history_key)
+                if items is None:
+                    raise ValueNotFoundError(
+                        f"the elements of {type(ref).__name__}(hid={ref.hid}) are not in this storage"
+                    )
+                elements = []
+                for item in items:
+                    element = ref_from_kind(
+                        item.element.kind, item.element.content_key, item.element.history_key
+                    )
+                    elements.append((item, element))
+                    if not isinstance(element, AtomRef):
+                        next_level.append(element)
+                if isinstance(ref, DictRef):
+                    ref.obj = {item.item_key: element for item, element in elements}
+                else:
+                    ref.obj = [element for _, element in elements]
+                ref.in_memory = True
+            pending = next_level
+
+    def unwrap(self, obj: Any, cache: bool = True) -> Any:
+        """Values of the refs in ``obj`` (recursing through lists, tuples, dicts and sets)."""
+        refs = list(_iter_refs(obj))
+        if refs:
+            self._load_values(refs, cache)
+        return _substitute(obj)
+
+    def attach(self, refs: Iterable[Ref]) -> None:
+        """Load the values of ``refs`` into them (in place)."""
+        self._load_values(list(refs), True)
+
+    def _load_values(self, refs: list[Ref], cache: bool) -> None:
+        self.load_shapes([r for r in refs if not isinstance(r, AtomRef)])
+        atoms: list[AtomRef] = []
+        stack: list[Ref] = list(refs)
+        while stack:
+            ref = stack.pop()
+            if isinstance(ref, AtomRef):
+                if not ref.in_memory:
+                    atoms.append(ref)
+            elif ref.obj is not None:
+                stack.extend(ref.obj.values() if isinstance(ref, DictRef) else ref.obj)
+        if not atoms:
+            return
+        if any(a.history_key == a.content_key for a in atoms):
+            raise ValueNotFoundError(
+                "a ValuePointer's object is never stored; pass the ValuePointer (with its object)"
+                " again instead of unwrapping the stored ref"
+            )
+        values = self.session.load_values(a.content_key for a in atoms)
+        for atom in atoms:
+            atom.obj = values[atom.content_key]
+            atom.in_memory = True
+
+
+def _iter_refs(obj: Any) -> Iterable[Ref]:
+    if isinstance(obj, Ref):
+        yield obj
+    elif type(obj) in (list, tuple, set, frozenset):
+        for item in obj:
+            yield from _iter_refs(item)
+    elif type(obj) is dict:
+        for item in obj.values():
+            yield from _iter_refs(item)
+
+
+def _substitute(obj: Any) -> Any:
+    """``obj`` with every (loaded) ref replaced by its value."""
+    if isinstance(obj, Ref):
+        if isinstance(obj, AtomRef):
+            return obj.obj
+        if isinstance(obj, ListRef):
+            return [_substitute(e) for e in obj.obj]
+        if isinstance(obj, DictRef):
+            return {k: _substitute(e) for k, e in obj.obj.items()}
+        if isinstance(obj, SetRef):
+            return {_substitute(e) for e in obj.obj}
+    cls = type(obj)
+    if cls in (list, tuple, set, frozenset):
+        return cls(_substitute(item) for item in obj)
+    if cls is dict:
+        return {k: _substitute(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,371 @@
+"""The write-back cache between the engine and a backend.
+
+Calls found or made in this session are remembered compactly (call history key -> its outputs)
+so repeated calls are a dict lookup. New rows accumulate in memory and reach the backend in one
+transaction at :meth:`Session.commit`. Values are serialized when their call is recorded (so a
+value mutated afterwards cannot change what was stored, and an unserializable value is reported
+at the call that made it); large values go straight to content-addressed blob files, and only
+their row waits for the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from mandala.backends.blobs import LocalBlobStore
+from mandala.backends.records import (
+    DIRECTION_IN,
+    DIRECTION_OUT,
+    KIND_ATOM,
+    KIND_DICT,
+    KIND_LIST,
+    KIND_POINTER,
+    KIND_SET,
+    ShapeItem,
+    StoredCall,
+    StoredOutput,
+    WriteBatch,
+)
+from mandala.errors import CorruptValueError, ValueNotFoundError
+from mandala.hashing import serialization
+from mandala.model.calls import Call, OpSpec
+from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
+
+__all__ = ["Session", "CompactOutputs", "ref_kind", "ref_from_kind"]
+
+logger = logging.getLogger(__name__)
+
+CompactOutputs = tuple[tuple[str, bytes, bytes, int], ...]
+"""A call's outputs as ``(name, history_key, content_key, kind)`` tuples: small in memory."""
+
+_KIND_OF_CLASS: dict[type, int] = {
+    AtomRef: KIND_ATOM,
+    ListRef: KIND_LIST,
+    DictRef: KIND_DICT,
+    SetRef: KIND_SET,
+}
+_CLASS_OF_KIND: dict[int, type[Ref]] = {
+    KIND_ATOM: AtomRef,
+    KIND_POINTER: AtomRef,
+    KIND_LIST: ListRef,
+    KIND_DICT: DictRef,
+    KIND_SET: SetRef,
+}
+
+
+def ref_kind(ref: Ref) -> int:
+    return _KIND_OF_CLASS[type(ref)]
+
+
+def ref_from_kind(kind: int, content_key: bytes, history_key: bytes) -> Ref:
+    """A lazy ref of the class that ``kind`` names."""
+    return _CLASS_OF_KIND[kind](content_key, history_key, False, None)
+
+
+def op_row(spec: OpSpec) -> tuple:
+    return (
+        spec.name,
+        spec.version,
+        json.dumps(list(spec.output_names)) if spec.output_names is not None else None,
+        json.dumps(spec.nout),
+        json.dumps(list(spec.ignore_args)),
+        int(spec.is_structural),
+    )
+
+
+class Session:
+    """Cache and pending writes of one Storage over one backend.
+
+    Args:
+        backend: the persistent store (see ``mandala.backends``).
+        blobs: where values of ``blob_threshold`` bytes and more are written, or None to keep
+            every value inside the database.
+        blob_threshold: size in bytes from which a value goes to ``blobs``.
+    """
+
+    def __init__(self, backend: Any, blobs: LocalBlobStore | None, blob_threshold: int) -> None:
+        self.backend = backend
+        self.blobs = blobs
+        self.blob_threshold = blob_threshold
+        self.calls: dict[bytes, CompactOutputs] = {}
+        self._reset_pending()
+        self._registered_ops: set[tuple[str, int]] = set()
+
+    def _reset_pending(self) -> None:
+        self.pending_calls: dict[bytes, Call] = {}
+        self._pending_by_content: dict[bytes, bytes] = {}
+        self._pending_creators: dict[bytes, bytes] = {}
+        self._values: dict[bytes, tuple] = {}
+        self._value_objects: dict[bytes, Any] = {}
+        self._refs: dict[bytes, tuple] = {}
+        self._items: dict[bytes, list[tuple]] = {}
+        self._edges: list[tuple] = []
+        self._ops: dict[tuple[str, int], tuple] = {}
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def is_dirty(self) -> bool:
+        return bool(self.pending_calls or self._refs or self._values or self._ops)
+
+    def pending_counts(self) -> dict[str, int]:
+        return {
+            "calls": len(self.pending_calls),
+            "refs": len(self._refs),
+            "values": len(self._values),
+            "ops": len(self._ops),
+        }
+
+    def clear(self) -> None:
+        """Forget cached calls (pending writes must have been committed or discarded)."""
+        self.calls = {}
+        self._reset_pending()
+
+    # ------------------------------------------------------------------ lookups
+
+    def lookup(self, call_key: bytes) -> CompactOutputs | None:
+        """Outputs of the call with this history key, from the cache or the store."""
+        found = self.calls.get(call_key)
+        if found is not None:
+            return found
+        stored = self.backend.find_outputs(call_key)
+        if stored is None:
+            return None
+        compact = tuple((o.name, o.history_key, o.content_key, o.kind) for o in stored)
+        self.calls[call_key] = compact
+        return compact
+
+    def find_by_content(self, content_key: bytes) -> bytes | None:
+        """History key of some call with this content key, pending or stored."""
+        found = self._pending_by_content.get(content_key)
+        if found is not None:
+            return found
+        return self.backend.find_call_by_content(content_key)
+
+    def has_call(self, call_key: bytes) -> bool:
+        return call_key in self.calls or bool(self.backend.has_calls([call_key]))
+
+    def load_calls(self, call_keys: Sequence[bytes]) -> list[StoredCall | Call]:
+        """Calls by history key, pending ones as :class:`Call`, stored ones as records."""
+        pending = self.pending_calls
+        result: list[StoredCall | Call] = []
+        missing = [key for key in call_keys if key not in pending]
+        stored = {c.history_key: c for c in self.backend.load_calls(missing)} if missing else {}
+        for key in call_keys:
+            if key in pending:
+                result.append(pending[key])
+            elif key in stored:
+                result.append(stored[key])
+        return result
+
+    def creators(self, ref_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]:
+        found = self.backend.creators(ref_keys)
+        for key in ref_keys:
+            creator = self._pending_creators.get(key)
+            if creator is not None and creator not in found.get(key, []):
+                found.setdefault(key, []).append(creator)
+        return found
+
+    def consumers(self, ref_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]:
+        found = self.backend.consumers(ref_keys)
+        wanted = set(ref_keys)
+        for call in self.pending_calls.values():
+            for ref in call.inputs.values():
+                if ref.history_key in wanted:
+                    callers = found.setdefault(ref.history_key, [])
+                    if call.history_key not in callers:
+                        callers.append(call.history_key)
+        return found
+
+    # ------------------------------------------------------------------ values and shapes
+
+    def load_shapes(self, collection_keys: Sequence[bytes]) -> dict[bytes, list[ShapeItem]]:
+        shapes: dict[bytes, list[ShapeItem]] = {}
+        missing = []
+        for key in collection_keys:
+            rows = self._items.get(key)
+            if rows is None:
+                missing.append(key)
+                continue
+            items = []
+            for _, position, item_key, element_key in rows:
+                element = self._refs.get(element_key)
+                if element is None:
+                    missing.append(key)
+                    break
+                items.append(ShapeItem(position, item_key, StoredOutput("", element_key, element[1], element[2])))
+            else:
+                shapes[key] = items
+        if missing:
+            shapes.update(self.backend.load_shapes(missing))
+        return shapes
+
+    def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
+        """Values by content key (pending ones from memory, others from the store).
+
+        Raises:
+            ValueNotFoundError: a key is not stored.
+        """
+        keys = list(dict.fromkeys(content_keys))
+        result: dict[bytes, Any] = {}
+        missing = []
+        for key in keys:
+            if key in self._value_objects:
+                result[key] = self._value_objects[key]
+            else:
+                missing.append(key)
+        if missing:
+            stored = self.backend.load_values(missing)
+            for key in missing:
+                row = stored.get(key)
+                if row is None:
+                    raise ValueNotFoundError(
+                        f"value {key.hex()} is not in this storage (was the ref made by another "
+                        "storage, or were its calls dropped and cleaned up?)"
+                    )
+                result[key] = self._decode(row.content_key, row.format, row.data, row.blob_key)
+        return result
+
+    def _decode(self, key: bytes, fmt: str, data: bytes | None, blob_key: str | None) -> Any:
+        if data is not None:
+            return serialization.decode(fmt, data)
+        if blob_key is None or self.blobs is None:
+            raise CorruptValueError(
+                f"value {key.hex()} is stored in a blob file but this storage has no blob folder;"
+                " open it with the overflow_dir it was written with"
+            )
+        try:
+            with self.blobs.open(blob_key) as file:
+                return serialization.read_from_file(fmt, file)
+        except FileNotFoundError as error:
+            raise CorruptValueError(
+                f"value {key.hex()} should be in blob file {self.blobs.path(blob_key)} but the file "
+                "is missing; drop the calls that produced it (storage.drop_calls) to recompute it"
+            ) from error
+
+    # ------------------------------------------------------------------ recording
+
+    def register_op(self, spec: OpSpec) -> None:
+        key = (spec.name, spec.version)
+        if key not in self._registered_ops:
+            self._ops[key] = op_row(spec)
+            self._registered_ops.add(key)
+
+    def record_value(self, content_key: bytes, value: Any) -> bool:
+        """Serialize a value for storage now, unless already pending; True if it was new.
+
+        Raises:
+            SerializationError: the value cannot be serialized (the caller adds the context).
+        """
+        if content_key in self._values:
+            return False
+        blobs = self.blobs
+        if blobs is not None:
+            size = serialization.estimated_size(value)
+            if size is not None and size >= self.blob_threshold:
+                self._values[content_key] = self._write_blob(content_key, value, size)
+                self._value_objects[content_key] = value
+                return True
+        fmt, data = serialization.encode(value)
+        if blobs is not None and len(data) >= self.blob_threshold:
+            blob_key = content_key.hex()
+            blobs.write(blob_key, lambda file: file.write(data))
+            self._values[content_key] = (content_key, fmt, len(data), None, blob_key)
+        else:
+            self._values[content_key] = (content_key, fmt, len(data), data, None)
+        self._value_objects[content_key] = value
+        return True
+
+    def discard_values(self, content_keys: Iterable[bytes]) -> None:
+        """Drop pending values (those recorded for a call that then failed)."""
+        for key in content_keys:
+            self._values.pop(key, None)
+            self._value_objects.pop(key, None)
+
+    def _write_blob(self, content_key: bytes, value: Any, size: int) -> tuple:
+        blob_key = content_key.hex()
+        assert self.blobs is not None
+        written = self.blobs.write(blob_key, lambda file: serialization.write_to_file(value, file))
+        fmt = written if written is not None else serialization.format_of(value)
+        return (content_key, fmt, size, None, blob_key)
+
+    def record_ref(self, ref: Ref, kind: int) -> None:
+        key = ref.history_key
+        if key not in self._refs:
+            self._refs[key] = (key, ref.content_key, kind)
+
+    def record_items(self, collection_key: bytes, items: list[tuple]) -> None:
+        if collection_key not in self._items:
+            self._items[collection_key] = items
+
+    def record_call(self, call: Call) -> None:
+        """Add a call (whose refs and values were recorded) to the pending writes."""
+        key = call.history_key
+        if key in self.pending_calls:
+            return
+        self.pending_calls[key] = call
+        self._pending_by_content.setdefault(call.content_key, key)
+        edges = self._edges
+        for name, ref in call.inputs.items():
+            edges.append((key, DIRECTION_IN, name, ref.history_key))
+        outputs = []
+        for name, ref in call.outputs.items():
+            edges.append((key, DIRECTION_OUT, name, ref.history_key))
+            self._pending_creators[ref.history_key] = key
+            outputs.append((name, ref.history_key, ref.content_key, _KIND_OF_CLASS[type(ref)]))
+        self.calls[key] = tuple(outputs)
+
+    # ------------------------------------------------------------------ commit
+
+    def commit(self) -> int:
+        """Write everything pending in one transaction; returns the number of new calls.
+
+        On failure (including KeyboardInterrupt) nothing is written and everything stays
+        pending, so a later commit can retry.
+        """
+        if not self.is_dirty:
+            return 0
+        items = [row for rows in self._items.values() for row in rows]
+        batch = WriteBatch(
+            ops=list(self._ops.values()),
+            values=list(self._values.values()),
+            refs=list(self._refs.values()),
+            items=items,
+            calls=[
+                (
+                    c.history_key,
+                    c.content_key,
+                    c.op.name,
+                    c.op.version,
+                    c.semantic_version,
+                    c.content_version,
+                    c.started_at,
+                    c.duration,
+                )
+                for c in self.pending_calls.values()
+            ],
+            edges=self._edges,
+        )
+        self.backend.write(batch)
+        count = len(self.pending_calls)
+        self._reset_pending()
+        logger.debug("committed %d calls", count)
+        return count
+
+    def forget_calls(self, call_keys: Iterable[bytes]) -> int:
+        """Remove calls from the cache and from pending writes; returns how many were cached."""
+        removed = 0
+        for key in call_keys:
+            if self.calls.pop(key, None) is not None:
+                removed += 1
+            call = self.pending_calls.pop(key, None)
+            if call is not None:
+                self._edges = [edge for edge in self._edges if edge[0] != key]
+                if self._pending_by_content.get(call.content_key) == key:
+                    del self._pending_by_content[call.content_key]
+                for ref in call.outputs.values():
+                    self._pending_creators.pop(ref.history_key, None)
+        return removed

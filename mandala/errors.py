@@ -1,0 +1,90 @@
+"""The exception family of mandala.
+
+Every error a user can meet derives from :class:`MandalaError` and also from the builtin
+exception they would naturally catch (``ValueError``, ``TypeError``, ``KeyError``,
+``RuntimeError``), so code written against the original library (which raised builtins) keeps
+working while new code can catch the specific situation.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MandalaError",
+    "OpDefinitionError",
+    "OpCallError",
+    "OutputMismatchError",
+    "UnhashableValueError",
+    "SerializationError",
+    "StorageError",
+    "SchemaVersionError",
+    "ValueNotFoundError",
+    "UncommittedChangesError",
+    "NewCallsNotAllowedError",
+    "ContextError",
+    "FeatureUnavailableError",
+    "InvalidIdError",
+    "CorruptValueError",
+]
+
+
+class MandalaError(Exception):
+    """Base class of every exception raised by mandala."""
+
+
+class OpDefinitionError(MandalaError, ValueError):
+    """An ``@op`` was declared in a way that cannot work (raised at decoration time)."""
+
+
+class OpCallError(MandalaError, TypeError):
+    """An op was called with arguments that cannot be stored (e.g. a non-str ``MDict`` key)."""
+
+
+class OutputMismatchError(MandalaError, ValueError):
+    """An op returned a different number of outputs than it declares; nothing was saved."""
+
+
+class UnhashableValueError(MandalaError, TypeError):
+    """A value can neither be hashed canonically nor pickled, so it cannot get a content id."""
+
+
+class SerializationError(MandalaError, TypeError):
+    """A value cannot be turned into bytes for storage (or read back from them)."""
+
+
+class StorageError(MandalaError, RuntimeError):
+    """The persistent store could not complete an operation."""
+
+
+class SchemaVersionError(StorageError):
+    """The store was written by a release whose schema this release cannot open."""
+
+
+class ValueNotFoundError(MandalaError, KeyError):
+    """A Ref or call id is not known to this storage."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class UncommittedChangesError(MandalaError, ValueError):
+    """An operation needs a clean cache but there are uncommitted changes."""
+
+
+class NewCallsNotAllowedError(MandalaError, RuntimeError):
+    """A call is missing from the store while ``allow_new_calls(False)`` is in force."""
+
+
+class ContextError(MandalaError, RuntimeError):
+    """A storage context was used in a way that cannot work (e.g. exited twice)."""
+
+
+class FeatureUnavailableError(MandalaError, RuntimeError):
+    """A documented feature of the original library that this release does not provide yet."""
+
+
+class InvalidIdError(MandalaError, ValueError):
+    """A string given as a history or content id is not a well-formed id."""
+
+
+class CorruptValueError(StorageError):
+    """A stored value's bytes do not match their checksum or cannot be decoded."""

@@ -1,0 +1,133 @@
+"""Calls and the stored description of an op."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mandala.model.refs import Ref, short_id
+
+__all__ = ["OpSpec", "Call"]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """What the store knows of an op: enough to describe its calls without its code.
+
+    Attributes:
+        name: the op's name (the function's ``__name__``); with ``version`` it is the op's
+            identity in every call id.
+        version: the op's declared version (0 unless given to ``@op``).
+        output_names: declared output names, or None for the default ``output_0``, ...
+        nout: ``"auto"``, ``"var"`` or a fixed count, as declared.
+        ignore_args: parameter names always treated as ``Ignore``.
+        is_structural: True for the built-in collection ops (``__make_list__`` ...).
+    """
+
+    name: str
+    version: int = 0
+    output_names: tuple[str, ...] | None = None
+    nout: str | int = "auto"
+    ignore_args: tuple[str, ...] = ()
+    is_structural: bool = False
+
+
+class Call:
+    """One execution of an op: its identity, its input and output refs, and metadata.
+
+    Attributes:
+        op: the op's :class:`OpSpec`.
+        inputs / outputs: refs by input / output name (ignored arguments are absent).
+        semantic_version / content_version: filled in by versioning, None otherwise.
+        started_at: wall-clock start (seconds since the epoch); duration: seconds it ran.
+    """
+
+    __slots__ = (
+        "op",
+        "content_key",
+        "history_key",
+        "inputs",
+        "outputs",
+        "semantic_version",
+        "content_version",
+        "started_at",
+        "duration",
+    )
+
+    def __init__(
+        self,
+        op: OpSpec,
+        content_key: bytes,
+        history_key: bytes,
+        inputs: dict[str, Ref],
+        outputs: dict[str, Ref],
+        semantic_version: str | None = None,
+        content_version: str | None = None,
+        started_at: float | None = None,
+        duration: float | None = None,
+    ) -> None:
+        self.op = op
+        self.content_key = content_key
+        self.history_key = history_key
+        self.inputs = inputs
+        self.outputs = outputs
+        self.semantic_version = semantic_version
+        self.content_version = content_version
+        self.started_at = started_at
+        self.duration = duration
+
+    @property
+    def content_id(self) -> str:
+        """Hex id of the call from its inputs' contents."""
+        return self.content_key.hex()
+
+    @property
+    def history_id(self) -> str:
+        """Hex id of the call from its inputs' histories: the call's primary key."""
+        return self.history_key.hex()
+
+    @property
+    def cid(self) -> str:
+        """Alias of :attr:`content_id`."""
+        return self.content_key.hex()
+
+    @property
+    def hid(self) -> str:
+        """Alias of :attr:`history_id`."""
+        return self.history_key.hex()
+
+    def __hash__(self) -> int:
+        return hash(self.history_key)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Call):
+            return NotImplemented
+        return self.history_key == other.history_key
+
+    def __repr__(self) -> str:
+        return f"Call({self.op.name}, hid={short_id(self.history_key)})"
+
+    def with_refs(self, inputs: dict[str, Ref], outputs: dict[str, Ref]) -> Call:
+        """A copy of this call holding other ref objects for the same ids."""
+        return Call(
+            self.op,
+            self.content_key,
+            self.history_key,
+            inputs,
+            outputs,
+            self.semantic_version,
+            self.content_version,
+            self.started_at,
+            self.duration,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Plain-data summary (for reprs and tables)."""
+        return {
+            "op": self.op.name,
+            "hid": self.hid,
+            "inputs": {k: v.hid for k, v in self.inputs.items()},
+            "outputs": {k: v.hid for k, v in self.outputs.items()},
+            "started_at": self.started_at,
+            "duration": self.duration,
+        }

@@ -1,0 +1,477 @@
+"""``Storage``: where op calls are memoized, and the API to query and maintain what is stored.
+
+The facade composes a backend (SQLite file or memory), a blob folder for large values, the
+session cache and the engine. See the class docstring for usage.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from mandala._text import format_table
+from mandala.backends.blobs import LocalBlobStore
+from mandala.backends.records import KIND_ATOM, KIND_POINTER, StoredCall
+from mandala.backends.sqlite import SqliteBackend
+from mandala.engine.context import Frame, Mode, active_stack, pop_frame, push_frame
+from mandala.engine.executor import Engine
+from mandala.engine.op import Op
+from mandala.engine.session import Session, ref_from_kind
+from mandala.engine.structural import STRUCTURAL_OPS
+from mandala.errors import (
+    ContextError,
+    FeatureUnavailableError,
+    UncommittedChangesError,
+    ValueNotFoundError,
+)
+from mandala.hashing.digest import from_hex
+from mandala.model.calls import Call, OpSpec
+from mandala.model.refs import AtomRef, Ref
+
+__all__ = ["Storage"]
+
+logger = logging.getLogger("mandala")
+
+_MB = 1024 * 1024
+_DEFAULT_BLOB_THRESHOLD_MB = 1.0
+
+
+class Storage:
+    """A store of memoized op calls. Use it as a context: ``with storage: results = f(x)``.
+
+    Inside ``with storage:`` every ``@op`` call is looked up by its inputs and computed only if
+    it was never computed before; its inputs, outputs and metadata are saved when the outermost
+    block exits (or at :meth:`commit`). Results come back as lazy refs; :meth:`unwrap` gives
+    their values.
+
+    Args:
+        db_path: ``":memory:"`` (default; gone when the object is) or a SQLite file path, created
+            if missing.
+        overflow_dir: folder for values of ``overflow_threshold_MB`` and more. For a file store it
+            defaults to ``<db_path>.blobs``; an in-memory store keeps every value in memory.
+        overflow_threshold_MB: size from which a value is written to its own file (default 1 MB;
+            large arrays are then written and read without extra copies).
+        deps_path, tracer_impl, strict_tracing, skip_unhashable_globals, skip_globals_silently,
+        skip_missing_deps, skip_missing_silently, deps_package, track_globals: code versioning
+            options of the original library; versioning is not available in this release yet,
+            so ``deps_path`` must stay None.
+
+    Example:
+        >>> from mandala.imports import Storage, op
+        >>> @op
+        ... def inc(x):
+        ...     return x + 1
+        >>> storage = Storage()
+        >>> with storage:
+        ...     y = inc(41)
+        >>> storage.unwrap(y)
+        42
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] = ":memory:",
+        overflow_dir: str | os.PathLike[str] | None = None,
+        overflow_threshold_MB: float | None = None,  # noqa: N803 - the original's name
+        deps_path: str | os.PathLike[str] | None = None,
+        tracer_impl: Any = None,
+        strict_tracing: bool = False,
+        skip_unhashable_globals: bool = True,
+        skip_globals_silently: bool = False,
+        skip_missing_deps: bool = True,
+        skip_missing_silently: bool = False,
+        deps_package: str | None = None,
+        track_globals: bool = True,
+    ) -> None:
+        if deps_path is not None:
+            raise FeatureUnavailableError(
+                "code versioning (Storage(deps_path=...)) is not available in this release of "
+                "mandala yet; create the storage without deps_path (calls are then identified by "
+                "op name and inputs only, and @op(version=N) invalidates an op's calls by hand)"
+            )
+        self.db_path = str(db_path)
+        self.backend = SqliteBackend(self.db_path)
+        if overflow_dir is None and not self.backend.is_memory:
+            overflow_dir = self.db_path + ".blobs"
+        self.overflow_dir = str(overflow_dir) if overflow_dir is not None else None
+        threshold_mb = (
+            _DEFAULT_BLOB_THRESHOLD_MB if overflow_threshold_MB is None else overflow_threshold_MB
+        )
+        if threshold_mb < 0:
+            raise ValueError(f"overflow_threshold_MB must be >= 0, got {overflow_threshold_MB}")
+        blobs = LocalBlobStore(self.overflow_dir) if self.overflow_dir is not None else None
+        self.session = Session(self.backend, blobs, int(threshold_mb * _MB))
+        self._engine = Engine(self.session, self)
+        self._tokens: list[contextvars.Token[tuple[Frame, ...]]] = []
+        self._op_specs: dict[tuple[str, int], OpSpec] = {
+            (spec.name, spec.version): spec for spec in STRUCTURAL_OPS.values()
+        }
+
+    # ================================================================== contexts
+
+    def __enter__(self) -> Storage:
+        self._tokens.append(push_frame(self, Mode.RUN))
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        if not self._tokens:
+            raise ContextError("Storage.__exit__ called without a matching __enter__")
+        pop_frame(self._tokens.pop())
+        if not self._tokens:
+            # The outermost block of this storage commits, even when the block raised, so the
+            # calls that completed before the error are kept and a rerun resumes from there.
+            self.commit()
+
+    def __call__(self, mode: str = "run") -> _ModeContext:
+        """``with storage(mode="noop"):`` runs ops as plain functions; ``"run"`` memoizes."""
+        try:
+            parsed = Mode(mode)
+        except ValueError:
+            raise ValueError(f"mode must be 'run' or 'noop', got {mode!r}") from None
+        if parsed is Mode.PLAIN:
+            raise ValueError("mode must be 'run' or 'noop', got 'plain'")
+        return _ModeContext(self, parsed)
+
+    def in_context(self) -> bool:
+        """Whether any storage context is active in the running code."""
+        return bool(active_stack())
+
+    def allow_new_calls(self, allow: bool) -> _AllowNewCalls:
+        """Forbid (``False``) or allow computing calls that are not stored yet.
+
+        Takes effect at once; also usable as ``with storage.allow_new_calls(False): ...`` to
+        restore the previous setting afterwards. A missing call raises
+        ``NewCallsNotAllowedError`` (a ``RuntimeError``).
+        """
+        previous = self._engine.allow_new_calls
+        self._engine.allow_new_calls = bool(allow)
+        return _AllowNewCalls(self, previous)
+
+    # ================================================================== calls
+
+    def call(self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any], config: Any = None) -> Any:
+        """Call ``op`` under this storage (what ``op(...)`` does inside ``with storage:``)."""
+        return self._engine.call(op, tuple(args), dict(kwargs))
+
+    def commit(self) -> None:
+        """Write every pending call, ref and value to the store in one transaction."""
+        count = self.session.commit()
+        if count:
+            logger.debug("Committed %d calls", count)
+
+    # ================================================================== values
+
+    def unwrap(self, obj: Any, cache: bool = True) -> Any:
+        """Values of the refs in ``obj``, recursing through lists, tuples, dicts and sets.
+
+        Anything that is not a ref is returned as it is. With ``cache=True`` loaded values are
+        kept in the refs, so unwrapping them again costs nothing.
+        """
+        if not cache:
+            refs = list(_refs_in(obj))
+            obj = _replace_refs(obj, {id(r): _deep_copy(r) for r in refs})
+        return self._engine.unwrap(obj, cache)
+
+    def attach(self, obj: Any, inplace: bool = False) -> Any:
+        """Load the values of the refs in ``obj``.
+
+        Returns copies holding their values (a ``ListRef`` stays a ``ListRef``), or, with
+        ``inplace=True``, fills the given refs and returns None.
+        """
+        refs = list(_refs_in(obj))
+        if not inplace:
+            copies = {id(r): _deep_copy(r) for r in refs}
+            obj = _replace_refs(obj, copies)
+            refs = list(copies.values())
+        self._engine.attach(refs)
+        return None if inplace else obj
+
+    def load_ref(self, hid: str, in_memory: bool = True) -> Ref:
+        """The ref with history id ``hid``; with its value when ``in_memory`` (the default)."""
+        key = from_hex(hid, "history id")
+        found = self.backend.load_refs([key])
+        if key not in found:
+            pending = self.session._refs.get(key)
+            if pending is None:
+                raise ValueNotFoundError(f"no ref with history id {hid} in this storage")
+            found[key] = (pending[1], pending[2])
+        content_key, kind = found[key]
+        ref = ref_from_kind(KIND_ATOM if kind == KIND_POINTER else kind, content_key, key)
+        if in_memory:
+            self._engine.attach([ref])
+        elif not isinstance(ref, AtomRef):
+            self._engine.load_shapes([ref])
+        return ref
+
+    # ================================================================== provenance
+
+    def _spec(self, name: str, version: int) -> OpSpec:
+        spec = self._op_specs.get((name, version))
+        if spec is None:
+            for row in self.backend.load_ops():
+                nout = row["nout"]
+                self._op_specs[(row["name"], row["version"])] = OpSpec(
+                    row["name"],
+                    row["version"],
+                    tuple(row["output_names"]) if row["output_names"] is not None else None,
+                    nout,
+                    tuple(row["ignore_args"]),
+                    row["is_structural"],
+                )
+            spec = self._op_specs.get((name, version)) or OpSpec(name, version)
+        return spec
+
+    def _to_call(self, stored: StoredCall | Call) -> Call:
+        if isinstance(stored, Call):
+            return stored
+        return Call(
+            self._spec(stored.op_name, stored.op_version),
+            stored.content_key,
+            stored.history_key,
+            {o.name: ref_from_kind(o.kind, o.content_key, o.history_key) for o in stored.inputs},
+            {o.name: ref_from_kind(o.kind, o.content_key, o.history_key) for o in stored.outputs},
+            stored.semantic_version,
+            stored.content_version,
+            stored.started_at,
+            stored.duration,
+        )
+
+    def mget_call(self, hids: Iterable[str], in_memory: bool = False) -> list[Call]:
+        """Calls by history id, in the given order; with loaded values when ``in_memory``.
+
+        Raises:
+            ValueNotFoundError: some id is not a stored call.
+        """
+        keys = [from_hex(h, "call history id") for h in hids]
+        calls = [self._to_call(c) for c in self.session.load_calls(keys)]
+        if len(calls) != len(keys):
+            found = {c.history_key for c in calls}
+            missing = [k.hex() for k in keys if k not in found]
+            raise ValueNotFoundError(f"no call with history id {missing[0]} in this storage")
+        if in_memory:
+            self._engine.attach(r for c in calls for r in (*c.inputs.values(), *c.outputs.values()))
+        return calls
+
+    def get_call(self, hid: str, lazy: bool = True) -> Call:
+        """The call with history id ``hid``; values loaded unless ``lazy``."""
+        return self.mget_call([hid], in_memory=not lazy)[0]
+
+    def exists_call(self, hid: str) -> bool:
+        """Whether a call with this history id is stored (or pending)."""
+        return self.session.has_call(from_hex(hid, "call history id"))
+
+    def get_creators(self, ref_hids: Iterable[str]) -> list[Call]:
+        """The calls that output the given refs (committed or pending)."""
+        keys = [from_hex(h, "history id") for h in ref_hids]
+        found = self.session.creators(keys)
+        call_keys = list(dict.fromkeys(k for key in keys for k in found.get(key, [])))
+        return [self._to_call(c) for c in self.session.load_calls(call_keys)]
+
+    def get_consumers(self, ref_hids: Iterable[str]) -> list[Call]:
+        """The calls that take the given refs as inputs (committed or pending)."""
+        keys = [from_hex(h, "history id") for h in ref_hids]
+        found = self.session.consumers(keys)
+        call_keys = list(dict.fromkeys(k for key in keys for k in found.get(key, [])))
+        return [self._to_call(c) for c in self.session.load_calls(call_keys)]
+
+    def get_ref_creator(self, ref: Ref) -> Call | None:
+        """The call that produced ``ref``, or None for a value that entered as a raw input."""
+        creators = self.get_creators([ref.hid])
+        if len(creators) > 1:
+            raise RuntimeError(f"ref {ref.hid} has {len(creators)} creators; the store is corrupt")
+        return creators[0] if creators else None
+
+    # ================================================================== deletion and upkeep
+
+    def drop_calls(self, calls_or_hids: Iterable[Call | str], delete_dependents: bool) -> None:
+        """Delete calls, and with ``delete_dependents`` every call that used their outputs.
+
+        Pending work is committed first. Refs and values stay until :meth:`cleanup_refs`.
+        """
+        keys = []
+        for item in calls_or_hids:
+            if isinstance(item, Call):
+                keys.append(item.history_key)
+            elif item is None or (isinstance(item, float) and item != item):
+                continue  # empty cells of a dataframe column of calls
+            else:
+                keys.append(from_hex(item, "call history id"))
+        self.commit()
+        if delete_dependents:
+            keys = list(self.backend.dependents(keys))
+        deleted = self.backend.delete_calls(keys)
+        from_cache = self.session.forget_calls(keys)
+        logger.info("Dropped %d calls (and %d from cache).", deleted, from_cache)
+
+    def get_orphans(self) -> set[str]:
+        """History ids of stored refs that no call uses."""
+        self.commit()
+        return {key.hex() for key in self.backend.orphan_refs()}
+
+    def get_unreferenced_cids(self) -> set[str]:
+        """Content ids of stored values that no ref points to."""
+        self.commit()
+        return {key.hex() for key in self.backend.unreferenced_values()}
+
+    def cleanup_refs(self) -> None:
+        """Delete refs no call uses, then values no ref points to (and their blob files)."""
+        self.commit()
+        orphans = self.backend.orphan_refs()
+        self.backend.delete_refs_and_values(list(orphans), [])
+        unreferenced = self.backend.unreferenced_values()
+        blob_keys = self.backend.delete_refs_and_values([], list(unreferenced))
+        if self.session.blobs is not None:
+            for key in blob_keys:
+                self.session.blobs.delete(key)
+        logger.info("Cleaning up %d orphaned refs and %d values.", len(orphans), len(unreferenced))
+
+    def vacuum(self) -> None:
+        """Reclaim the space of deleted rows (SQLite ``VACUUM``)."""
+        self.commit()
+        self.backend.vacuum()
+        if self.session.blobs is not None:
+            self.session.blobs.remove_stale_temporaries()
+
+    def preload(self, lazy: bool = True) -> None:
+        """Load every stored call into the cache (and every value too, unless ``lazy``)."""
+        keys = self.backend.all_call_keys()
+        for stored in self.backend.load_calls(keys):
+            self.session.calls[stored.history_key] = tuple(
+                (o.name, o.history_key, o.content_key, o.kind) for o in stored.outputs
+            )
+        if not lazy:
+            self._engine.attach(
+                ref_from_kind(o.kind, o.content_key, o.history_key)
+                for stored in self.backend.load_calls(keys)
+                for o in (*stored.inputs, *stored.outputs)
+                if o.kind != KIND_POINTER
+            )
+
+    def clear_cache(self, allow_uncommitted: bool = False) -> None:
+        """Forget cached calls; refuses while there are uncommitted changes unless allowed."""
+        if self.session.is_dirty and not allow_uncommitted:
+            raise UncommittedChangesError(
+                "Cannot clear cache with uncommitted changes; call `commit()` first, or use "
+                "`allow_uncommitted=True` (which discards them)"
+            )
+        self.session.clear()
+
+    def cache_stats(self) -> dict[str, dict[str, int]]:
+        """Counts of cached, pending (uncommitted) and stored items."""
+        counts = self.backend.counts()
+        pending = self.session.pending_counts()
+        return {
+            "calls": {"cached": len(self.session.calls), "pending": pending["calls"], "stored": counts.calls},
+            "refs": {"cached": 0, "pending": pending["refs"], "stored": counts.refs},
+            "values": {"cached": 0, "pending": pending["values"], "stored": counts.values},
+            "ops": {"cached": len(self._op_specs), "pending": pending["ops"], "stored": counts.ops},
+        }
+
+    def cache_info(self) -> None:
+        """Print a table of cached, pending and stored counts (see :meth:`cache_stats`)."""
+        stats = self.cache_stats()
+        rows = [[name, s["cached"], s["pending"], s["stored"]] for name, s in stats.items()]
+        print(format_table(["kind", "cached", "pending", "stored"], rows))  # noqa: T201 - its job
+
+    def conn(self) -> Any:
+        """The SQLite connection behind this storage (for ad-hoc reading)."""
+        return self.backend.connection()
+
+    def close(self) -> None:
+        """Commit and release the database connection."""
+        self.commit()
+        self.backend.close()
+
+    # ================================================================== not yet available
+
+    def cf(self, source: Any) -> Any:
+        """ComputationFrames are not available in this release yet."""
+        raise FeatureUnavailableError(
+            "storage.cf(...) (ComputationFrame) is not available in this release of mandala yet; "
+            "use storage.get_creators / get_consumers / get_ref_creator to walk the stored calls"
+        )
+
+    @property
+    def versioned(self) -> bool:
+        """Whether this storage tracks code versions (never, in this release)."""
+        return False
+
+    def _not_versioned(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("This storage is not versioned.")
+
+    versions = code = diff = source_history = sync_component = _not_versioned
+    drop_version = get_code = get_versioner = guess_code_state = sync_code = _not_versioned
+
+    def __repr__(self) -> str:
+        counts = self.backend.counts()
+        return (
+            f"Storage(db_path={self.db_path!r}), cache contents: {len(self.session.calls)} calls; "
+            f"stored: {counts.calls} calls, {counts.refs} refs, {counts.values} values"
+        )
+
+
+class _ModeContext:
+    def __init__(self, storage: Storage, mode: Mode) -> None:
+        self.storage = storage
+        self.mode = mode
+        self._entered_storage = False
+
+    def __enter__(self) -> Storage:
+        if self.mode is Mode.RUN:
+            self.storage.__enter__()
+            self._entered_storage = True
+        else:
+            self._token = push_frame(self.storage, self.mode)
+        return self.storage
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._entered_storage:
+            self.storage.__exit__(*exc_info)
+        else:
+            pop_frame(self._token)
+
+
+class _AllowNewCalls:
+    def __init__(self, storage: Storage, previous: bool) -> None:
+        self.storage = storage
+        self.previous = previous
+
+    def __enter__(self) -> Storage:
+        return self.storage
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.storage._engine.allow_new_calls = self.previous
+
+
+def _refs_in(obj: Any) -> Iterable[Ref]:
+    if isinstance(obj, Ref):
+        yield obj
+    elif type(obj) in (list, tuple, set, frozenset):
+        for item in obj:
+            yield from _refs_in(item)
+    elif type(obj) is dict:
+        for item in obj.values():
+            yield from _refs_in(item)
+
+
+def _replace_refs(obj: Any, copies: dict[int, Ref]) -> Any:
+    if isinstance(obj, Ref):
+        return copies[id(obj)]
+    cls = type(obj)
+    if cls in (list, tuple, set, frozenset):
+        return cls(_replace_refs(item, copies) for item in obj)
+    if cls is dict:
+        return {k: _replace_refs(v, copies) for k, v in obj.items()}
+    return obj
+
+
+def _deep_copy(ref: Ref) -> Ref:
+    """A copy of a ref whose element refs (for collections) are copies too."""
+    if isinstance(ref, AtomRef) or ref.obj is None:
+        return ref.shallow_copy()
+    if isinstance(ref.obj, dict):
+        return ref.attached({k: _deep_copy(e) for k, e in ref.obj.items()})
+    return ref.attached([_deep_copy(e) for e in ref.obj])

@@ -1,0 +1,1 @@
+"""Code versioning (dependency tracking); see tracking.py for what is available now."""
