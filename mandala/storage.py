@@ -6,7 +6,6 @@ session cache and the engine. See the class docstring for usage.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 from collections.abc import Iterable
@@ -16,7 +15,7 @@ from mandala._text import format_table
 from mandala.backends.blobs import LocalBlobStore
 from mandala.backends.records import KIND_ATOM, KIND_POINTER, StoredCall
 from mandala.backends.sqlite import SqliteBackend
-from mandala.engine.context import Frame, Mode, active_stack, pop_frame, push_frame
+from mandala.engine.context import Mode, active_stack, leave_frame, pop_frame, push_frame
 from mandala.engine.executor import Engine
 from mandala.engine.op import Op
 from mandala.engine.session import Session, ref_from_kind
@@ -105,7 +104,6 @@ class Storage:
         blobs = LocalBlobStore(self.overflow_dir) if self.overflow_dir is not None else None
         self.session = Session(self.backend, blobs, int(threshold_mb * _MB))
         self._engine = Engine(self.session, self)
-        self._tokens: list[contextvars.Token[tuple[Frame, ...]]] = []
         self._op_specs: dict[tuple[str, int], OpSpec] = {
             (spec.name, spec.version): spec for spec in STRUCTURAL_OPS.values()
         }
@@ -113,14 +111,17 @@ class Storage:
     # ================================================================== contexts
 
     def __enter__(self) -> Storage:
-        self._tokens.append(push_frame(self, Mode.RUN))
+        push_frame(self, Mode.RUN)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
-        if not self._tokens:
-            raise ContextError("Storage.__exit__ called without a matching __enter__")
-        pop_frame(self._tokens.pop())
-        if not self._tokens:
+        try:
+            remaining = leave_frame(self)
+        except RuntimeError as error:
+            raise ContextError(
+                "Storage.__exit__ does not match the innermost `with storage:` block"
+            ) from error
+        if not any(frame.storage is self for frame in remaining):
             # The outermost block of this storage commits, even when the block raised, so the
             # calls that completed before the error are kept and a rerun resumes from there.
             self.commit()
@@ -152,7 +153,9 @@ class Storage:
 
     # ================================================================== calls
 
-    def call(self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any], config: Any = None) -> Any:
+    def call(
+        self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any], config: Any = None
+    ) -> Any:
         """Call ``op`` under this storage (what ``op(...)`` does inside ``with storage:``)."""
         return self._engine.call(op, tuple(args), dict(kwargs))
 
@@ -364,7 +367,11 @@ class Storage:
         counts = self.backend.counts()
         pending = self.session.pending_counts()
         return {
-            "calls": {"cached": len(self.session.calls), "pending": pending["calls"], "stored": counts.calls},
+            "calls": {
+                "cached": len(self.session.calls),
+                "pending": pending["calls"],
+                "stored": counts.calls,
+            },
             "refs": {"cached": 0, "pending": pending["refs"], "stored": counts.refs},
             "values": {"cached": 0, "pending": pending["values"], "stored": counts.values},
             "ops": {"cached": len(self._op_specs), "pending": pending["ops"], "stored": counts.ops},

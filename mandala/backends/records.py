@@ -33,7 +33,13 @@ KIND_LIST = 1
 KIND_DICT = 2
 KIND_SET = 3
 KIND_POINTER = 4
-KIND_NAMES = {KIND_ATOM: "atom", KIND_LIST: "list", KIND_DICT: "dict", KIND_SET: "set", KIND_POINTER: "pointer"}
+KIND_NAMES = {
+    KIND_ATOM: "atom",
+    KIND_LIST: "list",
+    KIND_DICT: "dict",
+    KIND_SET: "set",
+    KIND_POINTER: "pointer",
+}
 
 
 @dataclass
@@ -58,7 +64,9 @@ class WriteBatch:
     edges: list[tuple] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.values) + len(self.refs) + len(self.items) + len(self.calls) + len(self.edges)
+        return (
+            len(self.values) + len(self.refs) + len(self.items) + len(self.calls) + len(self.edges)
+        )
 
 
 @dataclass(frozen=True)

@@ -72,14 +72,18 @@ class SqliteBackend:
             )
         except sqlite3.OperationalError as error:
             raise StorageError(f"cannot open the SQLite store at {path!r}: {error}") from error
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self._conn.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
-        self._conn.execute("PRAGMA temp_store = MEMORY")
-        if not self.is_memory:
-            self._with_retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL").fetchone())
         self._op_ids: dict[tuple[str, int], int] = {}
         self._op_names: dict[int, tuple[str, int]] = {}
-        self._initialize()
+        try:
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
+            self._conn.execute("PRAGMA temp_store = MEMORY")
+            if not self.is_memory:
+                self._with_retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            self._initialize()
+        except sqlite3.DatabaseError as error:
+            self._conn.close()
+            raise StorageError(f"cannot open {path!r} as a mandala store: {error}") from error
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -124,6 +128,21 @@ class SqliteBackend:
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
             ).fetchone()
             if exists is None:
+                tables = {
+                    row[0]
+                    for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                }
+                if {"atoms", "shapes"} <= tables:
+                    raise StorageError(
+                        f"{self.path!r} was written by the original mandala library (pymandala "
+                        "0.2), whose format this release does not read; open a new file for this "
+                        "release and keep the old one for the old library"
+                    )
+                if tables:
+                    raise StorageError(
+                        f"{self.path!r} is a SQLite database but not a mandala store (it has the "
+                        f"tables {sorted(tables)}); choose another file"
+                    )
                 for statement in schema.SQLITE_DDL_V1:
                     conn.execute(statement)
                 conn.execute(
@@ -237,10 +256,7 @@ class SqliteBackend:
                     "INSERT OR IGNORE INTO calls (history_key, content_key, op_id,"
                     " semantic_version, content_version, started_at, duration)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (c[0], c[1], op_ids[(c[2], c[3])], *c[4:])
-                        for c in batch.calls
-                    ],
+                    [(c[0], c[1], op_ids[(c[2], c[3])], *c[4:]) for c in batch.calls],
                 )
             if batch.edges:
                 conn.executemany(
@@ -268,7 +284,34 @@ class SqliteBackend:
             ).fetchall()
         if not rows:
             return None
-        return tuple(StoredOutput(row[0], row[1], row[2], row[3]) for row in rows if row[0] is not None)
+        return tuple(
+            StoredOutput(row[0], row[1], row[2], row[3]) for row in rows if row[0] is not None
+        )
+
+    def find_call(
+        self, history_key: bytes, content_key: bytes
+    ) -> tuple[tuple[StoredOutput, ...] | None, bytes | None]:
+        """One round trip for a call lookup: the outputs of the call with this history key if it
+        is stored, else the history key of some call with this content key (or None)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT 0, e.name, e.ref_key, r.content_key, r.kind FROM calls c"
+                " LEFT JOIN call_edges e ON e.call_key = c.history_key AND e.direction = 1"
+                " LEFT JOIN refs r ON r.history_key = e.ref_key WHERE c.history_key = ?"
+                " UNION ALL SELECT 1, NULL, history_key, NULL, NULL FROM"
+                " (SELECT history_key FROM calls WHERE content_key = ? LIMIT 1)",
+                (history_key, content_key),
+            ).fetchall()
+        if rows and rows[0][0] == 0:
+            return (
+                tuple(
+                    StoredOutput(r[1], r[2], r[3], r[4])
+                    for r in rows
+                    if r[0] == 0 and r[1] is not None
+                ),
+                None,
+            )
+        return None, (rows[0][2] if rows else None)
 
     def find_call_by_content(self, content_key: bytes) -> bytes | None:
         """History key of some call with this content key (any one), or None."""
@@ -313,7 +356,9 @@ class SqliteBackend:
                     f" WHERE e.call_key IN ({marks}) ORDER BY e.call_key, e.direction, e.name",
                     chunk,
                 ):
-                    edges[call_key][direction].append(StoredOutput(name, ref_key, content_key, kind))
+                    edges[call_key][direction].append(
+                        StoredOutput(name, ref_key, content_key, kind)
+                    )
         result = []
         for key in call_keys:
             head = heads.get(key)
@@ -400,15 +445,20 @@ class SqliteBackend:
         with self._lock:
             for chunk in _chunks(list(dict.fromkeys(collection_keys))):
                 marks = ",".join("?" * len(chunk))
-                for collection_key, position, item_key, element_key, content_key, kind in (
-                    self._conn.execute(
-                        "SELECT i.collection_key, i.position, i.item_key, i.element_key,"
-                        " r.content_key, r.kind FROM ref_items i"
-                        " JOIN refs r ON r.history_key = i.element_key"
-                        f" WHERE i.collection_key IN ({marks})"
-                        " ORDER BY i.collection_key, i.position",
-                        chunk,
-                    )
+                for (
+                    collection_key,
+                    position,
+                    item_key,
+                    element_key,
+                    content_key,
+                    kind,
+                ) in self._conn.execute(
+                    "SELECT i.collection_key, i.position, i.item_key, i.element_key,"
+                    " r.content_key, r.kind FROM ref_items i"
+                    " JOIN refs r ON r.history_key = i.element_key"
+                    f" WHERE i.collection_key IN ({marks})"
+                    " ORDER BY i.collection_key, i.position",
+                    chunk,
                 ):
                     found.setdefault(collection_key, []).append(
                         ShapeItem(

@@ -22,7 +22,9 @@ EXECUTIONS: dict[str, int] = {"make_data": 0, "fit": 0, "evaluate": 0}
 
 
 @op(output_names=["X", "y"])
-def make_data(seed: int, n_samples: int = 2000, n_features: int = 20) -> tuple[np.ndarray, np.ndarray]:
+def make_data(
+    seed: int, n_samples: int = 2000, n_features: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
     """A linear regression problem with noise."""
     EXECUTIONS["make_data"] += 1
     rng = np.random.default_rng(seed)
@@ -48,7 +50,9 @@ def evaluate(weights: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean((X @ weights - y) ** 2))
 
 
-def pipeline(storage: Storage, seeds: list[int], alphas: list[float]) -> list[tuple[int, float, object]]:
+def pipeline(
+    storage: Storage, seeds: list[int], alphas: list[float]
+) -> list[tuple[int, float, object]]:
     results = []
     with storage:
         for seed in seeds:
@@ -72,7 +76,9 @@ def run_demo(path: str, reset: bool, echo: Callable[[str], None] = print) -> dic
             else:
                 leftover.unlink()
     seeds, alphas = [0, 1, 2], [0.01, 0.1, 1.0, 10.0]
-    echo(f"mandala demo: ridge regression over {len(seeds)} seeds x {len(alphas)} alphas, stored in {db}")
+    echo(
+        f"mandala demo: ridge regression over {len(seeds)} seeds x {len(alphas)} alphas, stored in {db}"
+    )
 
     for label in ("first pass", "second pass (a new Storage on the same file)"):
         for name in EXECUTIONS:

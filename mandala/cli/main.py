@@ -28,7 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         run_demo(args.db, reset=not args.keep)
         return 0
     if args.command == "info":
+        from pathlib import Path
+
         from mandala.storage import Storage
+
+        if not Path(args.db).exists():
+            print(f"mandala info: no store at {args.db}", file=sys.stderr)
+            return 1
 
         storage = Storage(db_path=args.db)
         storage.cache_info()

@@ -11,7 +11,16 @@ import contextvars
 import enum
 from typing import Any, NamedTuple
 
-__all__ = ["Mode", "Frame", "current_frame", "push_frame", "pop_frame", "active_stack", "noop"]
+__all__ = [
+    "Mode",
+    "Frame",
+    "current_frame",
+    "push_frame",
+    "pop_frame",
+    "leave_frame",
+    "active_stack",
+    "noop",
+]
 
 
 class Mode(enum.Enum):
@@ -51,6 +60,20 @@ def push_frame(storage: Any, mode: Mode) -> contextvars.Token[tuple[Frame, ...]]
 
 def pop_frame(token: contextvars.Token[tuple[Frame, ...]]) -> None:
     _STACK.reset(token)
+
+
+def leave_frame(storage: Any) -> tuple[Frame, ...]:
+    """Remove the innermost frame, which must belong to ``storage``; return the new stack.
+
+    Unlike a token reset this works when one storage is entered in several threads or tasks at
+    once, each with its own copy of the stack.
+    """
+    stack = _STACK.get()
+    if not stack or stack[-1].storage is not storage:
+        raise RuntimeError("leaving a storage context that is not the innermost active one")
+    remaining = stack[:-1]
+    _STACK.set(remaining)
+    return remaining
 
 
 class noop:  # noqa: N801 - lower case: it is used like a function, as in the original library

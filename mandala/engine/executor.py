@@ -71,6 +71,9 @@ class Engine:
         for parameter in plan.parameters:
             name = parameter.name
             value = bound[name]
+            if name in ignored:
+                passed[name] = value
+                continue
             if parameter.is_variadic_positional:
                 items = []
                 for i, item in enumerate(value):
@@ -101,9 +104,6 @@ class Engine:
             cls = type(value)
             if cls is Ignore:
                 passed[name] = value.value
-                continue
-            if name in ignored:
-                passed[name] = value
                 continue
             default = parameter.default
             if type(default) is NewArgDefault:
@@ -137,13 +137,15 @@ class Engine:
         history = ids.call_key(
             op.key, [(name, ref.history_key) for name, ref in inputs.items()], semantic_version
         )
-        found = session.lookup(history)
+        found = session.calls.get(history)
         if found is not None:
             return op.order_outputs(self._refs_of_outputs(found))
         content = ids.call_key(
             op.key, [(name, ref.content_key) for name, ref in inputs.items()], semantic_version
         )
-        prototype = session.find_by_content(content)
+        found, prototype = session.find(history, content)
+        if found is not None:
+            return op.order_outputs(self._refs_of_outputs(found))
         if builder is None:
             builder = self._builder(op)
         if prototype is not None:
@@ -157,7 +159,15 @@ class Engine:
                 )
             outputs, started_at, duration = self._execute(op, passed, history, builder)
             call = Call(
-                op.spec, content, history, inputs, outputs, semantic_version, None, started_at, duration
+                op.spec,
+                content,
+                history,
+                inputs,
+                outputs,
+                semantic_version,
+                None,
+                started_at,
+                duration,
             )
         self._record(op, call, builder)
         return op.order_outputs(outputs)
@@ -239,67 +249,93 @@ class Engine:
     # ------------------------------------------------------------------ recording
 
     def _record(self, op: Op, call: Call, builder: Builder) -> None:
+        """Add a completed call and its structural calls to the pending writes, all or nothing.
+
+        Values are serialized first; if one cannot be, the values serialized so far for this call
+        are discarded and nothing else was recorded.
+        """
+        with self.session.lock:
+            self._record_locked(op, call, builder)
+
+    def _record_locked(self, op: Op, call: Call, builder: Builder) -> None:
         session = self.session
         new_values: list[bytes] = []
+        refs: list[tuple[Ref, int]] = []
+        items: list[tuple[bytes, list[tuple]]] = []
+        context = f"op {op.name!r}"
         try:
-            for structural in builder.calls:
-                self._record_call_refs(structural, new_values, f"op {op.name!r}")
-            self._record_call_refs(call, new_values, f"op {op.name!r}")
+            for recorded in (*builder.calls, call):
+                for direction, named in (
+                    ("argument", recorded.inputs),
+                    ("output", recorded.outputs),
+                ):
+                    for name, ref in named.items():
+                        self._collect(
+                            ref, f"{context}, {direction} {name!r}", new_values, refs, items
+                        )
         except SerializationError:
             session.discard_values(new_values)
             raise
+        for ref, kind in refs:
+            session.record_ref(ref, kind)
+        for collection_key, rows in items:
+            session.record_items(collection_key, rows)
         session.register_op(op.spec)
         for structural in builder.calls:
             session.register_op(structural.op)
             session.record_call(structural)
         session.record_call(call)
 
-    def _record_call_refs(self, call: Call, new_values: list[bytes], context: str) -> None:
-        for direction, refs in (("argument", call.inputs), ("output", call.outputs)):
-            for name, ref in refs.items():
-                self._record_ref(ref, new_values, f"{context}, {direction} {name!r}")
-
-    def _record_ref(self, ref: Ref, new_values: list[bytes], where: str) -> None:
-        session = self.session
+    def _collect(
+        self,
+        ref: Ref,
+        where: str,
+        new_values: list[bytes],
+        refs: list[tuple[Ref, int]],
+        items: list[tuple[bytes, list[tuple]]],
+    ) -> None:
+        """Serialize the new values under ``ref`` and list its ref and item rows."""
         cls = type(ref)
         if cls is AtomRef:
             if ref.history_key == ref.content_key:  # only ValuePointer refs have equal keys
-                session.record_ref(ref, KIND_POINTER)
+                refs.append((ref, KIND_POINTER))
                 return
-            session.record_ref(ref, KIND_ATOM)
             if ref.in_memory:
                 try:
-                    if session.record_value(ref.content_key, ref.obj):
+                    if self.session.record_value(ref.content_key, ref.obj):
                         new_values.append(ref.content_key)
                 except SerializationError as error:
                     raise SerializationError(f"{where}: {error}") from error
+            refs.append((ref, KIND_ATOM))
             return
         kind = KIND_LIST if cls is ListRef else KIND_DICT if cls is DictRef else KIND_SET
-        session.record_ref(ref, kind)
+        refs.append((ref, kind))
         if ref.in_memory and ref.obj is not None:
             if cls is DictRef:
-                items = [
+                rows = [
                     (ref.history_key, i, key, element.history_key)
                     for i, (key, element) in enumerate(sorted(ref.obj.items()))
                 ]
                 elements: Iterable[Ref] = ref.obj.values()
             else:
-                items = [
+                rows = [
                     (ref.history_key, i, None, element.history_key)
                     for i, element in enumerate(ref.obj)
                 ]
                 elements = ref.obj
-            session.record_items(ref.history_key, items)
+            items.append((ref.history_key, rows))
             for element in elements:
-                self._record_ref(element, new_values, where)
+                self._collect(element, where, new_values, refs, items)
 
     # ================================================================== loading
 
-    def _refs_of_outputs(self, outputs: tuple[tuple[str, bytes, bytes, int], ...]) -> dict[str, Ref]:
+    def _refs_of_outputs(
+        self, outputs: tuple[tuple[str, bytes, bytes, int], ...]
+    ) -> dict[str, Ref]:
         refs: dict[str, Ref] = {}
         collections: list[Ref] = []
         for name, history_key, content, kind in outputs:
-            if kind == KIND_ATOM or kind == KIND_POINTER:
+            if kind in (KIND_ATOM, KIND_POINTER):
                 refs[name] = AtomRef(content, history_key, False, None)
             else:
                 ref = ref_from_kind(kind, content, history_key)
@@ -316,11 +352,9 @@ class Engine:
             shapes = self.session.load_shapes([r.history_key for r in pending])
             next_level: list[Ref] = []
             for ref in pending:
-                items = shapes.get(ref.history_key)
-                if items is None:
-                    raise ValueNotFoundError(
-                        f"the elements of {type(ref).__name__}(hid={ref.hid}) are not in this storage"
-                    )
+                # A collection without item rows is empty: every stored collection ref comes
+                # from a call edge, and its items (if any) are written in the same commit.
+                items = shapes.get(ref.history_key, [])
                 elements = []
                 for item in items:
                     element = ref_from_kind(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -91,6 +92,9 @@ class Session:
         self.blobs = blobs
         self.blob_threshold = blob_threshold
         self.calls: dict[bytes, CompactOutputs] = {}
+        self.lock = threading.RLock()
+        """Held while recording a call and while committing, so threads sharing a storage never
+        commit half of a call."""
         self._reset_pending()
         self._registered_ops: set[tuple[str, int]] = set()
 
@@ -99,7 +103,6 @@ class Session:
         self._pending_by_content: dict[bytes, bytes] = {}
         self._pending_creators: dict[bytes, bytes] = {}
         self._values: dict[bytes, tuple] = {}
-        self._value_objects: dict[bytes, Any] = {}
         self._refs: dict[bytes, tuple] = {}
         self._items: dict[bytes, list[tuple]] = {}
         self._edges: list[tuple] = []
@@ -123,6 +126,7 @@ class Session:
         """Forget cached calls (pending writes must have been committed or discarded)."""
         self.calls = {}
         self._reset_pending()
+        self._registered_ops = set()
 
     # ------------------------------------------------------------------ lookups
 
@@ -137,6 +141,27 @@ class Session:
         compact = tuple((o.name, o.history_key, o.content_key, o.kind) for o in stored)
         self.calls[call_key] = compact
         return compact
+
+    def find(
+        self, history_key: bytes, content_key: bytes
+    ) -> tuple[CompactOutputs | None, bytes | None]:
+        """Look a call up by history key, then by content key (pending calls first).
+
+        Returns ``(outputs, None)`` when the call is known, ``(None, prototype_history_key)``
+        when only a call with equal input contents is, and ``(None, None)`` otherwise.
+        """
+        found = self.calls.get(history_key)
+        if found is not None:
+            return found, None
+        pending = self._pending_by_content.get(content_key)
+        if pending is not None:
+            return None, pending
+        outputs, prototype = self.backend.find_call(history_key, content_key)
+        if outputs is None:
+            return None, prototype
+        compact = tuple((o.name, o.history_key, o.content_key, o.kind) for o in outputs)
+        self.calls[history_key] = compact
+        return compact, None
 
     def find_by_content(self, content_key: bytes) -> bytes | None:
         """History key of some call with this content key, pending or stored."""
@@ -196,7 +221,11 @@ class Session:
                 if element is None:
                     missing.append(key)
                     break
-                items.append(ShapeItem(position, item_key, StoredOutput("", element_key, element[1], element[2])))
+                items.append(
+                    ShapeItem(
+                        position, item_key, StoredOutput("", element_key, element[1], element[2])
+                    )
+                )
             else:
                 shapes[key] = items
         if missing:
@@ -212,9 +241,13 @@ class Session:
         keys = list(dict.fromkeys(content_keys))
         result: dict[bytes, Any] = {}
         missing = []
+        pending = self._values
         for key in keys:
-            if key in self._value_objects:
-                result[key] = self._value_objects[key]
+            row = pending.get(key)
+            if row is not None:
+                # Decoded from the recorded bytes, not the live object: a caller may have
+                # mutated the object since, and a hit must give what was stored.
+                result[key] = self._decode(key, row[1], row[3], row[4])
             else:
                 missing.append(key)
         if missing:
@@ -267,7 +300,6 @@ class Session:
             size = serialization.estimated_size(value)
             if size is not None and size >= self.blob_threshold:
                 self._values[content_key] = self._write_blob(content_key, value, size)
-                self._value_objects[content_key] = value
                 return True
         fmt, data = serialization.encode(value)
         if blobs is not None and len(data) >= self.blob_threshold:
@@ -276,20 +308,18 @@ class Session:
             self._values[content_key] = (content_key, fmt, len(data), None, blob_key)
         else:
             self._values[content_key] = (content_key, fmt, len(data), data, None)
-        self._value_objects[content_key] = value
         return True
 
     def discard_values(self, content_keys: Iterable[bytes]) -> None:
         """Drop pending values (those recorded for a call that then failed)."""
         for key in content_keys:
             self._values.pop(key, None)
-            self._value_objects.pop(key, None)
 
     def _write_blob(self, content_key: bytes, value: Any, size: int) -> tuple:
         blob_key = content_key.hex()
         assert self.blobs is not None
         written = self.blobs.write(blob_key, lambda file: serialization.write_to_file(value, file))
-        fmt = written if written is not None else serialization.format_of(value)
+        fmt = written if written is not None else serialization.format_for(value)
         return (content_key, fmt, size, None, blob_key)
 
     def record_ref(self, ref: Ref, kind: int) -> None:
@@ -326,6 +356,10 @@ class Session:
         On failure (including KeyboardInterrupt) nothing is written and everything stays
         pending, so a later commit can retry.
         """
+        with self.lock:
+            return self._commit()
+
+    def _commit(self) -> int:
         if not self.is_dirty:
             return 0
         items = [row for rows in self._items.values() for row in rows]

@@ -37,7 +37,8 @@ LIST_GETITEM = OpSpec("__list_getitem__", 0, ("list_item",), 1, (), True)
 DICT_GETITEM = OpSpec("__dict_getitem__", 0, ("dict_value",), 1, (), True)
 SET_GETITEM = OpSpec("__set_getitem__", 0, ("set_item",), 1, (), True)
 STRUCTURAL_OPS = {
-    spec.name: spec for spec in (MAKE_LIST, MAKE_DICT, MAKE_SET, LIST_GETITEM, DICT_GETITEM, SET_GETITEM)
+    spec.name: spec
+    for spec in (MAKE_LIST, MAKE_DICT, MAKE_SET, LIST_GETITEM, DICT_GETITEM, SET_GETITEM)
 }
 _OP_KEYS = {spec.name: ids.op_key(spec.name, spec.version) for spec in STRUCTURAL_OPS.values()}
 
@@ -92,7 +93,8 @@ class Builder:
                 " list (or tuple), or change the annotation"
             )
         elements = [
-            self.construct(item, storage_type.element, f"{where}[{i}]") for i, item in enumerate(value)
+            self.construct(item, storage_type.element, f"{where}[{i}]")
+            for i, item in enumerate(value)
         ]
         ref = ListRef(
             ids.list_key([e.content_key for e in elements]),

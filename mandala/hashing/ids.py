@@ -39,9 +39,18 @@ _POINTER = b"mandala:pointer\x00"
 _SEMANTIC = b"\x00semantic\x00"
 
 
+_NAME_CACHE: dict[str, bytes] = {}
+
+
 def _name(name: str) -> bytes:
-    encoded = name.encode("utf-8")
-    return len(encoded).to_bytes(4, "little") + encoded
+    """Length-prefixed UTF-8 name; memoized, since ops reuse a few names for millions of calls."""
+    encoded = _NAME_CACHE.get(name)
+    if encoded is None:
+        raw = name.encode("utf-8")
+        encoded = len(raw).to_bytes(4, "little") + raw
+        if len(_NAME_CACHE) < 100_000:
+            _NAME_CACHE[name] = encoded
+    return encoded
 
 
 def op_key(name: str, version: int) -> bytes:
@@ -66,8 +75,7 @@ def call_key(
     """
     parts = [_CALL, op]
     for name, key in sorted(inputs):
-        parts.append(_name(name))
-        parts.append(key)
+        parts += (_NAME_CACHE.get(name) or _name(name), key)
     if semantic_version is not None:
         parts.append(_SEMANTIC)
         parts.append(semantic_version.encode("ascii"))

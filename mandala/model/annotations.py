@@ -11,7 +11,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Dict, List, Set, TypeVar, Union  # noqa: UP035
+from typing import Any, Dict, List, Set, TypeVar  # noqa: UP035
 
 __all__ = [
     "MList",
@@ -71,7 +71,7 @@ class SetType:
     element: StorageType
 
 
-StorageType = Union[AtomType, ListType, DictType, SetType]
+StorageType = AtomType | ListType | DictType | SetType
 ATOM = AtomType()
 
 
@@ -140,4 +140,3 @@ def output_types_from_annotation(annotation: Any, count: int) -> list[StorageTyp
     if count == 1:
         return [type_from_annotation(annotation)]
     return None
-

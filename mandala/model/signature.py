@@ -27,21 +27,23 @@ _VAR_KEYWORD = inspect.Parameter.VAR_KEYWORD
 class Parameter:
     """One parameter of an op, with how its values are stored."""
 
-    __slots__ = ("name", "kind", "default", "storage_type")
+    __slots__ = (
+        "name",
+        "kind",
+        "default",
+        "storage_type",
+        "is_variadic_positional",
+        "is_variadic_keyword",
+    )
 
     def __init__(self, name: str, kind: Any, default: Any, storage_type: StorageType) -> None:
         self.name = name
         self.kind = kind
         self.default = default
         self.storage_type = storage_type
-
-    @property
-    def is_variadic_positional(self) -> bool:
-        return self.kind is _VAR_POSITIONAL
-
-    @property
-    def is_variadic_keyword(self) -> bool:
-        return self.kind is _VAR_KEYWORD
+        # plain attributes, not properties: they are read for every argument of every call
+        self.is_variadic_positional = kind is _VAR_POSITIONAL
+        self.is_variadic_keyword = kind is _VAR_KEYWORD
 
 
 class ParameterPlan:
@@ -52,7 +54,9 @@ class ParameterPlan:
         annotations = resolve_annotations(func)
         self.parameters: list[Parameter] = []
         for p in self.signature.parameters.values():
-            storage_type = type_from_annotation(annotations[p.name]) if p.name in annotations else ATOM
+            storage_type = (
+                type_from_annotation(annotations[p.name]) if p.name in annotations else ATOM
+            )
             self.parameters.append(Parameter(p.name, p.kind, p.default, storage_type))
         self.return_annotation = annotations.get("return", inspect.Signature.empty)
         self.names = [p.name for p in self.parameters]

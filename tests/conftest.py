@@ -1,0 +1,133 @@
+"""Shared fixtures: one ``storage`` fixture over every backend, file stores, subprocesses.
+
+Backends are listed once, in :data:`STORAGE_FACTORIES` (every store) and
+:data:`PERSISTENT_FACTORIES` (stores that outlive the ``Storage`` object). Adding the PostgreSQL
+backend means appending one factory to each list (reading ``MANDALA_TEST_POSTGRES_URL`` and
+skipping when it is unset); every storage test then runs against it too.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mandala.imports import Storage
+
+# ---------------------------------------------------------------------------- backends
+
+StorageFactory = Callable[[Path], Storage]
+"""Makes a fresh, empty storage; receives a per-test temporary directory it may use."""
+
+
+def _memory(tmp_path: Path) -> Storage:
+    return Storage()
+
+
+def _sqlite_file(tmp_path: Path) -> Storage:
+    return Storage(db_path=tmp_path / "s.db")
+
+
+STORAGE_FACTORIES: list[tuple[str, StorageFactory]] = [
+    ("memory", _memory),
+    ("sqlite_file", _sqlite_file),
+    # ("postgres", _postgres),  # when the backend lands: Storage(db_path=<URL of a fresh db>)
+]
+
+PersistentLocation = Callable[[Path], str]
+"""Gives the location (path or URL) of a fresh persistent store; ``Storage(location)`` opens it."""
+
+PERSISTENT_FACTORIES: list[tuple[str, PersistentLocation]] = [
+    ("sqlite_file", lambda tmp_path: str(tmp_path / "s.db")),
+]
+
+
+@pytest.fixture(params=[factory for _, factory in STORAGE_FACTORIES],
+                ids=[name for name, _ in STORAGE_FACTORIES])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """A fresh, empty storage of each backend kind."""
+    return request.param(tmp_path)
+
+
+class PersistentStore:
+    """A persistent store location; :meth:`open` gives a new ``Storage`` (a new session) on it."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self.opened: list[Storage] = []
+
+    def open(self, **kwargs: object) -> Storage:
+        storage = Storage(self.location, **kwargs)  # type: ignore[arg-type]
+        self.opened.append(storage)
+        return storage
+
+
+@pytest.fixture(params=[factory for _, factory in PERSISTENT_FACTORIES],
+                ids=[name for name, _ in PERSISTENT_FACTORIES])
+def persistent(request: pytest.FixtureRequest, tmp_path: Path) -> PersistentStore:
+    """A persistent store location of each backend kind that outlives its Storage objects."""
+    return PersistentStore(request.param(tmp_path))
+
+
+@pytest.fixture
+def fresh_db_path(tmp_path: Path) -> Path:
+    """The path of a SQLite store file that does not exist yet."""
+    return tmp_path / "fresh.db"
+
+
+def reopen_storage(storage: Storage, **kwargs: object) -> Storage:
+    """A new Storage object (a new session, empty cache) on the same file as ``storage``."""
+    if storage.db_path == ":memory:":
+        raise ValueError("an in-memory storage cannot be reopened")
+    return Storage(storage.db_path, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def reopen() -> Callable[..., Storage]:
+    """:func:`reopen_storage` as a fixture: ``reopen(storage)`` starts a new session on its file."""
+    return reopen_storage
+
+
+# ---------------------------------------------------------------------------- subprocesses
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_snippet(code: str, *args: str, timeout: float = 60, check: bool = True,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` (dedented) with ``sys.executable -c`` in a fresh interpreter.
+
+    Extra ``args`` become ``sys.argv[1:]``. With ``check`` a non-zero exit fails the test and
+    shows the child's stderr.
+    """
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_ROOT), *filter(None, [full_env.get("PYTHONPATH")])]
+    )
+    if env:
+        full_env.update(env)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=str(REPO_ROOT),
+    )
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"subprocess exited with {result.returncode}\n--- stdout\n{result.stdout}"
+            f"\n--- stderr\n{result.stderr}"
+        )
+    return result
+
+
+@pytest.fixture
+def snippet() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """:func:`run_snippet` as a fixture."""
+    return run_snippet
