@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 __all__ = ["LocalBlobStore"]
 
@@ -32,7 +32,7 @@ class LocalBlobStore:
     def exists(self, key: str) -> bool:
         return self.path(key).exists()
 
-    def write(self, key: str, writer: Callable[[IO[bytes]], Any]) -> Any:
+    def write(self, key: str, writer: Callable[[BinaryIO], Any]) -> Any:
         """Write a blob through ``writer(file)`` unless it exists; return what ``writer`` returned.
 
         Returns None when the blob was already there.
@@ -56,7 +56,7 @@ class LocalBlobStore:
             raise
         return result
 
-    def open(self, key: str) -> IO[bytes]:
+    def open(self, key: str) -> BinaryIO:
         """Open a blob for reading. Raises FileNotFoundError if it is missing."""
         return open(self.path(key), "rb")
 

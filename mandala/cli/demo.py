@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mandala.engine.op import op
+from mandala.model.refs import Ref
 from mandala.storage import Storage
 
 __all__ = ["run_demo"]
@@ -21,17 +22,18 @@ __all__ = ["run_demo"]
 EXECUTIONS: dict[str, int] = {"make_data": 0, "fit": 0, "evaluate": 0}
 
 
-@op(output_names=["X", "y"])
+@op(output_names=["X_train", "y_train", "X_test", "y_test"])
 def make_data(
     seed: int, n_samples: int = 2000, n_features: int = 20
-) -> tuple[np.ndarray, np.ndarray]:
-    """A linear regression problem with noise."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A noisy linear regression problem, split in halves for training and testing."""
     EXECUTIONS["make_data"] += 1
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n_samples, n_features))
     true_weights = rng.normal(size=n_features)
-    y = X @ true_weights + rng.normal(scale=0.5, size=n_samples)
-    return X, y
+    y = X @ true_weights + rng.normal(scale=2.0, size=n_samples)
+    half = n_samples // 2
+    return X[:half], y[:half], X[half:], y[half:]
 
 
 @op(output_names=["weights"])
@@ -52,12 +54,11 @@ def evaluate(weights: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
 
 def pipeline(
     storage: Storage, seeds: list[int], alphas: list[float]
-) -> list[tuple[int, float, object]]:
-    results = []
+) -> list[tuple[int, float, Ref]]:
+    results: list[tuple[int, float, Ref]] = []
     with storage:
         for seed in seeds:
-            X, y = make_data(seed)
-            X_test, y_test = make_data(seed + 1000)
+            X, y, X_test, y_test = make_data(seed)
             for alpha in alphas:
                 weights = fit(X, y, alpha)
                 results.append((seed, alpha, evaluate(weights, X_test, y_test)))
@@ -99,6 +100,7 @@ def run_demo(path: str, reset: bool, echo: Callable[[str], None] = print) -> dic
         echo(f"  {seed:>4}  {alpha:>6}  {storage.unwrap(mse_ref):>9.4f}")
     example = results[0][2]
     creator = storage.get_ref_creator(example)
-    echo(f"\nprovenance of the first result: {creator} with inputs {sorted(creator.inputs)}")
+    if creator is not None:
+        echo(f"\nprovenance of the first result: {creator} with inputs {sorted(creator.inputs)}")
     storage.close()
     return executions
