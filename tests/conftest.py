@@ -47,8 +47,10 @@ PERSISTENT_FACTORIES: list[tuple[str, PersistentLocation]] = [
 ]
 
 
-@pytest.fixture(params=[factory for _, factory in STORAGE_FACTORIES],
-                ids=[name for name, _ in STORAGE_FACTORIES])
+@pytest.fixture(
+    params=[factory for _, factory in STORAGE_FACTORIES],
+    ids=[name for name, _ in STORAGE_FACTORIES],
+)
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     """A fresh, empty storage of each backend kind."""
     return request.param(tmp_path)
@@ -67,8 +69,10 @@ class PersistentStore:
         return storage
 
 
-@pytest.fixture(params=[factory for _, factory in PERSISTENT_FACTORIES],
-                ids=[name for name, _ in PERSISTENT_FACTORIES])
+@pytest.fixture(
+    params=[factory for _, factory in PERSISTENT_FACTORIES],
+    ids=[name for name, _ in PERSISTENT_FACTORIES],
+)
 def persistent(request: pytest.FixtureRequest, tmp_path: Path) -> PersistentStore:
     """A persistent store location of each backend kind that outlives its Storage objects."""
     return PersistentStore(request.param(tmp_path))
@@ -98,8 +102,13 @@ def reopen() -> Callable[..., Storage]:
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_snippet(code: str, *args: str, timeout: float = 60, check: bool = True,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_snippet(
+    code: str,
+    *args: str,
+    timeout: float = 60,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``code`` (dedented) with ``sys.executable -c`` in a fresh interpreter.
 
     Extra ``args`` become ``sys.argv[1:]``. With ``check`` a non-zero exit fails the test and

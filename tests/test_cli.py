@@ -24,7 +24,9 @@ def test_demo_computes_once_then_loads(tmp_path, snippet) -> None:
     assert _executions(first.stdout, "first pass") == {"make_data": 3, "fit": 12, "evaluate": 12}
     assert _executions(first.stdout, "second pass") == {"make_data": 0, "fit": 0, "evaluate": 0}
     assert "nothing was computed" in first.stdout
-    again = snippet(f"from mandala.cli.main import main; main(['demo', '--db', {str(db)!r}, '--keep'])")
+    again = snippet(
+        f"from mandala.cli.main import main; main(['demo', '--db', {str(db)!r}, '--keep'])"
+    )
     assert _executions(again.stdout, "first pass") == {"make_data": 0, "fit": 0, "evaluate": 0}
     reset = snippet(f"from mandala.cli.main import main; main(['demo', '--db', {str(db)!r}])")
     assert _executions(reset.stdout, "first pass") == {"make_data": 3, "fit": 12, "evaluate": 12}

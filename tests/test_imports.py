@@ -20,7 +20,17 @@ DOCUMENTED_NAMES = [
     "ValuePointer",
 ]
 
-HEAVY_MODULES = ["pandas", "torch", "dask", "graphviz", "psycopg", "rich", "IPython", "tqdm", "pyarrow"]
+HEAVY_MODULES = [
+    "pandas",
+    "torch",
+    "dask",
+    "graphviz",
+    "psycopg",
+    "rich",
+    "IPython",
+    "tqdm",
+    "pyarrow",
+]
 
 
 def test_star_import_gives_every_documented_name() -> None:

@@ -83,7 +83,9 @@ def _wait_for(path: Path, text: str, timeout: float = 20) -> None:
         if path.exists() and text in path.read_text():
             return
         time.sleep(0.005)
-    raise AssertionError(f"worker never printed {text!r}: {path.read_text() if path.exists() else ''}")
+    raise AssertionError(
+        f"worker never printed {text!r}: {path.read_text() if path.exists() else ''}"
+    )
 
 
 def _executions(path: Path) -> list[tuple[str, int]]:
@@ -127,19 +129,29 @@ def _check_integrity(db: Path) -> set[tuple[str, int]]:
         for name, _, n_in, n_out in rows:
             assert (n_in, n_out) == ({"work": 1, "combine": 2}[name], 1), name
         # No edge without its call, no edge without its ref, no atom ref without its value.
-        assert conn.execute(
-            "SELECT count(*) FROM call_edges WHERE call_key NOT IN (SELECT history_key FROM calls)"
-        ).fetchone()[0] == 0
-        assert conn.execute(
-            "SELECT count(*) FROM call_edges WHERE ref_key NOT IN (SELECT history_key FROM refs)"
-        ).fetchone()[0] == 0
-        assert conn.execute(
-            "SELECT count(*) FROM refs WHERE kind = 0"
-            " AND content_key NOT IN (SELECT content_key FROM stored_values)"
-        ).fetchone()[0] == 0
-        blob_keys = [row[0] for row in conn.execute(
-            "SELECT blob_key FROM stored_values WHERE blob_key IS NOT NULL"
-        )]
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM call_edges WHERE call_key NOT IN (SELECT history_key FROM calls)"
+            ).fetchone()[0]
+            == 0
+        )
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM call_edges WHERE ref_key NOT IN (SELECT history_key FROM refs)"
+            ).fetchone()[0]
+            == 0
+        )
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM refs WHERE kind = 0"
+                " AND content_key NOT IN (SELECT content_key FROM stored_values)"
+            ).fetchone()[0]
+            == 0
+        )
+        blob_keys = [
+            row[0]
+            for row in conn.execute("SELECT blob_key FROM stored_values WHERE blob_key IS NOT NULL")
+        ]
     finally:
         conn.close()
     root = Path(str(db) + ".blobs")

@@ -102,10 +102,9 @@ def test_exception_propagates_unchanged_and_earlier_calls_are_committed(persiste
 
     error = ArithmeticError("step 3 failed")
     storage = persistent.open()
-    with pytest.raises(ArithmeticError) as info:
-        with storage:
-            for x in range(1, 5):
-                step(x)
+    with pytest.raises(ArithmeticError) as info, storage:
+        for x in range(1, 5):
+            step(x)
     assert info.value is error
     assert runs == [1, 2, 3]
     assert storage.in_context() is False
@@ -129,10 +128,9 @@ def test_exception_inside_nested_block_keeps_outer_active(storage: Storage) -> N
     runs: list = []
     inc = _counting_inc(runs)
     with storage:
-        with pytest.raises(ZeroDivisionError):
-            with storage:
-                inc(1)
-                1 / 0  # noqa: B018
+        with pytest.raises(ZeroDivisionError), storage:
+            inc(1)
+            1 / 0  # noqa: B018
         r = inc(2)
         assert isinstance(r, AtomRef)
     assert storage.cache_stats()["calls"]["stored"] == 2
@@ -193,7 +191,7 @@ def test_noop_runs_plain_functions_and_stores_nothing(storage: Storage, how) -> 
 def test_noop_unwraps_lazy_refs(persistent) -> None:
     runs: list = []
     inc = _counting_inc(runs)
-    with persistent.open() as storage:
+    with persistent.open():
         inc(1)
     fresh = persistent.open()
     with fresh:
@@ -246,19 +244,16 @@ def test_allow_new_calls_as_a_context_manager_restores_the_setting(storage: Stor
     runs: list = []
     inc = _counting_inc(runs)
     with storage:
-        with storage.allow_new_calls(False):
-            with pytest.raises(RuntimeError):
-                inc(1)
+        with storage.allow_new_calls(False), pytest.raises(RuntimeError):
+            inc(1)
         r = inc(1)
     assert storage.unwrap(r) == 2
     assert runs == [1]
     storage.allow_new_calls(False)
-    with storage.allow_new_calls(True):
-        with storage:
-            inc(5)
-    with storage:
-        with pytest.raises(NewCallsNotAllowedError):
-            inc(6)
+    with storage.allow_new_calls(True), storage:
+        inc(5)
+    with storage, pytest.raises(NewCallsNotAllowedError):
+        inc(6)
     storage.allow_new_calls(True)
 
 
@@ -273,9 +268,8 @@ def test_allow_new_calls_false_still_reuses_by_content(storage: Storage) -> None
 
     with storage:
         dbl(inc(1))
-    with storage.allow_new_calls(False):
-        with storage:
-            r = dbl(2)
+    with storage.allow_new_calls(False), storage:
+        r = dbl(2)
     assert storage.unwrap(r) == 4
     assert runs == [1, ("dbl", 2)]
 

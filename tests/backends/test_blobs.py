@@ -42,10 +42,14 @@ def test_large_array_goes_to_a_blob_file_named_by_content_id(fresh_db_path) -> N
     assert [f.name for f in files] == [r.cid]
     assert files[0].parent.name == r.cid[:2]
     assert files[0].stat().st_size >= 2_400_000
-    row = storage.conn().execute(
-        "SELECT data IS NULL, blob_key FROM stored_values WHERE content_key = ?",
-        (bytes.fromhex(r.cid),),
-    ).fetchone()
+    row = (
+        storage.conn()
+        .execute(
+            "SELECT data IS NULL, blob_key FROM stored_values WHERE content_key = ?",
+            (bytes.fromhex(r.cid),),
+        )
+        .fetchone()
+    )
     assert row == (1, r.cid)
     fresh = Storage(fresh_db_path, overflow_threshold_MB=1)
     with fresh:
@@ -95,7 +99,9 @@ def test_custom_overflow_dir(tmp_path) -> None:
     assert [f.name for f in _files(blobs)] == [r.cid]
     assert not Path(str(tmp_path / "s.db") + ".blobs").exists()
     fresh = Storage(tmp_path / "s.db", overflow_dir=blobs)
-    np.testing.assert_array_equal(fresh.unwrap(fresh.load_ref(r.hid, in_memory=False)), _big_array(1))
+    np.testing.assert_array_equal(
+        fresh.unwrap(fresh.load_ref(r.hid, in_memory=False)), _big_array(1)
+    )
 
 
 def test_same_array_is_stored_once(fresh_db_path) -> None:
@@ -116,7 +122,12 @@ def test_same_array_is_stored_once(fresh_db_path) -> None:
     assert a.cid == b.cid
     files = _files(Path(str(fresh_db_path) + ".blobs"))
     assert sorted(f.name for f in files) == sorted([a.cid, c.cid])
-    assert storage.conn().execute("SELECT count(*) FROM stored_values WHERE blob_key IS NOT NULL").fetchone()[0] == 2
+    assert (
+        storage.conn()
+        .execute("SELECT count(*) FROM stored_values WHERE blob_key IS NOT NULL")
+        .fetchone()[0]
+        == 2
+    )
 
 
 def test_no_temporary_files_are_left_after_success(fresh_db_path) -> None:

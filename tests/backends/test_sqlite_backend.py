@@ -79,7 +79,10 @@ def test_dependents_and_orphans(backend: SqliteBackend) -> None:
         values=[(_key(40), "pickle", 1, b"z", None)],
         refs=[(_key(40), _key(40), KIND_ATOM)],
         calls=[(_key(5), _key(97), "f", 0, None, None, None, None)],
-        edges=[(_key(5), DIRECTION_IN, "x", out_of_first), (_key(5), DIRECTION_OUT, "output_0", _key(40))],
+        edges=[
+            (_key(5), DIRECTION_IN, "x", out_of_first),
+            (_key(5), DIRECTION_OUT, "output_0", _key(40)),
+        ],
     )
     backend.write(second)
     assert backend.dependents([_key(1)]) == {_key(1), _key(5)}

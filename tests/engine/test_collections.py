@@ -158,9 +158,8 @@ def test_mdict_with_a_non_str_key_raises_op_call_error(storage: Storage) -> None
         runs.append(1)
         return 0
 
-    with storage:
-        with pytest.raises(OpCallError) as info:
-            weighted({1: 2})
+    with storage, pytest.raises(OpCallError) as info:
+        weighted({1: 2})
     assert isinstance(info.value, TypeError)
     message = str(info.value)
     assert "weighted" in message and "parts" in message
@@ -173,9 +172,8 @@ def test_mlist_with_a_non_list_raises_op_call_error(storage: Storage) -> None:
     def total(nums: MList[int]):
         return 0
 
-    with storage:
-        with pytest.raises(OpCallError, match="total.*nums|nums.*total"):
-            total(5)
+    with storage, pytest.raises(OpCallError, match="total.*nums|nums.*total"):
+        total(5)
 
 
 def test_varargs_annotation_applies_to_every_element(storage: Storage) -> None:
@@ -236,7 +234,7 @@ def test_memo_hit_of_an_mlist_output_is_an_indexable_list_ref(persistent) -> Non
         runs.append(n)
         return [10 * i for i in range(n)]
 
-    with persistent.open() as storage:
+    with persistent.open():
         first = upto(4)
     reopened = persistent.open()
     with reopened:
@@ -419,7 +417,7 @@ def test_lazy_list_ref_elements_need_loading(persistent) -> None:
     def upto(n) -> MList[int]:
         return list(range(n))
 
-    with persistent.open() as storage:
+    with persistent.open():
         first = upto(2)
     reopened = persistent.open()
     lazy = reopened.load_ref(first.hid, in_memory=False)
@@ -522,11 +520,14 @@ def test_failing_op_with_collection_input_stores_no_structural_calls(storage: St
     def explode(items: MList[int], parts: MDict[str, int]):
         raise RuntimeError("boom")
 
-    with pytest.raises(RuntimeError, match="boom"):
-        with storage:
-            explode([1, 2], {"a": 3})
+    with pytest.raises(RuntimeError, match="boom"), storage:
+        explode([1, 2], {"a": 3})
     stats = storage.cache_stats()
-    assert (stats["calls"]["stored"], stats["refs"]["stored"], stats["values"]["stored"]) == (0, 0, 0)
+    assert (stats["calls"]["stored"], stats["refs"]["stored"], stats["values"]["stored"]) == (
+        0,
+        0,
+        0,
+    )
 
 
 def test_mismatched_collection_output_stores_nothing(storage: Storage) -> None:
@@ -536,8 +537,11 @@ def test_mismatched_collection_output_stores_nothing(storage: Storage) -> None:
     def bad(n) -> MList[int]:
         return list(range(n))
 
-    with pytest.raises(OutputMismatchError):
-        with storage:
-            bad(3)
+    with pytest.raises(OutputMismatchError), storage:
+        bad(3)
     stats = storage.cache_stats()
-    assert (stats["calls"]["stored"], stats["refs"]["stored"], stats["values"]["stored"]) == (0, 0, 0)
+    assert (stats["calls"]["stored"], stats["refs"]["stored"], stats["values"]["stored"]) == (
+        0,
+        0,
+        0,
+    )

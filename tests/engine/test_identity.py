@@ -120,7 +120,9 @@ def test_wrap_atom_with_a_history_id() -> None:
         wrap_atom(ref, history_id=other.hid)
 
 
-@pytest.mark.parametrize(("a", "b"), [(1, True), (1, 1.0), (True, 1.0), (0, False), ((1, 2), [1, 2]), (23, 23.0)])
+@pytest.mark.parametrize(
+    ("a", "b"), [(1, True), (1, 1.0), (True, 1.0), (0, False), ((1, 2), [1, 2]), (23, 23.0)]
+)
 def test_values_of_different_types_are_different_calls(storage: Storage, a, b) -> None:
     runs = []
 
@@ -255,7 +257,7 @@ def test_content_reuse_across_sessions(persistent) -> None:
     """The reference recomputes here (bug g.1-1); we reuse the stored result."""
     runs: list = []
     inc, dbl = _inc_dbl(runs)
-    with persistent.open() as storage:
+    with persistent.open():
         first = dbl(inc(1))
     assert runs == ["inc", "dbl"]
     reopened = persistent.open()

@@ -260,7 +260,7 @@ def test_ignore_as_a_default_is_unwrapped_for_the_function(storage: Storage) -> 
     received = []
 
     @op
-    def train(x, device=Ignore("cpu")):
+    def train(x, device=Ignore("cpu")):  # noqa: B008 - markers are meant as defaults
         received.append((x, device))
         return x
 
@@ -359,7 +359,7 @@ def _define_v1(runs):
 
 def _define_v2(runs, default):
     @op
-    def fit(x, reg=NewArgDefault(default)):
+    def fit(x, reg=NewArgDefault(default)):  # noqa: B008 - markers are meant as defaults
         runs.append(("v2", x, reg))
         return x * 2 + (reg if isinstance(reg, (int, float)) else 0)
 
@@ -430,7 +430,7 @@ def test_new_arg_default_numpy_array_equality(storage: Storage) -> None:
         center(1)
 
     @op  # type: ignore[no-redef]
-    def center(x, offsets=NewArgDefault(np.array([1, 2, 3]))):
+    def center(x, offsets=NewArgDefault(np.array([1, 2, 3]))):  # noqa: B008 - markers are meant as defaults
         runs.append(("v2", x, np.asarray(offsets).tolist()))
         return x
 
@@ -556,14 +556,12 @@ def test_exception_in_op_body_propagates_unchanged_and_stores_nothing(storage: S
         runs.append(x)
         raise error
 
-    with pytest.raises(KeyError) as info:
-        with storage:
-            fail(1)
+    with pytest.raises(KeyError) as info, storage:
+        fail(1)
     assert info.value is error
     assert storage.cache_stats()["calls"]["stored"] == 0
-    with pytest.raises(KeyError):
-        with storage:
-            fail(1)
+    with pytest.raises(KeyError), storage:
+        fail(1)
     assert runs == [1, 1]  # a failed call is not memoized
 
 

@@ -79,7 +79,7 @@ def test_outside_a_context_marker_defaults_are_unwrapped() -> None:
     received = []
 
     @op
-    def f(x, y=NewArgDefault(10), z=Ignore("quiet")):
+    def f(x, y=NewArgDefault(10), z=Ignore("quiet")):  # noqa: B008 - markers are meant as defaults
         received.append((x, y, z))
         return x + y
 

@@ -182,10 +182,9 @@ def test_output_mismatch_raises_and_stores_nothing_of_that_call(
 
     bad_op = decorator(bad)
     storage = persistent.open()
-    with pytest.raises(OutputMismatchError) as info:
-        with storage:
-            kept = before(1)
-            bad_op(kept)
+    with pytest.raises(OutputMismatchError) as info, storage:
+        kept = before(1)
+        bad_op(kept)
     assert isinstance(info.value, ValueError)
     assert "'bad'" in str(info.value)
     assert runs == ["before", "bad"]
@@ -196,9 +195,8 @@ def test_output_mismatch_raises_and_stores_nothing_of_that_call(
     assert storage.get_ref_creator(kept).op.name == "before"
     assert storage.get_consumers([kept.hid]) == []
     # The failed call was not memoized: it runs again.
-    with pytest.raises(OutputMismatchError):
-        with fresh:
-            bad_op(before(1))
+    with pytest.raises(OutputMismatchError), fresh:
+        bad_op(before(1))
     assert runs == ["before", "bad", "bad"]
 
 
@@ -207,9 +205,8 @@ def test_output_mismatch_stores_no_values_or_refs(storage: Storage) -> None:
     def bad(x):
         return (["big", "unique", "value"], 1, 2)
 
-    with pytest.raises(OutputMismatchError):
-        with storage:
-            bad(0)
+    with pytest.raises(OutputMismatchError), storage:
+        bad(0)
     stats = storage.cache_stats()
     assert stats["calls"]["stored"] == 0
     assert stats["values"]["stored"] == 0
@@ -238,6 +235,5 @@ def test_mismatch_message_says_what_was_expected(storage: Storage) -> None:
     def pair(x):
         return (1, 2, 3)
 
-    with pytest.raises(OutputMismatchError, match=r"2.*3|3.*2"):
-        with storage:
-            pair(0)
+    with pytest.raises(OutputMismatchError, match=r"2.*3|3.*2"), storage:
+        pair(0)

@@ -28,7 +28,11 @@ class _Unpicklable:
 def _nothing_stored(storage: Storage) -> None:
     storage.commit()
     stats = storage.cache_stats()
-    assert (stats["calls"]["stored"], stats["refs"]["stored"], stats["values"]["stored"]) == (0, 0, 0)
+    assert (stats["calls"]["stored"], stats["refs"]["stored"], stats["values"]["stored"]) == (
+        0,
+        0,
+        0,
+    )
 
 
 def _gen():
@@ -38,7 +42,7 @@ def _gen():
 @pytest.mark.parametrize(
     "make",
     [
-        pytest.param(lambda: (lambda: 1), id="lambda"),
+        pytest.param(lambda: lambda: 1, id="lambda"),
         pytest.param(threading.Lock, id="lock"),
         pytest.param(_gen, id="generator"),
     ],
@@ -51,9 +55,8 @@ def test_unhashable_argument_names_op_and_argument(storage: Storage, make) -> No
         runs.append(1)
         return 1
 
-    with storage:
-        with pytest.raises(UnhashableValueError) as info:
-            consume(make())
+    with storage, pytest.raises(UnhashableValueError) as info:
+        consume(make())
     assert isinstance(info.value, TypeError)
     assert "consume" in str(info.value) and "data" in str(info.value)
     assert runs == []
@@ -67,9 +70,8 @@ def test_unhashable_element_of_an_mlist_names_op_and_argument(storage: Storage) 
     def consume(items: MList[int]):
         return 1
 
-    with storage:
-        with pytest.raises(UnhashableValueError, match="consume.*items|items.*consume"):
-            consume([1, threading.Lock()])
+    with storage, pytest.raises(UnhashableValueError, match="consume.*items|items.*consume"):
+        consume([1, threading.Lock()])
     _nothing_stored(storage)
 
 
@@ -81,9 +83,8 @@ def test_unhashable_output_names_op_and_output(storage: Storage) -> None:
         runs.append(x)
         return lambda: x
 
-    with storage:
-        with pytest.raises(UnhashableValueError) as info:
-            make_fn(1)
+    with storage, pytest.raises(UnhashableValueError) as info:
+        make_fn(1)
     assert "make_fn" in str(info.value) and "fn" in str(info.value)
     _nothing_stored(storage)
 
@@ -93,9 +94,8 @@ def test_unpicklable_output_names_op_and_output(storage: Storage) -> None:
     def build(x):
         return _Unpicklable(x)
 
-    with storage:
-        with pytest.raises(SerializationError) as info:
-            build(1)
+    with storage, pytest.raises(SerializationError) as info:
+        build(1)
     assert isinstance(info.value, TypeError)
     assert "build" in str(info.value) and "model" in str(info.value)
     _nothing_stored(storage)
@@ -106,9 +106,8 @@ def test_unpicklable_argument_names_op_and_argument(storage: Storage) -> None:
     def use(model):
         return 1
 
-    with storage:
-        with pytest.raises(SerializationError) as info:
-            use(_Unpicklable(1))
+    with storage, pytest.raises(SerializationError) as info:
+        use(_Unpicklable(1))
     assert "use" in str(info.value) and "model" in str(info.value)
     _nothing_stored(storage)
 

@@ -46,7 +46,12 @@ def test_ref_repr_in_memory_and_lazy() -> None:
 def test_ref_copies() -> None:
     ref = AtomRef(C1, H1, True, [1])
     detached = ref.detached()
-    assert (detached.in_memory, detached.obj, detached.hid, detached.cid) == (False, None, ref.hid, ref.cid)
+    assert (detached.in_memory, detached.obj, detached.hid, detached.cid) == (
+        False,
+        None,
+        ref.hid,
+        ref.cid,
+    )
     attached = detached.attached([2])
     assert (attached.in_memory, attached.obj) == (True, [2])
     copy = ref.shallow_copy()
