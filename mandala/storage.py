@@ -197,10 +197,10 @@ class Storage:
         key = from_hex(hid, "history id")
         found = self.backend.load_refs([key])
         if key not in found:
-            pending = self.session._refs.get(key)
+            pending = self.session.pending_ref(key)
             if pending is None:
                 raise ValueNotFoundError(f"no ref with history id {hid} in this storage")
-            found[key] = (pending[1], pending[2])
+            found[key] = pending
         content_key, kind = found[key]
         ref = ref_from_kind(KIND_ATOM if kind == KIND_POINTER else kind, content_key, key)
         if in_memory:

@@ -170,6 +170,11 @@ class Session:
             return found
         return self.backend.find_call_by_content(content_key)
 
+    def pending_ref(self, history_key: bytes) -> tuple[bytes, int] | None:
+        """``(content_key, kind)`` of a ref recorded in this session but not committed yet."""
+        row = self._refs.get(history_key)
+        return (row[1], row[2]) if row is not None else None
+
     def has_call(self, call_key: bytes) -> bool:
         return call_key in self.calls or bool(self.backend.has_calls([call_key]))
 
