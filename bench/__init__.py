@@ -1,0 +1,17 @@
+"""The benchmark suite of mandala: ``python3 -m bench`` prints a table of medians.
+
+Every figure is the median of several runs, and every baseline (joblib.Memory, a plain sqlite3
+memoizer, a dict memoizer, np.save/np.load, joblib.hash) is measured in the same run, interleaved
+with mandala's repetitions so both see the same machine noise. Stores live in temporary
+directories that are removed afterwards.
+
+Workloads (``--only NAME``): ``fresh``, ``warm``, ``cold``, ``scaling``, ``memory``, ``array``.
+The targets are those of DESIGN.md section 4 ("Hot-path budget") and section 6.
+
+Modules: ``ops`` (the benchmarked functions, importable by child processes), ``measure``
+(timers, temporary dirs, process memory), ``baselines`` (the non-mandala memoizers),
+``workloads`` / ``scaling`` / ``array`` (the measurements), ``child`` (what subprocesses run),
+``report`` (rows, table, JSON), ``cli`` (the command line), ``profile`` (cProfile of one hot path).
+"""
+
+__all__: list[str] = []
