@@ -122,28 +122,22 @@ def _check_integrity(db: Path) -> set[tuple[str, int]]:
         # Every call has exactly its edges: one output, and 1 (work) or 2 (combine) inputs.
         rows = conn.execute(
             "SELECT o.name, c.history_key,"
-            " (SELECT count(*) FROM call_edges e WHERE e.call_key = c.history_key AND e.direction = 0),"
-            " (SELECT count(*) FROM call_edges e WHERE e.call_key = c.history_key AND e.direction = 1)"
+            " (SELECT count(*) FROM call_edges e WHERE e.call_id = c.call_id AND e.direction = 0),"
+            " (SELECT count(*) FROM call_edges e WHERE e.call_id = c.call_id AND e.direction = 1)"
             " FROM calls c JOIN ops o ON o.op_id = c.op_id"
         ).fetchall()
         for name, _, n_in, n_out in rows:
             assert (n_in, n_out) == ({"work": 1, "combine": 2}[name], 1), name
-        # No edge without its call, no edge without its ref, no atom ref without its value.
+        # No edge without its call, no atom ref (on an edge) without its value.
         assert (
             conn.execute(
-                "SELECT count(*) FROM call_edges WHERE call_key NOT IN (SELECT history_key FROM calls)"
+                "SELECT count(*) FROM call_edges WHERE call_id NOT IN (SELECT call_id FROM calls)"
             ).fetchone()[0]
             == 0
         )
         assert (
             conn.execute(
-                "SELECT count(*) FROM call_edges WHERE ref_key NOT IN (SELECT history_key FROM refs)"
-            ).fetchone()[0]
-            == 0
-        )
-        assert (
-            conn.execute(
-                "SELECT count(*) FROM refs WHERE kind = 0"
+                "SELECT count(*) FROM call_edges WHERE kind = 0"
                 " AND content_key NOT IN (SELECT content_key FROM stored_values)"
             ).fetchone()[0]
             == 0

@@ -198,7 +198,7 @@ def test_store_file_records_its_schema_version(fresh_db_path) -> None:
             "SELECT name FROM sqlite_master WHERE type = 'table'"
         )
     }
-    assert {"meta", "ops", "calls", "call_edges", "refs", "stored_values"} <= tables
+    assert {"meta", "ops", "calls", "call_edges", "ref_items", "stored_values"} <= tables
 
 
 def test_reopening_a_store_of_this_release(fresh_db_path) -> None:

@@ -49,24 +49,22 @@ class WriteBatch:
     Attributes:
         ops: ``(name, version, output_names_json, nout, ignore_args_json, is_structural)``.
         values: ``(content_key, format, size, data_or_None, blob_key_or_None)``.
-        refs: ``(history_key, content_key, kind)``.
-        items: ``(collection_history_key, position, item_key_or_None, element_history_key)``.
+        items: ``(collection_history_key, position, item_key_or_None, element_history_key,
+            element_content_key, element_kind)``.
         calls: ``(history_key, content_key, op_name, op_version, semantic_version,
             content_version, started_at, duration)``.
-        edges: ``(call_history_key, direction, name, ref_history_key)``.
+        edges: ``(call_history_key, direction, name, ref_history_key, ref_content_key,
+            ref_kind)``.
     """
 
     ops: list[tuple] = field(default_factory=list)
     values: list[tuple] = field(default_factory=list)
-    refs: list[tuple] = field(default_factory=list)
     items: list[tuple] = field(default_factory=list)
     calls: list[tuple] = field(default_factory=list)
     edges: list[tuple] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return (
-            len(self.values) + len(self.refs) + len(self.items) + len(self.calls) + len(self.edges)
-        )
+        return len(self.values) + len(self.items) + len(self.calls) + len(self.edges)
 
 
 @dataclass(frozen=True)

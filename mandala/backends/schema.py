@@ -38,37 +38,43 @@ SQLITE_DDL_V1 = [
         data BLOB,
         blob_key TEXT
     ) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS refs (
-        history_key BLOB PRIMARY KEY,
-        content_key BLOB NOT NULL,
-        kind INTEGER NOT NULL
-    ) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS ref_items (
-        collection_key BLOB NOT NULL,
-        position INTEGER NOT NULL,
-        item_key TEXT,
-        element_key BLOB NOT NULL,
-        PRIMARY KEY (collection_key, position)
-    ) WITHOUT ROWID""",
+    # Calls get a sequential integer id so that the call table and the edge table grow by
+    # appending; only the hash lookups (history key, content key, ref key) are random-order
+    # B-tree inserts, which is what makes a fresh call's cost grow with the store.
     """CREATE TABLE IF NOT EXISTS calls (
-        history_key BLOB PRIMARY KEY,
+        call_id INTEGER PRIMARY KEY,
+        history_key BLOB NOT NULL UNIQUE,
         content_key BLOB NOT NULL,
         op_id INTEGER NOT NULL REFERENCES ops (op_id),
         semantic_version TEXT,
         content_version TEXT,
         started_at REAL,
         duration REAL
-    ) WITHOUT ROWID""",
+    )""",
     "CREATE INDEX IF NOT EXISTS calls_by_content ON calls (content_key)",
     "CREATE INDEX IF NOT EXISTS calls_by_op ON calls (op_id)",
+    # One row per input (direction 0) and output (1) of a call. A ref is not a table of its
+    # own: its content key and kind travel on every edge that mentions it, so a memo hit reads
+    # one range of this table and nothing else.
     """CREATE TABLE IF NOT EXISTS call_edges (
-        call_key BLOB NOT NULL,
+        call_id INTEGER NOT NULL,
         direction INTEGER NOT NULL,
         name TEXT NOT NULL,
         ref_key BLOB NOT NULL,
-        PRIMARY KEY (call_key, direction, name)
+        content_key BLOB NOT NULL,
+        kind INTEGER NOT NULL,
+        PRIMARY KEY (call_id, direction, name)
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS edges_by_ref ON call_edges (ref_key, direction)",
+    """CREATE TABLE IF NOT EXISTS ref_items (
+        collection_key BLOB NOT NULL,
+        position INTEGER NOT NULL,
+        item_key TEXT,
+        element_key BLOB NOT NULL,
+        element_content_key BLOB NOT NULL,
+        element_kind INTEGER NOT NULL,
+        PRIMARY KEY (collection_key, position)
+    ) WITHOUT ROWID""",
 ]
 
 MIGRATIONS: dict[int, list[str]] = {

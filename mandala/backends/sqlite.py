@@ -79,9 +79,6 @@ class SqliteBackend:
         self._op_ids: dict[tuple[str, int], int] = {}
         self._op_names: dict[int, tuple[str, int]] = {}
         try:
-            # 16 KiB pages keep the B-trees of random 16-byte keys shallow (about 10% faster
-            # inserts than 4 KiB); it only takes effect when the file is created.
-            self._conn.execute("PRAGMA page_size = 16384")
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
             self._conn.execute("PRAGMA temp_store = MEMORY")
@@ -235,15 +232,16 @@ class SqliteBackend:
     # ---------------------------------------------------------------- writes
 
     def write(self, batch: WriteBatch) -> None:
-        """Write a batch in one transaction; rows already present are left as they are."""
+        """Write a batch in one transaction; calls already stored (by anyone) are skipped."""
         op_rows = {(row[0], row[1]): row for row in batch.ops}
         # Rows sorted by key land in B-tree pages in order, which makes inserts of random keys
-        # noticeably cheaper than in arrival order.
+        # cheaper than in arrival order.
         values = sorted(batch.values)
-        refs = sorted(batch.refs)
         items = sorted(batch.items)
-        edges = sorted(batch.edges)
         calls = sorted(batch.calls, key=_first)
+        edges_by_call: dict[bytes, list[tuple]] = {}
+        for edge in batch.edges:
+            edges_by_call.setdefault(edge[0], []).append(edge)
 
         def body(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
             resolved = {key: self._op_id(conn, row) for key, row in op_rows.items()}
@@ -254,29 +252,34 @@ class SqliteBackend:
                     " blob_key) VALUES (?, ?, ?, ?, ?)",
                     values,
                 )
-            if refs:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO refs (history_key, content_key, kind) VALUES (?, ?, ?)",
-                    refs,
-                )
             if items:
                 conn.executemany(
                     "INSERT OR IGNORE INTO ref_items (collection_key, position, item_key,"
-                    " element_key) VALUES (?, ?, ?, ?)",
+                    " element_key, element_content_key, element_kind) VALUES (?, ?, ?, ?, ?, ?)",
                     items,
                 )
             if calls:
+                # Another writer may have stored some of these calls since they were looked up;
+                # a call row and its edges are written together, so skipping it is enough.
+                existing = self._existing_calls(conn, [c[0] for c in calls])
+                new_calls = [c for c in calls if c[0] not in existing]
+                next_id = conn.execute("SELECT COALESCE(MAX(call_id), 0) FROM calls").fetchone()[0]
+                call_rows = []
+                edge_rows = []
+                for offset, c in enumerate(new_calls, start=next_id + 1):
+                    call_rows.append((offset, c[0], c[1], op_ids[(c[2], c[3])], *c[4:]))
+                    for edge in edges_by_call.get(c[0], ()):
+                        edge_rows.append((offset, *edge[1:]))
                 conn.executemany(
-                    "INSERT OR IGNORE INTO calls (history_key, content_key, op_id,"
+                    "INSERT INTO calls (call_id, history_key, content_key, op_id,"
                     " semantic_version, content_version, started_at, duration)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(c[0], c[1], op_ids[(c[2], c[3])], *c[4:]) for c in calls],
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    call_rows,
                 )
-            if edges:
                 conn.executemany(
-                    "INSERT OR IGNORE INTO call_edges (call_key, direction, name, ref_key)"
-                    " VALUES (?, ?, ?, ?)",
-                    edges,
+                    "INSERT INTO call_edges (call_id, direction, name, ref_key, content_key, kind)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    edge_rows,
                 )
             return resolved
 
@@ -285,22 +288,34 @@ class SqliteBackend:
             self._op_ids[key] = op_id
             self._op_names[op_id] = key
 
+    @staticmethod
+    def _existing_calls(conn: sqlite3.Connection, call_keys: list[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        for chunk in _chunks(call_keys):
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                row[0]
+                for row in conn.execute(
+                    f"SELECT history_key FROM calls WHERE history_key IN ({marks})", chunk
+                )
+            )
+        return found
+
     # ---------------------------------------------------------------- call lookups
+
+    _OUTPUTS_BY_HISTORY = (
+        "SELECT 0, e.name, e.ref_key, e.content_key, e.kind FROM calls c"
+        " LEFT JOIN call_edges e ON e.call_id = c.call_id AND e.direction = 1"
+        " WHERE c.history_key = ?"
+    )
 
     def find_outputs(self, call_key: bytes) -> tuple[StoredOutput, ...] | None:
         """Outputs of the call with this history key, or None if there is no such call."""
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT e.name, e.ref_key, r.content_key, r.kind FROM calls c"
-                " LEFT JOIN call_edges e ON e.call_key = c.history_key AND e.direction = 1"
-                " LEFT JOIN refs r ON r.history_key = e.ref_key WHERE c.history_key = ?",
-                (call_key,),
-            ).fetchall()
+            rows = self._conn.execute(self._OUTPUTS_BY_HISTORY, (call_key,)).fetchall()
         if not rows:
             return None
-        return tuple(
-            StoredOutput(row[0], row[1], row[2], row[3]) for row in rows if row[0] is not None
-        )
+        return tuple(StoredOutput(r[1], r[2], r[3], r[4]) for r in rows if r[1] is not None)
 
     def find_call(
         self, history_key: bytes, content_key: bytes
@@ -309,22 +324,17 @@ class SqliteBackend:
         is stored, else the history key of some call with this content key (or None)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT 0, e.name, e.ref_key, r.content_key, r.kind FROM calls c"
-                " LEFT JOIN call_edges e ON e.call_key = c.history_key AND e.direction = 1"
-                " LEFT JOIN refs r ON r.history_key = e.ref_key WHERE c.history_key = ?"
-                " UNION ALL SELECT 1, NULL, history_key, NULL, NULL FROM"
-                " (SELECT history_key FROM calls WHERE content_key = ? LIMIT 1)",
-                (history_key, content_key),
+                self._OUTPUTS_BY_HISTORY
+                + " UNION ALL SELECT 1, NULL, history_key, NULL, NULL FROM"
+                " (SELECT history_key FROM calls WHERE content_key = ? AND NOT EXISTS"
+                " (SELECT 1 FROM calls WHERE history_key = ?) LIMIT 1)",
+                (history_key, content_key, history_key),
             ).fetchall()
         if rows and rows[0][0] == 0:
-            return (
-                tuple(
-                    StoredOutput(r[1], r[2], r[3], r[4])
-                    for r in rows
-                    if r[0] == 0 and r[1] is not None
-                ),
-                None,
+            outputs = tuple(
+                StoredOutput(r[1], r[2], r[3], r[4]) for r in rows if r[0] == 0 and r[1] is not None
             )
+            return outputs, None
         return None, (rows[0][2] if rows else None)
 
     def find_call_by_content(self, content_key: bytes) -> bytes | None:
@@ -337,49 +347,42 @@ class SqliteBackend:
 
     def has_calls(self, call_keys: Sequence[bytes]) -> set[bytes]:
         """The subset of ``call_keys`` that are stored."""
-        found: set[bytes] = set()
         with self._lock:
-            for chunk in _chunks(list(call_keys)):
-                marks = ",".join("?" * len(chunk))
-                found.update(
-                    row[0]
-                    for row in self._conn.execute(
-                        f"SELECT history_key FROM calls WHERE history_key IN ({marks})", chunk
-                    )
-                )
-        return found
+            return self._existing_calls(self._conn, list(call_keys))
 
     def load_calls(self, call_keys: Sequence[bytes]) -> list[StoredCall]:
         """Stored calls with their inputs and outputs, in the order of ``call_keys`` (missing
         keys are skipped)."""
         heads: dict[bytes, tuple] = {}
-        edges: dict[bytes, tuple[list[StoredOutput], list[StoredOutput]]] = {}
+        edges: dict[int, tuple[list[StoredOutput], list[StoredOutput]]] = {}
         with self._lock:
             for chunk in _chunks(list(dict.fromkeys(call_keys))):
                 marks = ",".join("?" * len(chunk))
+                ids = []
                 for row in self._conn.execute(
                     "SELECT history_key, content_key, op_id, semantic_version, content_version,"
-                    f" started_at, duration FROM calls WHERE history_key IN ({marks})",
+                    f" started_at, duration, call_id FROM calls WHERE history_key IN ({marks})",
                     chunk,
                 ):
                     heads[row[0]] = row
-                    edges[row[0]] = ([], [])
-                for call_key, direction, name, ref_key, content_key, kind in self._conn.execute(
-                    "SELECT e.call_key, e.direction, e.name, e.ref_key, r.content_key, r.kind"
-                    " FROM call_edges e JOIN refs r ON r.history_key = e.ref_key"
-                    f" WHERE e.call_key IN ({marks}) ORDER BY e.call_key, e.direction, e.name",
-                    chunk,
+                    edges[row[7]] = ([], [])
+                    ids.append(row[7])
+                if not ids:
+                    continue
+                id_marks = ",".join("?" * len(ids))
+                for call_id, direction, name, ref_key, content_key, kind in self._conn.execute(
+                    "SELECT call_id, direction, name, ref_key, content_key, kind FROM call_edges"
+                    f" WHERE call_id IN ({id_marks}) ORDER BY call_id, direction, name",
+                    ids,
                 ):
-                    edges[call_key][direction].append(
-                        StoredOutput(name, ref_key, content_key, kind)
-                    )
+                    edges[call_id][direction].append(StoredOutput(name, ref_key, content_key, kind))
         result = []
         for key in call_keys:
             head = heads.get(key)
             if head is None:
                 continue
             name, version = self._op_name(head[2])
-            inputs, outputs = edges[key]
+            inputs, outputs = edges[head[7]]
             result.append(
                 StoredCall(
                     history_key=head[0],
@@ -398,20 +401,15 @@ class SqliteBackend:
 
     def call_keys_of_op(self, name: str, version: int | None = None) -> list[bytes]:
         """History keys of every stored call of an op (all versions unless one is given)."""
+        query = (
+            "SELECT c.history_key FROM calls c JOIN ops o ON o.op_id = c.op_id WHERE o.name = ?"
+        )
+        params: tuple = (name,)
+        if version is not None:
+            query += " AND o.version = ?"
+            params = (name, version)
         with self._lock:
-            if version is None:
-                rows = self._conn.execute(
-                    "SELECT c.history_key FROM calls c JOIN ops o ON o.op_id = c.op_id"
-                    " WHERE o.name = ?",
-                    (name,),
-                ).fetchall()
-            else:
-                rows = self._conn.execute(
-                    "SELECT c.history_key FROM calls c JOIN ops o ON o.op_id = c.op_id"
-                    " WHERE o.name = ? AND o.version = ?",
-                    (name, version),
-                ).fetchall()
-        return [row[0] for row in rows]
+            return [row[0] for row in self._conn.execute(query, params)]
 
     def all_call_keys(self) -> list[bytes]:
         with self._lock:
@@ -423,8 +421,9 @@ class SqliteBackend:
             for chunk in _chunks(list(dict.fromkeys(ref_keys))):
                 marks = ",".join("?" * len(chunk))
                 for ref_key, call_key in self._conn.execute(
-                    f"SELECT ref_key, call_key FROM call_edges WHERE ref_key IN ({marks})"
-                    " AND direction = ?",
+                    "SELECT e.ref_key, c.history_key FROM call_edges e"
+                    " JOIN calls c ON c.call_id = e.call_id"
+                    f" WHERE e.ref_key IN ({marks}) AND e.direction = ?",
                     (*chunk, direction),
                 ):
                     found.setdefault(ref_key, []).append(call_key)
@@ -447,7 +446,8 @@ class SqliteBackend:
             for chunk in _chunks(list(dict.fromkeys(history_keys))):
                 marks = ",".join("?" * len(chunk))
                 for history_key, content_key, kind in self._conn.execute(
-                    f"SELECT history_key, content_key, kind FROM refs WHERE history_key IN ({marks})",
+                    "SELECT ref_key, content_key, kind FROM call_edges"
+                    f" WHERE ref_key IN ({marks})",
                     chunk,
                 ):
                     found[history_key] = (content_key, kind)
@@ -459,20 +459,14 @@ class SqliteBackend:
         with self._lock:
             for chunk in _chunks(list(dict.fromkeys(collection_keys))):
                 marks = ",".join("?" * len(chunk))
-                for (
-                    collection_key,
-                    position,
-                    item_key,
-                    element_key,
-                    content_key,
-                    kind,
-                ) in self._conn.execute(
-                    "SELECT i.collection_key, i.position, i.item_key, i.element_key,"
-                    " r.content_key, r.kind FROM ref_items i"
-                    " JOIN refs r ON r.history_key = i.element_key"
-                    f" WHERE i.collection_key IN ({marks})"
-                    " ORDER BY i.collection_key, i.position",
-                    chunk,
+                for collection_key, position, item_key, element_key, content_key, kind in (
+                    self._conn.execute(
+                        "SELECT collection_key, position, item_key, element_key,"
+                        " element_content_key, element_kind FROM ref_items"
+                        f" WHERE collection_key IN ({marks})"
+                        " ORDER BY collection_key, position",
+                        chunk,
+                    )
                 ):
                     found.setdefault(collection_key, []).append(
                         ShapeItem(
@@ -511,67 +505,87 @@ class SqliteBackend:
     # ---------------------------------------------------------------- deletion and upkeep
 
     def dependents(self, call_keys: Sequence[bytes]) -> set[bytes]:
-        """Every call that (transitively) consumes an output of the given calls, plus them."""
-        result = set(call_keys)
-        frontier = list(result)
-        while frontier:
-            next_frontier: list[bytes] = []
-            with self._lock:
+        """The given calls plus every call that (transitively) consumes one of their outputs."""
+        with self._lock:
+            ids = self._call_ids(list(call_keys))
+            result = set(ids)
+            frontier = list(ids)
+            while frontier:
+                next_frontier: list[int] = []
                 for chunk in _chunks(frontier):
                     marks = ",".join("?" * len(chunk))
-                    rows = self._conn.execute(
-                        "SELECT DISTINCT c.call_key FROM call_edges o"
+                    for (call_id,) in self._conn.execute(
+                        "SELECT DISTINCT c.call_id FROM call_edges o"
                         " JOIN call_edges c ON c.ref_key = o.ref_key AND c.direction = 0"
-                        f" WHERE o.call_key IN ({marks}) AND o.direction = 1",
+                        f" WHERE o.call_id IN ({marks}) AND o.direction = 1",
                         chunk,
-                    ).fetchall()
-                    for (key,) in rows:
-                        if key not in result:
-                            result.add(key)
-                            next_frontier.append(key)
-            frontier = next_frontier
-        return result
+                    ):
+                        if call_id not in result:
+                            result.add(call_id)
+                            next_frontier.append(call_id)
+                frontier = next_frontier
+            return set(self._call_keys_of_ids(list(result)).values())
+
+    def _call_ids(self, call_keys: list[bytes]) -> list[int]:
+        ids: list[int] = []
+        for chunk in _chunks(list(dict.fromkeys(call_keys))):
+            marks = ",".join("?" * len(chunk))
+            ids.extend(
+                row[0]
+                for row in self._conn.execute(
+                    f"SELECT call_id FROM calls WHERE history_key IN ({marks})", chunk
+                )
+            )
+        return ids
+
+    def _call_keys_of_ids(self, ids: list[int]) -> dict[int, bytes]:
+        keys: dict[int, bytes] = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            keys.update(
+                self._conn.execute(
+                    f"SELECT call_id, history_key FROM calls WHERE call_id IN ({marks})", chunk
+                ).fetchall()
+            )
+        return keys
 
     def delete_calls(self, call_keys: Sequence[bytes]) -> int:
-        """Delete calls and their edges (refs and values stay; see ``delete_orphans``)."""
+        """Delete calls and their edges (values stay until ``unreferenced_values`` are deleted)."""
         keys = list(dict.fromkeys(call_keys))
 
         def body(conn: sqlite3.Connection) -> int:
-            deleted = 0
-            for chunk in _chunks(keys):
+            ids = self._call_ids(keys)
+            for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
-                conn.execute(f"DELETE FROM call_edges WHERE call_key IN ({marks})", chunk)
-                deleted += conn.execute(
-                    f"DELETE FROM calls WHERE history_key IN ({marks})", chunk
-                ).rowcount
-            return deleted
+                conn.execute(f"DELETE FROM call_edges WHERE call_id IN ({marks})", chunk)
+                conn.execute(f"DELETE FROM calls WHERE call_id IN ({marks})", chunk)
+            return len(ids)
 
         return self._transaction(body)
 
     def orphan_refs(self) -> set[bytes]:
-        """Refs used by no call, directly or as an element of a used collection."""
+        """Collections whose element rows remain but that no call mentions any more."""
         with self._lock:
             rows = self._conn.execute(
-                "WITH RECURSIVE live(key) AS ("
-                " SELECT ref_key FROM call_edges"
-                " UNION SELECT i.element_key FROM ref_items i JOIN live ON i.collection_key = live.key)"
-                " SELECT history_key FROM refs WHERE history_key NOT IN (SELECT key FROM live)"
+                "SELECT DISTINCT collection_key FROM ref_items WHERE collection_key NOT IN"
+                " (SELECT ref_key FROM call_edges)"
             ).fetchall()
         return {row[0] for row in rows}
 
     def unreferenced_values(self) -> set[bytes]:
-        """Values that no ref points to."""
+        """Values that no call edge and no collection element points to."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT content_key FROM stored_values"
-                " WHERE content_key NOT IN (SELECT content_key FROM refs)"
+                "SELECT content_key FROM stored_values WHERE content_key NOT IN"
+                " (SELECT content_key FROM call_edges)"
+                " AND content_key NOT IN (SELECT element_content_key FROM ref_items)"
             ).fetchall()
         return {row[0] for row in rows}
 
     def delete_refs_and_values(
         self, ref_keys: Sequence[bytes], content_keys: Sequence[bytes]
     ) -> list[str]:
-        """Delete refs (with their item rows) and values; returns blob keys to remove."""
+        """Delete collections' element rows and values; returns blob keys to remove."""
         refs = list(ref_keys)
         values = list(content_keys)
 
@@ -580,7 +594,6 @@ class SqliteBackend:
             for chunk in _chunks(refs):
                 marks = ",".join("?" * len(chunk))
                 conn.execute(f"DELETE FROM ref_items WHERE collection_key IN ({marks})", chunk)
-                conn.execute(f"DELETE FROM refs WHERE history_key IN ({marks})", chunk)
             for chunk in _chunks(values):
                 marks = ",".join("?" * len(chunk))
                 blobs.extend(
@@ -606,11 +619,14 @@ class SqliteBackend:
             }
 
     def counts(self) -> StoreCounts:
+        """Row counts (full scans: for reports, not for hot paths)."""
         with self._lock:
             conn = self._conn
             return StoreCounts(
                 calls=conn.execute("SELECT count(*) FROM calls").fetchone()[0],
-                refs=conn.execute("SELECT count(*) FROM refs").fetchone()[0],
+                refs=conn.execute(
+                    "SELECT count(*) FROM (SELECT DISTINCT ref_key FROM call_edges)"
+                ).fetchone()[0],
                 values=conn.execute("SELECT count(*) FROM stored_values").fetchone()[0],
                 ops=conn.execute("SELECT count(*) FROM ops").fetchone()[0],
             )

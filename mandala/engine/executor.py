@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mandala.backends.records import KIND_ATOM, KIND_DICT, KIND_LIST, KIND_POINTER, KIND_SET
 from mandala.engine.context import Mode, pop_frame, push_frame
-from mandala.engine.session import Session, ref_from_kind
+from mandala.engine.session import Session, ref_from_kind, ref_kind
 from mandala.engine.structural import Builder
 from mandala.errors import (
     NewCallsNotAllowedError,
@@ -313,14 +313,14 @@ class Engine:
         if ref.in_memory and ref.obj is not None:
             if cls is DictRef:
                 rows = [
-                    (ref.history_key, i, key, element.history_key)
-                    for i, (key, element) in enumerate(sorted(ref.obj.items()))
+                    (ref.history_key, i, key, e.history_key, e.content_key, ref_kind(e))
+                    for i, (key, e) in enumerate(sorted(ref.obj.items()))
                 ]
                 elements: Iterable[Ref] = ref.obj.values()
             else:
                 rows = [
-                    (ref.history_key, i, None, element.history_key)
-                    for i, element in enumerate(ref.obj)
+                    (ref.history_key, i, None, e.history_key, e.content_key, ref_kind(e))
+                    for i, e in enumerate(ref.obj)
                 ]
                 elements = ref.obj
             items.append((ref.history_key, rows))

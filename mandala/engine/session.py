@@ -58,7 +58,11 @@ _CLASS_OF_KIND: dict[int, type[Ref]] = {
 
 
 def ref_kind(ref: Ref) -> int:
-    return _KIND_OF_CLASS[type(ref)]
+    """The stored kind of a ref (a ``ValuePointer`` ref is the only atom whose keys are equal)."""
+    cls = type(ref)
+    if cls is AtomRef and ref.history_key == ref.content_key:
+        return KIND_POINTER
+    return _KIND_OF_CLASS[cls]
 
 
 def ref_from_kind(kind: int, content_key: bytes, history_key: bytes) -> Ref:
@@ -112,7 +116,7 @@ class Session:
 
     @property
     def is_dirty(self) -> bool:
-        return bool(self.pending_calls or self._refs or self._values or self._ops)
+        return bool(self.pending_calls or self._values or self._ops)
 
     def pending_counts(self) -> dict[str, int]:
         return {
@@ -220,19 +224,10 @@ class Session:
             if rows is None:
                 missing.append(key)
                 continue
-            items = []
-            for _, position, item_key, element_key in rows:
-                element = self._refs.get(element_key)
-                if element is None:
-                    missing.append(key)
-                    break
-                items.append(
-                    ShapeItem(
-                        position, item_key, StoredOutput("", element_key, element[1], element[2])
-                    )
-                )
-            else:
-                shapes[key] = items
+            shapes[key] = [
+                ShapeItem(position, item_key, StoredOutput("", element_key, content, kind))
+                for _, position, item_key, element_key, content, kind in rows
+            ]
         if missing:
             shapes.update(self.backend.load_shapes(missing))
         return shapes
@@ -328,6 +323,7 @@ class Session:
         return (content_key, fmt, size, None, blob_key)
 
     def record_ref(self, ref: Ref, kind: int) -> None:
+        """Remember a new ref until the commit (refs are stored as part of call edges)."""
         key = ref.history_key
         if key not in self._refs:
             self._refs[key] = (key, ref.content_key, kind)
@@ -345,12 +341,13 @@ class Session:
         self._pending_by_content.setdefault(call.content_key, key)
         edges = self._edges
         for name, ref in call.inputs.items():
-            edges.append((key, DIRECTION_IN, name, ref.history_key))
+            edges.append((key, DIRECTION_IN, name, ref.history_key, ref.content_key, ref_kind(ref)))
         outputs = []
         for name, ref in call.outputs.items():
-            edges.append((key, DIRECTION_OUT, name, ref.history_key))
+            kind = ref_kind(ref)
+            edges.append((key, DIRECTION_OUT, name, ref.history_key, ref.content_key, kind))
             self._pending_creators[ref.history_key] = key
-            outputs.append((name, ref.history_key, ref.content_key, _KIND_OF_CLASS[type(ref)]))
+            outputs.append((name, ref.history_key, ref.content_key, kind))
         self.calls[key] = tuple(outputs)
 
     # ------------------------------------------------------------------ commit
@@ -371,7 +368,6 @@ class Session:
         batch = WriteBatch(
             ops=list(self._ops.values()),
             values=list(self._values.values()),
-            refs=list(self._refs.values()),
             items=items,
             calls=[
                 (

@@ -23,9 +23,11 @@ def _batch(call: int = 1, op_row: tuple = OP_ROW) -> WriteBatch:
     return WriteBatch(
         ops=[op_row],
         values=[(x, "pickle", 3, b"abc", None), (y, "pickle", 3, b"def", None)],
-        refs=[(x, x, KIND_ATOM), (y, y, KIND_ATOM)],
         calls=[(call_key, _key(99), op_row[0], op_row[1], None, None, 1.0, 0.1)],
-        edges=[(call_key, DIRECTION_IN, "x", x), (call_key, DIRECTION_OUT, "output_0", y)],
+        edges=[
+            (call_key, DIRECTION_IN, "x", x, x, KIND_ATOM),
+            (call_key, DIRECTION_OUT, "output_0", y, y, KIND_ATOM),
+        ],
     )
 
 
@@ -77,19 +79,20 @@ def test_dependents_and_orphans(backend: SqliteBackend) -> None:
     second = WriteBatch(
         ops=[OP_ROW],
         values=[(_key(40), "pickle", 1, b"z", None)],
-        refs=[(_key(40), _key(40), KIND_ATOM)],
         calls=[(_key(5), _key(97), "f", 0, None, None, None, None)],
         edges=[
-            (_key(5), DIRECTION_IN, "x", out_of_first),
-            (_key(5), DIRECTION_OUT, "output_0", _key(40)),
+            (_key(5), DIRECTION_IN, "x", out_of_first, _key(21), KIND_ATOM),
+            (_key(5), DIRECTION_OUT, "output_0", _key(40), _key(40), KIND_ATOM),
         ],
     )
     backend.write(second)
     assert backend.dependents([_key(1)]) == {_key(1), _key(5)}
     assert backend.dependents([_key(5)]) == {_key(5)}
     assert backend.delete_calls([_key(5)]) == 1
-    assert backend.orphan_refs() == {_key(40)}
-    assert backend.unreferenced_values() == set()
+    # refs live on the edges of the calls that mention them: the dropped call's output is gone,
+    # and its value is now referenced by nothing
+    assert backend.orphan_refs() == set()
+    assert backend.unreferenced_values() == {_key(40)}
 
 
 def test_write_waits_for_another_writer(tmp_path) -> None:
