@@ -16,7 +16,7 @@ from mandala.backends.blobs import LocalBlobStore
 from mandala.backends.records import KIND_ATOM, KIND_POINTER, StoredCall
 from mandala.backends.sqlite import SqliteBackend
 from mandala.engine.context import Mode, active_stack, leave_frame, pop_frame, push_frame
-from mandala.engine.executor import Engine
+from mandala.engine.executor import Engine, iter_refs
 from mandala.engine.op import Op
 from mandala.engine.session import Session, ref_from_kind
 from mandala.engine.structural import STRUCTURAL_OPS
@@ -174,7 +174,7 @@ class Storage:
         kept in the refs, so unwrapping them again costs nothing.
         """
         if not cache:
-            refs = list(_refs_in(obj))
+            refs = list(iter_refs(obj))
             obj = _replace_refs(obj, {id(r): _deep_copy(r) for r in refs})
         return self._engine.unwrap(obj, cache)
 
@@ -184,7 +184,7 @@ class Storage:
         Returns copies holding their values (a ``ListRef`` stays a ``ListRef``), or, with
         ``inplace=True``, fills the given refs and returns None.
         """
-        refs = list(_refs_in(obj))
+        refs = list(iter_refs(obj))
         if not inplace:
             copies = {id(r): _deep_copy(r) for r in refs}
             obj = _replace_refs(obj, copies)
@@ -413,10 +413,11 @@ class Storage:
     drop_version = get_code = get_versioner = guess_code_state = sync_code = _not_versioned
 
     def __repr__(self) -> str:
-        counts = self.backend.counts()
+        # No row counts here: counting a large store scans it (see cache_info for counts).
+        pending = self.session.pending_counts()
         return (
-            f"Storage(db_path={self.db_path!r}), cache contents: {len(self.session.calls)} calls; "
-            f"stored: {counts.calls} calls, {counts.refs} refs, {counts.values} values"
+            f"Storage(db_path={self.db_path!r}), cache contents: {len(self.session.calls)} calls "
+            f"cached, {pending['calls']} uncommitted"
         )
 
 
@@ -451,17 +452,6 @@ class _AllowNewCalls:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.storage._engine.allow_new_calls = self.previous
-
-
-def _refs_in(obj: Any) -> Iterable[Ref]:
-    if isinstance(obj, Ref):
-        yield obj
-    elif type(obj) in (list, tuple, set, frozenset):
-        for item in obj:
-            yield from _refs_in(item)
-    elif type(obj) is dict:
-        for item in obj.values():
-            yield from _refs_in(item)
 
 
 def _replace_refs(obj: Any, copies: dict[int, Ref]) -> Any:

@@ -324,8 +324,7 @@ class SqliteBackend:
         is stored, else the history key of some call with this content key (or None)."""
         with self._lock:
             rows = self._conn.execute(
-                self._OUTPUTS_BY_HISTORY
-                + " UNION ALL SELECT 1, NULL, history_key, NULL, NULL FROM"
+                self._OUTPUTS_BY_HISTORY + " UNION ALL SELECT 1, NULL, history_key, NULL, NULL FROM"
                 " (SELECT history_key FROM calls WHERE content_key = ? AND NOT EXISTS"
                 " (SELECT 1 FROM calls WHERE history_key = ?) LIMIT 1)",
                 (history_key, content_key, history_key),
@@ -401,9 +400,7 @@ class SqliteBackend:
 
     def call_keys_of_op(self, name: str, version: int | None = None) -> list[bytes]:
         """History keys of every stored call of an op (all versions unless one is given)."""
-        query = (
-            "SELECT c.history_key FROM calls c JOIN ops o ON o.op_id = c.op_id WHERE o.name = ?"
-        )
+        query = "SELECT c.history_key FROM calls c JOIN ops o ON o.op_id = c.op_id WHERE o.name = ?"
         params: tuple = (name,)
         if version is not None:
             query += " AND o.version = ?"
@@ -446,8 +443,7 @@ class SqliteBackend:
             for chunk in _chunks(list(dict.fromkeys(history_keys))):
                 marks = ",".join("?" * len(chunk))
                 for history_key, content_key, kind in self._conn.execute(
-                    "SELECT ref_key, content_key, kind FROM call_edges"
-                    f" WHERE ref_key IN ({marks})",
+                    f"SELECT ref_key, content_key, kind FROM call_edges WHERE ref_key IN ({marks})",
                     chunk,
                 ):
                     found[history_key] = (content_key, kind)
@@ -459,14 +455,19 @@ class SqliteBackend:
         with self._lock:
             for chunk in _chunks(list(dict.fromkeys(collection_keys))):
                 marks = ",".join("?" * len(chunk))
-                for collection_key, position, item_key, element_key, content_key, kind in (
-                    self._conn.execute(
-                        "SELECT collection_key, position, item_key, element_key,"
-                        " element_content_key, element_kind FROM ref_items"
-                        f" WHERE collection_key IN ({marks})"
-                        " ORDER BY collection_key, position",
-                        chunk,
-                    )
+                for (
+                    collection_key,
+                    position,
+                    item_key,
+                    element_key,
+                    content_key,
+                    kind,
+                ) in self._conn.execute(
+                    "SELECT collection_key, position, item_key, element_key,"
+                    " element_content_key, element_kind FROM ref_items"
+                    f" WHERE collection_key IN ({marks})"
+                    " ORDER BY collection_key, position",
+                    chunk,
                 ):
                     found.setdefault(collection_key, []).append(
                         ShapeItem(

@@ -33,7 +33,7 @@ from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
 if TYPE_CHECKING:
     from mandala.engine.op import Op
 
-__all__ = ["Engine", "make_atom"]
+__all__ = ["Engine", "make_atom", "iter_refs"]
 
 _perf_counter = time.perf_counter
 _wall_clock = time.time
@@ -372,7 +372,7 @@ class Engine:
 
     def unwrap(self, obj: Any, cache: bool = True) -> Any:
         """Values of the refs in ``obj`` (recursing through lists, tuples, dicts and sets)."""
-        refs = list(_iter_refs(obj))
+        refs = list(iter_refs(obj))
         if refs:
             self._load_values(refs, cache)
         return _substitute(obj)
@@ -405,15 +405,16 @@ class Engine:
             atom.in_memory = True
 
 
-def _iter_refs(obj: Any) -> Iterable[Ref]:
+def iter_refs(obj: Any) -> Iterable[Ref]:
+    """Every ref in ``obj``, looking through lists, tuples, sets, frozensets and dicts."""
     if isinstance(obj, Ref):
         yield obj
     elif type(obj) in (list, tuple, set, frozenset):
         for item in obj:
-            yield from _iter_refs(item)
+            yield from iter_refs(item)
     elif type(obj) is dict:
         for item in obj.values():
-            yield from _iter_refs(item)
+            yield from iter_refs(item)
 
 
 def _substitute(obj: Any) -> Any:
