@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mandala._text import format_table
 from mandala.backends.blobs import LocalBlobStore
@@ -29,6 +29,9 @@ from mandala.errors import (
 from mandala.hashing.digest import from_hex
 from mandala.model.calls import Call, OpSpec
 from mandala.model.refs import AtomRef, Ref
+
+if TYPE_CHECKING:
+    from mandala.frames.frame import ComputationFrame
 
 __all__ = ["Storage"]
 
@@ -392,14 +395,67 @@ class Storage:
         self.commit()
         self.backend.close()
 
-    # ================================================================== not yet available
+    # ================================================================== computation frames
 
-    def cf(self, source: Any) -> Any:
-        """ComputationFrames are not available in this release yet."""
-        raise FeatureUnavailableError(
-            "storage.cf(...) (ComputationFrame) is not available in this release of mandala yet; "
-            "use storage.get_creators / get_consumers / get_ref_creator to walk the stored calls"
-        )
+    def cf(self, source: Any) -> ComputationFrame:
+        """A :class:`ComputationFrame` of stored calls.
+
+        ``source`` is an op (all its calls), a ref, an iterable of refs or of history ids (one
+        variable ``v``), or a dict of variable names to refs or iterables of refs. Work still
+        pending in an open block is committed first, so the frame sees it.
+
+        Raises:
+            ValueError: ``source`` is none of these.
+            TypeError: ``source`` is not iterable (e.g. a number).
+        """
+        # imported here: frames need pandas, which plain memoization never loads
+        from mandala.frames.frame import ComputationFrame
+
+        self.commit()
+        if isinstance(source, Op):
+            return ComputationFrame.from_op(self, source.name)
+        if isinstance(source, Ref):
+            return ComputationFrame.from_vars(self, {"v": [source]})
+        if isinstance(source, dict):
+            variables: dict[str, list[Ref]] = {
+                name: [value] if isinstance(value, Ref) else list(value)
+                for name, value in source.items()
+            }
+            for name, refs in variables.items():
+                if not all(isinstance(r, Ref) for r in refs):
+                    raise ValueError(f"Invalid input to `cf`: variable {name!r} must hold Refs")
+            return ComputationFrame.from_vars(self, variables)
+        items = list(source)  # a non-iterable raises TypeError, as in the original
+        if all(isinstance(item, Ref) for item in items):
+            return ComputationFrame.from_vars(self, {"v": items})
+        if all(isinstance(item, str) for item in items):
+            return ComputationFrame.from_vars(
+                self, {"v": [self.load_ref(h, in_memory=False) for h in items]}
+            )
+        raise ValueError("Invalid input to `cf`: pass an op, a Ref, Refs, history ids or a dict")
+
+    # the FrameSource protocol, through which frames read the store set-at-a-time
+
+    def calls_of_op(self, name: str) -> list[StoredCall]:
+        return self.backend.load_calls_of_op(name)
+
+    def calls_touching(self, ref_keys: Any, direction: int) -> list[StoredCall]:
+        return self.backend.load_calls_touching(ref_keys, direction)
+
+    def calls_by_keys(self, call_keys: Any) -> list[StoredCall]:
+        return self.backend.load_calls_set(call_keys)
+
+    def describe_refs(self, ref_keys: Any) -> dict[bytes, tuple[bytes, int]]:
+        return self.backend.load_refs(ref_keys)
+
+    def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
+        return self.session.load_values(content_keys)
+
+    def to_call(self, stored: StoredCall) -> Call:
+        return self._to_call(stored)
+
+    def drop_calls_by_keys(self, call_keys: Any, delete_dependents: bool) -> None:
+        self.drop_calls([key.hex() for key in call_keys], delete_dependents=delete_dependents)
 
     @property
     def versioned(self) -> bool:

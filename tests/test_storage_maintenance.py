@@ -307,14 +307,13 @@ def test_conn_reads_the_store(fresh_db_path) -> None:
 # ------------------------------------------------------------------ unavailable features
 
 
-def test_cf_raises_a_clear_error(storage: Storage) -> None:
-    @op
-    def f(x):
-        return x
-
-    with pytest.raises(FeatureUnavailableError) as info:
-        storage.cf(f)
-    assert "cf" in str(info.value)
+def test_cf_rejects_what_it_cannot_build_a_frame_from(storage: Storage) -> None:
+    with pytest.raises(TypeError):
+        storage.cf(42)
+    with pytest.raises(ValueError, match="Invalid input to `cf`"):
+        storage.cf([1, 2])
+    with pytest.raises(ValueError, match="Invalid input to `cf`"):
+        storage.cf({"v": [1]})
 
 
 @pytest.mark.parametrize(

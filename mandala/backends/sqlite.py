@@ -398,6 +398,100 @@ class SqliteBackend:
             )
         return result
 
+    # ---------------------------------------------------------------- set-at-a-time reads
+
+    def _fill_temp_keys(self, keys: Sequence[bytes]) -> None:
+        """Put ``keys`` in the temp table ``temp.lookup_keys`` (for joins instead of IN lists)."""
+        conn = self._conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS lookup_keys (key BLOB PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.lookup_keys")
+        conn.executemany(
+            "INSERT OR IGNORE INTO temp.lookup_keys (key) VALUES (?)", [(k,) for k in keys]
+        )
+
+    def _calls_from_query(self, head_sql: str, edge_sql: str, params: tuple) -> list[StoredCall]:
+        """Assemble calls from two scans: one over call rows, one over their edges."""
+        heads = self._conn.execute(head_sql, params).fetchall()
+        edges: dict[int, tuple[list[StoredOutput], list[StoredOutput]]] = {
+            head[7]: ([], []) for head in heads
+        }
+        for call_id, direction, name, ref_key, content_key, kind in self._conn.execute(
+            edge_sql, params
+        ):
+            lists = edges.get(call_id)
+            if lists is not None:
+                lists[direction].append(StoredOutput(name, ref_key, content_key, kind))
+        result = []
+        for head in heads:
+            name, version = self._op_name(head[2])
+            inputs, outputs = edges[head[7]]
+            result.append(
+                StoredCall(
+                    history_key=head[0],
+                    content_key=head[1],
+                    op_name=name,
+                    op_version=version,
+                    semantic_version=head[3],
+                    content_version=head[4],
+                    started_at=head[5],
+                    duration=head[6],
+                    inputs=tuple(inputs),
+                    outputs=tuple(outputs),
+                )
+            )
+        return result
+
+    _HEAD_COLUMNS = (
+        "c.history_key, c.content_key, c.op_id, c.semantic_version, c.content_version,"
+        " c.started_at, c.duration, c.call_id"
+    )
+    _EDGE_COLUMNS = "e.call_id, e.direction, e.name, e.ref_key, e.content_key, e.kind"
+
+    def load_calls_of_op(self, name: str) -> list[StoredCall]:
+        """Every stored call of the op ``name`` (all versions), with its edges: two scans."""
+        with self._lock:
+            return self._calls_from_query(
+                f"SELECT {self._HEAD_COLUMNS} FROM calls c JOIN ops o ON o.op_id = c.op_id"
+                " WHERE o.name = ?",
+                f"SELECT {self._EDGE_COLUMNS} FROM calls c JOIN ops o ON o.op_id = c.op_id"
+                " JOIN call_edges e ON e.call_id = c.call_id WHERE o.name = ?",
+                (name,),
+            )
+
+    def load_calls_touching(self, ref_keys: Sequence[bytes], direction: int) -> list[StoredCall]:
+        """Calls that output (``direction`` 1) or take as input (0) any of ``ref_keys``."""
+        with self._lock:
+            self._fill_temp_keys(list(ref_keys))
+            self._conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS lookup_calls (id INTEGER PRIMARY KEY)"
+            )
+            self._conn.execute("DELETE FROM temp.lookup_calls")
+            self._conn.execute(
+                "INSERT OR IGNORE INTO temp.lookup_calls (id) SELECT e.call_id"
+                " FROM temp.lookup_keys k JOIN call_edges e"
+                " ON e.ref_key = k.key AND e.direction = ?",
+                (direction,),
+            )
+            return self._calls_from_query(
+                f"SELECT {self._HEAD_COLUMNS} FROM temp.lookup_calls l"
+                " JOIN calls c ON c.call_id = l.id",
+                f"SELECT {self._EDGE_COLUMNS} FROM temp.lookup_calls l"
+                " JOIN call_edges e ON e.call_id = l.id",
+                (),
+            )
+
+    def load_calls_set(self, call_keys: Sequence[bytes]) -> list[StoredCall]:
+        """Calls by history key, for large sets (one join through a temp table)."""
+        with self._lock:
+            self._fill_temp_keys(list(call_keys))
+            return self._calls_from_query(
+                f"SELECT {self._HEAD_COLUMNS} FROM temp.lookup_keys k"
+                " JOIN calls c ON c.history_key = k.key",
+                f"SELECT {self._EDGE_COLUMNS} FROM temp.lookup_keys k"
+                " JOIN calls c ON c.history_key = k.key JOIN call_edges e ON e.call_id = c.call_id",
+                (),
+            )
+
     def call_keys_of_op(self, name: str, version: int | None = None) -> list[bytes]:
         """History keys of every stored call of an op (all versions unless one is given)."""
         query = "SELECT c.history_key FROM calls c JOIN ops o ON o.op_id = c.op_id WHERE o.name = ?"

@@ -1,0 +1,1 @@
+"""ComputationFrame: stored calls organized as a graph of variables and ops."""

@@ -1,0 +1,172 @@
+"""Growing a frame along the stored calls: back to the creators of its refs, forward to their
+consumers.
+
+One step fetches, in a single query, the creators (or consumers) of every source (or sink)
+element of the variables being expanded, groups the calls by op and by how they connect to the
+frame, and adds one function node per group, reusing existing nodes and variables where their
+elements agree (so repeated expansion converges, and feedback loops become cycles of the graph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from mandala.backends.records import DIRECTION_IN, DIRECTION_OUT, StoredCall
+from mandala.frames.graph import FrameGraph, edge_label
+
+__all__ = ["expand"]
+
+
+def expand(
+    frame: FrameGraph,
+    varnames: Iterable[str] | None,
+    back: bool,
+    recursive: bool,
+    skip_existing: bool,
+    reuse_existing: bool,
+) -> set[str]:
+    """Expand ``frame`` in place; returns the variables that received new refs."""
+    pending = set(frame.vs if varnames is None else varnames)
+    unknown = pending - set(frame.vs)
+    if unknown:
+        raise ValueError(
+            f"Nodes {sorted(unknown)} not found in the CF (variables: {sorted(frame.vs)})"
+        )
+    touched: set[str] = set()
+    while pending:
+        changed = _expand_step(frame, sorted(pending), back, skip_existing, reuse_existing)
+        touched |= changed
+        if not recursive:
+            break
+        pending = changed
+    return touched
+
+
+def _expand_step(
+    frame: FrameGraph, varnames: list[str], back: bool, skip_existing: bool, reuse_existing: bool
+) -> set[str]:
+    index = frame.index
+    frontier: dict[str, set[bytes]] = {}
+    for var in varnames:
+        if skip_existing and (frame.inp.get(var) if back else frame.out.get(var)):
+            continue
+        elements = frame.source_elements(var) if back else frame.sink_elements(var)
+        if elements:
+            frontier[var] = elements
+    if not frontier:
+        return set()
+    all_refs = sorted({ref for refs in frontier.values() for ref in refs})
+    calls = index.add_calls(
+        index.source.calls_touching(all_refs, DIRECTION_OUT if back else DIRECTION_IN)
+    )
+    # A call connects to every expanded variable that already holds one of its outputs (going
+    # back) or inputs (going forward), not only to the variable whose frontier found it.
+    call_refs = {
+        edge.history_key for call in calls for edge in (call.outputs if back else call.inputs)
+    }
+    holders: dict[bytes, list[str]] = {}
+    for var in varnames:
+        held = frame.vs[var]
+        for ref in call_refs & held if len(call_refs) < len(held) else held & call_refs:
+            holders.setdefault(ref, []).append(var)
+    groups: dict[tuple, list[StoredCall]] = {}
+    for call in calls:
+        connections = []
+        edges = call.outputs if back else call.inputs
+        for edge in edges:
+            label = edge.name if back else edge_label(call.op_name, edge.name)
+            for var in holders.get(edge.history_key, ()):
+                connections.append((label, var))
+        if connections:
+            groups.setdefault((call.op_name, tuple(sorted(set(connections)))), []).append(call)
+    changed: set[str] = set()
+    for (op_name, connections), group in sorted(groups.items(), key=lambda item: item[0]):
+        changed |= _add_group(frame, op_name, connections, group, back, reuse_existing)
+    return changed
+
+
+def _add_group(
+    frame: FrameGraph,
+    op_name: str,
+    connections: tuple,
+    group: list[StoredCall],
+    back: bool,
+    reuse_existing: bool,
+) -> set[str]:
+    call_keys = {call.history_key for call in group}
+    func = _function_node(frame, op_name, call_keys, connections, back, reuse_existing)
+    for label, var in connections:
+        if back:
+            frame._add_edge(func, var, label)
+        else:
+            frame._add_edge(var, func, label)
+    # the other side: inputs when going back, outputs when going forward
+    needed: dict[str, set[bytes]] = {}
+    for call in group:
+        if back:
+            for edge in call.inputs:
+                needed.setdefault(edge_label(call.op_name, edge.name), set()).add(edge.history_key)
+        else:
+            for edge in call.outputs:
+                needed.setdefault(edge.name, set()).add(edge.history_key)
+    changed: set[str] = set()
+    for label in sorted(needed):
+        refs = needed[label]
+        existing = frame.inp[func].get(label, set()) if back else frame.out[func].get(label, set())
+        var = _variable_for(frame, label, refs, existing, back, reuse_existing)
+        if back:
+            frame._add_edge(var, func, label)
+        else:
+            frame._add_edge(func, var, label)
+        before = len(frame.vs[var])
+        frame.vs[var] |= refs
+        if len(frame.vs[var]) != before:
+            changed.add(var)
+    frame.fs[func] |= call_keys
+    return changed
+
+
+def _function_node(
+    frame: FrameGraph,
+    op_name: str,
+    call_keys: set[bytes],
+    connections: tuple,
+    back: bool,
+    reuse_existing: bool,
+) -> str:
+    if reuse_existing:
+        candidates = [f for f in sorted(frame.fs) if frame.op_of[f] == op_name]
+        for func in candidates:
+            calls = frame.fs[func]
+            if calls and (calls <= call_keys or call_keys <= calls):
+                return func
+        for func in candidates:
+            side = frame.out[func] if back else frame.inp[func]
+            if all(var in side.get(label, ()) for label, var in connections):
+                return func
+        if candidates:
+            return candidates[0]
+    name = frame.new_name(op_name)
+    frame._add_func(name, op_name)
+    return name
+
+
+def _variable_for(
+    frame: FrameGraph,
+    label: str,
+    refs: set[bytes],
+    existing: set[str],
+    back: bool,
+    reuse_existing: bool,
+) -> str:
+    for var in sorted(existing):
+        return var
+    if reuse_existing:
+        for var in sorted(frame.vs):
+            held = frame.vs[var]
+            if held and (refs <= held or held <= refs):
+                return var
+    hint = label if back else frame.output_var_hint(label)
+    name = frame.new_name(hint)
+    frame._add_var(name)
+    return name

@@ -1,0 +1,508 @@
+"""``ComputationFrame``: query stored computations as a graph, and turn them into tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from mandala.backends.records import KIND_ATOM, KIND_DICT, KIND_LIST, KIND_POINTER, KIND_SET
+from mandala.frames.collections import CallCollection, RefCollection, ValueCollection
+from mandala.frames.expansion import expand
+from mandala.frames.graph import ElementIndex, FrameGraph, edge_label
+from mandala.frames.history import history_table, joint_history_table
+from mandala.frames.source import FrameSource
+from mandala.model.calls import Call
+from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
+
+__all__ = ["ComputationFrame"]
+
+_REF_CLASSES: dict[int, type[Ref]] = {
+    KIND_ATOM: AtomRef,
+    KIND_POINTER: AtomRef,
+    KIND_LIST: ListRef,
+    KIND_DICT: DictRef,
+    KIND_SET: SetRef,
+}
+
+
+class ComputationFrame(FrameGraph):
+    """A view of stored calls as a graph of variables (sets of refs) and ops (sets of calls).
+
+    Get one from ``storage.cf(op)``, ``storage.cf(ref)``, ``storage.cf([refs])`` or
+    ``storage.cf({"name": refs})``; grow it with :meth:`expand_back` / :meth:`expand_forward` /
+    :meth:`expand_all`; turn it into a table with :meth:`df`. Methods that return a frame copy it
+    unless ``inplace=True`` (then they return None). A frame reads what was committed when it was
+    built and expanded; it never changes the store, except through :meth:`delete_calls`.
+
+    Example:
+        >>> from mandala.imports import Storage, op
+        >>> @op(output_names=["y"])
+        ... def inc(x):
+        ...     return x + 1
+        >>> storage = Storage()
+        >>> with storage:
+        ...     ys = [inc(x) for x in range(3)]
+        >>> cf = storage.cf(inc)
+        >>> sorted(cf.df(include_calls=False)["y"])
+        [1, 2, 3]
+    """
+
+    def __init__(self, source: FrameSource, index: ElementIndex | None = None) -> None:
+        super().__init__(index if index is not None else ElementIndex(source))
+        self.source = source
+
+    # ================================================================== construction
+
+    @classmethod
+    def from_op(cls, source: FrameSource, name: str) -> ComputationFrame:
+        """All stored calls of an op, as one function node with its input and output variables."""
+        frame = cls(source)
+        calls = frame.index.add_calls(source.calls_of_op(name))
+        frame._add_func(name, name)
+        inputs: dict[str, set[bytes]] = {}
+        outputs: dict[str, set[bytes]] = {}
+        for call in calls:
+            for edge in call.inputs:
+                inputs.setdefault(edge_label(name, edge.name), set()).add(edge.history_key)
+            for edge in call.outputs:
+                outputs.setdefault(edge.name, set()).add(edge.history_key)
+        for label in sorted(inputs):
+            var = frame.new_name(label)
+            frame._add_var(var)
+            frame.vs[var] |= inputs[label]
+            frame._add_edge(var, name, label)
+        for label in sorted(outputs):
+            var = frame.new_name(frame.output_var_hint(label))
+            frame._add_var(var)
+            frame.vs[var] |= outputs[label]
+            frame._add_edge(name, var, label)
+        frame.fs[name] = {call.history_key for call in calls}
+        return frame
+
+    @classmethod
+    def from_vars(
+        cls, source: FrameSource, variables: Mapping[str, Iterable[Ref]]
+    ) -> ComputationFrame:
+        """One variable per entry (no function nodes)."""
+        frame = cls(source)
+        for name, refs in variables.items():
+            frame._add_var(name)
+            for ref in refs:
+                if ref.history_key in frame.vs[name]:
+                    raise ValueError(f"Ref {ref.hid} already exists in variable {name}")
+                frame.index.add_ref(ref.history_key, ref.content_key, _kind_of(ref))
+                frame.vs[name].add(ref.history_key)
+        return frame
+
+    def copy(self) -> ComputationFrame:
+        """A copy of the graph and element sets (the element facts are shared)."""
+        other = type(self)(self.source, self.index)
+        self._copy_structure(other)
+        return other
+
+    def _result(self, frame: ComputationFrame, inplace: bool) -> ComputationFrame | None:
+        if inplace:
+            frame._copy_structure(self)
+            return None
+        return frame
+
+    # ================================================================== elements
+
+    def _ref(self, key: bytes) -> Ref:
+        content_key, kind = self.index.refs[key]
+        return _REF_CLASSES[kind](content_key, key, False, None)
+
+    def _call(self, key: bytes) -> Call:
+        return self.source.to_call(self.index.calls[key])
+
+    def refs_by_var(self) -> dict[str, set[Ref]]:
+        """``{variable: refs}`` (lazy refs)."""
+        return {var: {self._ref(k) for k in keys} for var, keys in self.vs.items()}
+
+    def calls_by_func(self) -> dict[str, set[Call]]:
+        """``{function node: calls}``."""
+        return {func: {self._call(k) for k in keys} for func, keys in self.fs.items()}
+
+    def get_var_values(self, vname: str) -> set[Ref]:
+        return {self._ref(k) for k in self._known_var(vname)}
+
+    @property
+    def sets(self) -> dict[str, set[str]]:
+        """``{node: history ids of its elements}``."""
+        result = {var: {k.hex() for k in keys} for var, keys in self.vs.items()}
+        result.update({func: {k.hex() for k in keys} for func, keys in self.fs.items()})
+        return result
+
+    @property
+    def values(self) -> dict[str, set[Any]]:
+        """``{node: refs or calls}``."""
+        return {**self.refs_by_var(), **self.calls_by_func()}
+
+    def ops(self) -> dict[str, str]:
+        """``{function node: op name}``."""
+        return dict(self.op_of)
+
+    def _known_var(self, vname: str) -> set[bytes]:
+        if vname not in self.vs:
+            raise ValueError(f"Node {vname} not found in the CF (variables: {sorted(self.vs)})")
+        return self.vs[vname]
+
+    # ================================================================== expansion
+
+    def expand_back(
+        self,
+        varnames: str | Iterable[str] | None = None,
+        recursive: bool = False,
+        skip_existing: bool = False,
+        inplace: bool = False,
+        verbose: bool = False,
+        reuse_existing: bool = True,
+    ) -> ComputationFrame | None:
+        """Add the calls that created the frame's refs (with ``recursive``, all the way back)."""
+        frame = self if inplace else self.copy()
+        expand(frame, _names(varnames), True, recursive, skip_existing, reuse_existing)
+        return None if inplace else frame
+
+    def expand_forward(
+        self,
+        varnames: str | Iterable[str] | None = None,
+        recursive: bool = False,
+        skip_existing: bool = False,
+        inplace: bool = False,
+        verbose: bool = False,
+        reuse_existing: bool = True,
+    ) -> ComputationFrame | None:
+        """Add the calls that consumed the frame's refs (with ``recursive``, all the way on)."""
+        frame = self if inplace else self.copy()
+        expand(frame, _names(varnames), False, recursive, skip_existing, reuse_existing)
+        return None if inplace else frame
+
+    def expand_all(
+        self,
+        inplace: bool = False,
+        skip_existing: bool = False,
+        verbose: bool = False,
+        reuse_existing: bool = True,
+    ) -> ComputationFrame | None:
+        """Expand back and forward until nothing changes: the whole connected computation."""
+        frame = self if inplace else self.copy()
+        while True:
+            size = frame._size()
+            expand(frame, None, True, True, skip_existing, reuse_existing)
+            expand(frame, None, False, True, skip_existing, reuse_existing)
+            if frame._size() == size:
+                break
+        return None if inplace else frame
+
+    def _size(self) -> int:
+        return sum(map(len, self.vs.values())) + sum(map(len, self.fs.values())) + len(self.edges())
+
+    # ================================================================== tables
+
+    def df(
+        self,
+        *nodes: str,
+        values: str = "objs",
+        lazy_vars: Iterable[str] | None = None,
+        verbose: bool = False,
+        include_calls: bool = True,
+        join_how: str = "outer",
+    ) -> pd.DataFrame:
+        """One row per (partial) execution of the frame: values (or refs) and calls by node.
+
+        Args:
+            nodes: restrict to these nodes (and what lies between them); default all.
+            values: ``"objs"`` for values, ``"refs"`` for refs.
+            lazy_vars: variables whose cells stay refs (not loaded) with ``values="objs"``.
+            include_calls: include function-node columns (cells are :class:`Call`).
+            join_how: how the tables of different result variables are joined.
+        """
+        if values not in ("objs", "refs"):
+            raise ValueError(f"values must be 'objs' or 'refs', got {values!r}")
+        frame: ComputationFrame = self if not nodes else self.midstream(*nodes)
+        variables = [
+            v for v in frame.sort_nodes(frame.vs) if frame.vs[v] and frame.sink_elements(v)
+        ]
+        codes_table, cells = joint_history_table(frame, variables, how=join_how)
+        if codes_table.empty:
+            columns = [n for n in frame.topsort() if include_calls or n in frame.vs]
+            if nodes:
+                columns = [c for c in columns if c in nodes]
+            return pd.DataFrame(columns=columns)
+        columns = frame.sort_nodes(codes_table.columns)
+        if not include_calls:
+            columns = [c for c in columns if c in frame.vs]
+        if nodes:
+            columns = [c for c in columns if c in nodes]
+        lazy = set(lazy_vars or ())
+        load = values == "objs"
+        to_load: set[bytes] = set()
+        if load:
+            for column in columns:
+                if column in frame.vs and column not in lazy:
+                    for code in set(codes_table[column].tolist()):
+                        if code >= 0:
+                            cell = cells[code]
+                            keys = cell if isinstance(cell, frozenset) else (cell,)
+                            for k in keys:
+                                content_key, kind = self.index.refs[k]
+                                if kind in (KIND_ATOM, KIND_POINTER):
+                                    to_load.add(content_key)
+        loaded = frame._load_values(to_load)
+        result: dict[str, list[Any]] = {}
+        for column in columns:
+            is_var = column in frame.vs
+            decode = self._decoder(cells, is_var, load and column not in lazy, loaded)
+            result[column] = [decode(code) for code in codes_table[column].tolist()]
+        return pd.DataFrame(result, columns=columns)
+
+    def _load_values(self, content_keys: set[bytes]) -> dict[bytes, Any]:
+        if not content_keys:
+            return {}
+        return self.source.load_values(sorted(content_keys))
+
+    def _decoder(self, cells: list[Any], is_var: bool, load: bool, loaded: dict[bytes, Any]) -> Any:
+        cache: dict[int, Any] = {}
+
+        def one(key: bytes) -> Any:
+            if not is_var:
+                return self._call(key)
+            if load:
+                return self._value(key, loaded)
+            return self._ref(key)
+
+        def decode(code: int) -> Any:
+            if code < 0:
+                return None
+            found = cache.get(code)
+            if found is None and code not in cache:
+                cell = cells[code]
+                if isinstance(cell, frozenset):
+                    keys = sorted(cell)
+                    items = [one(k) for k in keys]
+                    if not is_var:
+                        found = CallCollection(items)
+                    elif load:
+                        found = ValueCollection(items)
+                    else:
+                        found = RefCollection(items)
+                else:
+                    found = one(cell)
+                cache[code] = found
+            return found
+
+        return decode
+
+    def _value(self, key: bytes, loaded: dict[bytes, Any]) -> Any:
+        content_key, kind = self.index.refs[key]
+        if kind in (KIND_ATOM, KIND_POINTER):
+            return loaded.get(content_key)
+        return self.source.unwrap(self._ref(key))
+
+    def eval(self, *nodes: str, values: str = "objs", verbose: bool = True) -> pd.DataFrame:
+        """The table of :meth:`df`, calls included."""
+        return self.df(*nodes, values=values, include_calls=True)
+
+    def get_history_df(
+        self, vname: str, include_calls: bool = True, verbose: bool = False
+    ) -> pd.DataFrame:
+        """One row per ref of ``vname`` with the refs and calls of its history (as refs)."""
+        histories = history_table(self, vname)
+        rows = []
+        for history in histories:
+            row: dict[str, Any] = {}
+            for node, elements in history.items():
+                if node in self.fs and not include_calls:
+                    continue
+                make = self._call if node in self.fs else self._ref
+                items = [make(k) for k in sorted(elements)]
+                if len(items) == 1:
+                    row[node] = items[0]
+                else:
+                    row[node] = CallCollection(items) if node in self.fs else RefCollection(items)
+            rows.append(row)
+        table = pd.DataFrame(rows)
+        return table[self.sort_nodes(table.columns)] if len(table.columns) else table
+
+    def get_joint_history_df(
+        self, varnames: Iterable[str], how: str = "outer", include_calls: bool = True
+    ) -> pd.DataFrame:
+        """The joined histories of the sink elements of ``varnames`` (cells are refs and calls)."""
+        variables = [v for v in self.sort_nodes(varnames)]
+        codes_table, cells = joint_history_table(self, variables, how=how)
+        if codes_table.empty:
+            return pd.DataFrame()
+        columns = [c for c in self.sort_nodes(codes_table.columns) if include_calls or c in self.vs]
+        return pd.DataFrame(
+            {
+                c: [self._decoder(cells, c in self.vs, False, {})(code) for code in codes_table[c]]
+                for c in columns
+            },
+            columns=columns,
+        )
+
+    def get_func_table(self, fname: str) -> pd.DataFrame:
+        """One row per call of a function node: its input and output refs by name."""
+        if fname not in self.fs:
+            raise ValueError(f"Node {fname} not found in the CF (functions: {sorted(self.fs)})")
+        rows = []
+        for key in sorted(self.fs[fname]):
+            call = self.index.calls[key]
+            row: dict[str, Any] = {}
+            for edge in (*call.inputs, *call.outputs):
+                row[edge.name] = self._ref(edge.history_key)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def eval_df(
+        self, df: pd.DataFrame, skip_cols: Iterable[str] | None = None, skip_calls: bool = False
+    ) -> pd.DataFrame:
+        """A copy of ``df`` with every ref cell replaced by its value."""
+        skip = set(skip_cols or ())
+        result = df.copy()
+        unwrap = self.source.unwrap
+        for column in result.columns:
+            if column in skip:
+                continue
+            cells = result[column].tolist()
+            if skip_calls and any(isinstance(c, (Call, CallCollection)) for c in cells):
+                continue
+            result[column] = [
+                ValueCollection(unwrap(list(c.values)))
+                if isinstance(c, RefCollection)
+                else unwrap(c)
+                if isinstance(c, Ref)
+                else c
+                for c in cells
+            ]
+        return result
+
+    def attach(self) -> None:
+        """Load the values of every ref of the frame (they are then cached by the storage)."""
+        keys = {self.index.refs[k][0] for refs in self.vs.values() for k in refs}
+        self._load_values(keys)
+
+    # ================================================================== selection (basic)
+
+    def select_nodes(self, nodes: Iterable[str]) -> ComputationFrame:
+        """The subgraph induced by ``nodes`` (with their elements)."""
+        wanted = set(nodes)
+        missing = wanted - self.nodes
+        if missing:
+            raise ValueError(f"Nodes {sorted(missing)} not found in the CF")
+        frame = self.copy()
+        for node in sorted(frame.nodes - wanted):
+            frame._remove_node(node)
+        return frame
+
+    def __getitem__(self, nodes: str | Sequence[str]) -> ComputationFrame:
+        if isinstance(nodes, str):
+            nodes = [nodes]
+        return self.select_nodes(nodes)
+
+    def _reachable(self, starts: Iterable[str], forward: bool) -> set[str]:
+        seen = set(starts)
+        stack = list(seen)
+        while stack:
+            node = stack.pop()
+            for nxt in self.out_neighbors(node) if forward else self.in_neighbors(node):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return seen
+
+    def midstream(self, *nodes: str, how: str = "strong") -> ComputationFrame:
+        """The nodes on paths between the given nodes, with the elements that connect them."""
+        missing = set(nodes) - self.nodes
+        if missing:
+            raise ValueError(f"Nodes {sorted(missing)} not found in the CF")
+        keep = set(nodes)
+        for a in nodes:
+            downstream = self._reachable([a], forward=True)
+            for b in nodes:
+                if a != b and b in downstream:
+                    upstream_of_b = self._reachable([b], forward=False)
+                    keep |= downstream & upstream_of_b
+        return self.select_nodes(keep)
+
+    # ================================================================== deletion
+
+    def delete_calls(self) -> None:
+        """Delete every call of the frame from the storage, with the calls that depend on them."""
+        keys = sorted({k for calls in self.fs.values() for k in calls})
+        self.source.drop_calls_by_keys(keys, delete_dependents=True)
+
+    def delete_calls_from_df(self, df: pd.DataFrame) -> None:
+        """Delete every call found in the cells of ``df`` (and their dependents)."""
+        keys: set[bytes] = set()
+        for column in df.columns:
+            for cell in df[column].tolist():
+                if isinstance(cell, Call):
+                    keys.add(cell.history_key)
+                elif isinstance(cell, CallCollection):
+                    keys.update(c.history_key for c in cell.values)
+        self.source.drop_calls_by_keys(sorted(keys), delete_dependents=True)
+
+    # ================================================================== text
+
+    def get_graph_desc(self) -> str:
+        """The graph as text: isolated variables, then one line per function node."""
+        lines = []
+        isolated = [
+            v
+            for v in self.sort_nodes(self.vs)
+            if not self.in_neighbors(v) and not self.out_neighbors(v)
+        ]
+        if isolated:
+            lines.append(", ".join(isolated))
+        for func in self.sort_nodes(self.fs):
+            outputs = []
+            for label in sorted(self.out[func]):
+                targets = sorted(self.out[func][label])
+                names = targets[0] if len(targets) == 1 else "(" + " | ".join(targets) + ")"
+                outputs.append(f"{names}@{label}")
+            inputs = []
+            for label in sorted(self.inp[func]):
+                sources = sorted(self.inp[func][label])
+                names = sources[0] if len(sources) == 1 else "(" + " | ".join(sources) + ")"
+                inputs.append(f"{label}={names}")
+            call = f"{func}({', '.join(inputs)})"
+            lines.append(f"{', '.join(outputs)} = {call}" if outputs else call)
+        return "\n".join(lines)
+
+    def print_graph(self) -> None:
+        """Print :meth:`get_graph_desc`."""
+        print(self.get_graph_desc())  # noqa: T201 - its documented job
+
+    def __repr__(self) -> str:
+        refs = len({k for keys in self.vs.values() for k in keys})
+        calls = len({k for keys in self.fs.values() for k in keys})
+        desc = self.get_graph_desc().replace("\n", "\n    ")
+        return (
+            f"ComputationFrame with:\n    {len(self.vs)} variable(s) ({refs} unique refs)\n"
+            f"    {len(self.fs)} operation(s) ({calls} unique calls)\n"
+            f"Computational graph:\n    {desc}"
+        )
+
+    def _ipython_key_completions_(self) -> list[str]:
+        return sorted(self.nodes)
+
+
+def _names(varnames: str | Iterable[str] | None) -> list[str] | None:
+    if varnames is None:
+        return None
+    if isinstance(varnames, str):
+        return [varnames]
+    return list(varnames)
+
+
+def _kind_of(ref: Ref) -> int:
+    if isinstance(ref, ListRef):
+        return KIND_LIST
+    if isinstance(ref, DictRef):
+        return KIND_DICT
+    if isinstance(ref, SetRef):
+        return KIND_SET
+    return KIND_POINTER if ref.history_key == ref.content_key else KIND_ATOM

@@ -1,0 +1,355 @@
+"""The data structure of a computation frame: a graph of variables and functions over elements.
+
+A *variable* node holds a set of refs (by history key), a *function* node a set of calls of one
+op. A labelled edge ``var --label--> func`` says that the calls of ``func`` take refs of ``var``
+as their input ``label``; ``func --label--> var`` says their output ``label`` lands in ``var``.
+Cycles in this graph are allowed (``x = scale(x)`` in a loop); the calls themselves never form a
+cycle.
+
+Facts about elements (a call's inputs and outputs, a ref's content key) live in a
+:class:`ElementIndex` shared by every frame derived from the same ``storage.cf(...)``: it only
+ever grows, with facts read from the store, so sharing it is safe and makes copies cheap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from mandala.backends.records import StoredCall
+from mandala.frames.source import FrameSource
+
+__all__ = ["ElementIndex", "FrameGraph", "edge_label", "COLLECTION_OPS"]
+
+COLLECTION_OPS = frozenset({"__make_list__", "__make_set__", "__make_dict__"})
+"""Structural ops whose many inputs (one per element) are shown as one edge, ``elts``."""
+
+_INDEXED_NAME = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)$")
+
+
+def edge_label(op_name: str, input_name: str) -> str:
+    """The edge label of an input of a call (elements of built collections are ``elts``)."""
+    if op_name in COLLECTION_OPS:
+        return "elts"
+    return input_name
+
+
+class ElementIndex:
+    """Calls and refs seen by a family of frames, with creator and consumer indexes."""
+
+    def __init__(self, source: FrameSource) -> None:
+        self.source = source
+        self.calls: dict[bytes, StoredCall] = {}
+        self.refs: dict[bytes, tuple[bytes, int]] = {}
+        self.creator: dict[bytes, bytes] = {}
+        self.consumers: dict[bytes, set[bytes]] = {}
+
+    def add_calls(self, calls: Iterable[StoredCall]) -> list[StoredCall]:
+        """Index calls (and the refs on their edges); returns them."""
+        added = []
+        refs = self.refs
+        for call in calls:
+            key = call.history_key
+            if key not in self.calls:
+                self.calls[key] = call
+                for edge in call.inputs:
+                    refs[edge.history_key] = (edge.content_key, edge.kind)
+                    self.consumers.setdefault(edge.history_key, set()).add(key)
+                for edge in call.outputs:
+                    refs[edge.history_key] = (edge.content_key, edge.kind)
+                    self.creator[edge.history_key] = key
+            added.append(self.calls[key])
+        return added
+
+    def add_ref(self, history_key: bytes, content_key: bytes, kind: int) -> None:
+        self.refs.setdefault(history_key, (content_key, kind))
+
+
+class FrameGraph:
+    """Nodes, labelled edges and element sets; the mutation primitives every operation uses."""
+
+    def __init__(self, index: ElementIndex) -> None:
+        self.index = index
+        self.vs: dict[str, set[bytes]] = {}
+        self.fs: dict[str, set[bytes]] = {}
+        self.op_of: dict[str, str] = {}
+        self.inp: dict[str, dict[str, set[str]]] = {}
+        self.out: dict[str, dict[str, set[str]]] = {}
+
+    # ------------------------------------------------------------------ nodes and edges
+
+    @property
+    def vnames(self) -> set[str]:
+        """Names of the variable nodes."""
+        return set(self.vs)
+
+    @property
+    def fnames(self) -> set[str]:
+        """Names of the function nodes."""
+        return set(self.fs)
+
+    @property
+    def nodes(self) -> set[str]:
+        return set(self.vs) | set(self.fs)
+
+    def edges(self) -> list[tuple[str, str, str]]:
+        """Every edge as ``(source, target, label)``, sorted."""
+        return sorted(
+            (source, target, label)
+            for source, by_label in self.out.items()
+            for label, targets in by_label.items()
+            for target in targets
+        )
+
+    def in_edges(self, node: str) -> list[tuple[str, str, str]]:
+        return sorted(
+            (source, node, label)
+            for label, sources in self.inp.get(node, {}).items()
+            for source in sources
+        )
+
+    def out_edges(self, node: str) -> list[tuple[str, str, str]]:
+        return sorted(
+            (node, target, label)
+            for label, targets in self.out.get(node, {}).items()
+            for target in targets
+        )
+
+    def in_neighbors(self, node: str) -> set[str]:
+        return {source for sources in self.inp.get(node, {}).values() for source in sources}
+
+    def out_neighbors(self, node: str) -> set[str]:
+        return {target for targets in self.out.get(node, {}).values() for target in targets}
+
+    @property
+    def sources(self) -> set[str]:
+        """Nodes with no incoming edge."""
+        return {n for n in self.nodes if not self.in_neighbors(n)}
+
+    @property
+    def sinks(self) -> set[str]:
+        """Nodes with no outgoing edge."""
+        return {n for n in self.nodes if not self.out_neighbors(n)}
+
+    def _add_var(self, name: str) -> None:
+        self.vs.setdefault(name, set())
+        self.inp.setdefault(name, {})
+        self.out.setdefault(name, {})
+
+    def _add_func(self, name: str, op_name: str) -> None:
+        self.fs.setdefault(name, set())
+        self.op_of[name] = op_name
+        self.inp.setdefault(name, {})
+        self.out.setdefault(name, {})
+
+    def _add_edge(self, source: str, target: str, label: str) -> None:
+        self.out.setdefault(source, {}).setdefault(label, set()).add(target)
+        self.inp.setdefault(target, {}).setdefault(label, set()).add(source)
+
+    def _drop_edge(self, source: str, target: str, label: str) -> None:
+        targets = self.out.get(source, {}).get(label)
+        if targets is not None:
+            targets.discard(target)
+            if not targets:
+                del self.out[source][label]
+        sources = self.inp.get(target, {}).get(label)
+        if sources is not None:
+            sources.discard(source)
+            if not sources:
+                del self.inp[target][label]
+
+    def _remove_node(self, node: str) -> None:
+        for source, _, label in self.in_edges(node):
+            self._drop_edge(source, node, label)
+        for _, target, label in self.out_edges(node):
+            self._drop_edge(node, target, label)
+        self.vs.pop(node, None)
+        self.fs.pop(node, None)
+        self.op_of.pop(node, None)
+        self.inp.pop(node, None)
+        self.out.pop(node, None)
+
+    def is_var(self, node: str) -> bool:
+        return node in self.vs
+
+    # ------------------------------------------------------------------ naming
+
+    def new_name(self, hint: str, taken: Iterable[str] | None = None) -> str:
+        """``hint`` if it is free, else ``hint_0``, ``hint_1``, ... (never mangling the hint)."""
+        used = set(self.vs) | set(self.fs) if taken is None else set(taken)
+        if hint not in used:
+            return hint
+        i = 0
+        while f"{hint}_{i}" in used:
+            i += 1
+        return f"{hint}_{i}"
+
+    @staticmethod
+    def output_var_hint(label: str) -> str:
+        """Variables for unnamed outputs (``output_0``) are called ``var_0``, as in the original."""
+        match = _INDEXED_NAME.match(label)
+        if match is not None and match.group("stem") == "output":
+            return f"var_{match.group('index')}"
+        return label
+
+    # ------------------------------------------------------------------ element adjacency
+
+    def call_inputs_on(self, call: StoredCall, label: str) -> Iterator[bytes]:
+        """Input refs of ``call`` that travel on edges labelled ``label``."""
+        op_name = call.op_name
+        for edge in call.inputs:
+            if edge_label(op_name, edge.name) == label:
+                yield edge.history_key
+
+    @staticmethod
+    def call_outputs_on(call: StoredCall, label: str) -> Iterator[bytes]:
+        for edge in call.outputs:
+            if edge.name == label:
+                yield edge.history_key
+
+    def creators_in_frame(self, var: str, ref: bytes) -> list[tuple[str, bytes]]:
+        """(function node, call) pairs of the frame that output ``ref`` into ``var``."""
+        creator = self.index.creator.get(ref)
+        if creator is None:
+            return []
+        found = []
+        call = self.index.calls[creator]
+        for label, funcs in self.inp.get(var, {}).items():
+            for func in funcs:
+                if creator in self.fs[func] and ref in self.call_outputs_on(call, label):
+                    found.append((func, creator))
+        return found
+
+    def consumers_in_frame(self, var: str, ref: bytes) -> list[tuple[str, bytes]]:
+        """(function node, call) pairs of the frame that take ``ref`` from ``var``."""
+        found = []
+        consumers = self.index.consumers.get(ref, ())
+        for label, funcs in self.out.get(var, {}).items():
+            for func in funcs:
+                calls = self.fs[func]
+                for call_key in consumers:
+                    if call_key in calls and ref in self.call_inputs_on(
+                        self.index.calls[call_key], label
+                    ):
+                        found.append((func, call_key))
+        return found
+
+    def source_elements(self, var: str) -> set[bytes]:
+        """Refs of ``var`` with no creator call in the frame (on an edge into ``var``)."""
+        if not self.inp.get(var):
+            return set(self.vs[var])
+        return {ref for ref in self.vs[var] if not self.creators_in_frame(var, ref)}
+
+    def sink_elements(self, var: str) -> set[bytes]:
+        """Refs of ``var`` that no call of the frame consumes (on an edge out of ``var``)."""
+        if not self.out.get(var):
+            return set(self.vs[var])
+        return {ref for ref in self.vs[var] if not self.consumers_in_frame(var, ref)}
+
+    # ------------------------------------------------------------------ order
+
+    def topsort(self) -> list[str]:
+        """Nodes in topological order; the nodes of a cycle come together, by name."""
+        components = self._strongly_connected_components()
+        component_of = {node: i for i, comp in enumerate(components) for node in comp}
+        indegree = [0] * len(components)
+        successors: list[set[int]] = [set() for _ in components]
+        for source, target, _ in self.edges():
+            a, b = component_of[source], component_of[target]
+            if a != b and b not in successors[a]:
+                successors[a].add(b)
+                indegree[b] += 1
+        ready = sorted(
+            (i for i, d in enumerate(indegree) if d == 0), key=lambda i: min(components[i])
+        )
+        order: list[str] = []
+        while ready:
+            i = ready.pop(0)
+            order.extend(sorted(components[i]))
+            for j in sorted(successors[i], key=lambda j: min(components[j])):
+                indegree[j] -= 1
+                if indegree[j] == 0:
+                    ready.append(j)
+            ready.sort(key=lambda j: min(components[j]))
+        return order
+
+    def _strongly_connected_components(self) -> list[list[str]]:
+        index_of: dict[str, int] = {}
+        low: dict[str, int] = {}
+        on_stack: set[str] = set()
+        stack: list[str] = []
+        components: list[list[str]] = []
+        counter = 0
+        for root in sorted(self.nodes):
+            if root in index_of:
+                continue
+            work: list[tuple[str, Iterator[str]]] = [(root, iter(sorted(self.out_neighbors(root))))]
+            index_of[root] = low[root] = counter
+            counter += 1
+            stack.append(root)
+            on_stack.add(root)
+            while work:
+                node, children = work[-1]
+                advanced = False
+                for child in children:
+                    if child not in index_of:
+                        index_of[child] = low[child] = counter
+                        counter += 1
+                        stack.append(child)
+                        on_stack.add(child)
+                        work.append((child, iter(sorted(self.out_neighbors(child)))))
+                        advanced = True
+                        break
+                    if child in on_stack:
+                        low[node] = min(low[node], index_of[child])
+                if advanced:
+                    continue
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index_of[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    components.append(component)
+        return components
+
+    def sort_nodes(self, nodes: Iterable[str]) -> list[str]:
+        wanted = set(nodes)
+        return [n for n in self.topsort() if n in wanted]
+
+    # ------------------------------------------------------------------ copying
+
+    def _copy_structure(self, other: FrameGraph) -> None:
+        other.vs = {k: set(v) for k, v in self.vs.items()}
+        other.fs = {k: set(v) for k, v in self.fs.items()}
+        other.op_of = dict(self.op_of)
+        other.inp = {k: {lab: set(s) for lab, s in v.items()} for k, v in self.inp.items()}
+        other.out = {k: {lab: set(s) for lab, s in v.items()} for k, v in self.out.items()}
+
+    def _check(self) -> None:
+        """Raise if some call's connected input or output ref is missing from its variable."""
+        for func, calls in self.fs.items():
+            for call_key in calls:
+                call = self.index.calls[call_key]
+                for label, variables in self.inp[func].items():
+                    for ref in self.call_inputs_on(call, label):
+                        for var in variables:
+                            if ref not in self.vs[var]:
+                                raise RuntimeError(
+                                    f"frame invariant broken: input {label!r} of a call of "
+                                    f"{func!r} is missing from variable {var!r}"
+                                )
+                for label, variables in self.out[func].items():
+                    for ref in self.call_outputs_on(call, label):
+                        for var in variables:
+                            if ref not in self.vs[var]:
+                                raise RuntimeError(
+                                    f"frame invariant broken: output {label!r} of a call of "
+                                    f"{func!r} is missing from variable {var!r}"
+                                )

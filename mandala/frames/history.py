@@ -1,0 +1,156 @@
+"""From a frame to a table: one row per (partial) execution of the frame's graph.
+
+The history of a ref is everything the frame holds that it came from: its creator call (in the
+function node on an edge into the ref's variable), that call's inputs (in the variables on its
+input edges), their creators, and so on. A frame's table has one row per *sink element* (a ref
+that no call of the frame consumes), holding that element's history; tables of different sink
+variables are outer-joined on the nodes they share, so a call that fed several results appears
+in one row with all of them. A node holding several elements of one history (an aggregation
+over a list, or a feedback loop) gives a collection cell.
+
+Histories are computed once per element and shared (a dataset used by a thousand training
+calls is walked once); element keys are replaced by integer codes before the joins, so pandas
+merges integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from mandala.frames.graph import FrameGraph
+
+__all__ = ["history_table", "joint_history_table", "Element"]
+
+Element = bytes
+History = dict[str, frozenset[bytes]]
+
+
+def _histories(
+    frame: FrameGraph, starts: Iterable[tuple[str, bytes]]
+) -> dict[tuple[str, bytes], History]:
+    """Histories of ``(variable, ref)`` pairs and of everything upstream of them (iteratively:
+    chains of calls can be far deeper than Python's recursion limit)."""
+    index = frame.index
+    memo: dict[tuple[str, bytes], History] = {}
+    parents: dict[tuple[str, bytes], list[tuple[str, bytes]]] = {}
+    calls_of: dict[tuple[str, bytes], list[tuple[str, bytes]]] = {}
+    for start in starts:
+        if start in memo:
+            continue
+        stack: list[tuple[tuple[str, bytes], bool]] = [(start, False)]
+        while stack:
+            state, expanded = stack.pop()
+            if state in memo:
+                continue
+            if expanded:
+                history: dict[str, set[bytes]] = {state[0]: {state[1]}}
+                for func, call_key in calls_of[state]:
+                    history.setdefault(func, set()).add(call_key)
+                for parent in parents[state]:
+                    for node, elements in memo[parent].items():
+                        history.setdefault(node, set()).update(elements)
+                memo[state] = {node: frozenset(elements) for node, elements in history.items()}
+                continue
+            var, ref = state
+            creators = frame.creators_in_frame(var, ref)
+            upstream: list[tuple[str, bytes]] = []
+            for func, call_key in creators:
+                call = index.calls[call_key]
+                for label, variables in frame.inp[func].items():
+                    for input_ref in frame.call_inputs_on(call, label):
+                        for upstream_var in variables:
+                            if input_ref in frame.vs[upstream_var]:
+                                upstream.append((upstream_var, input_ref))
+            calls_of[state] = creators
+            parents[state] = upstream
+            stack.append((state, True))
+            for parent in upstream:
+                if parent not in memo:
+                    stack.append((parent, False))
+    return memo
+
+
+def history_table(
+    frame: FrameGraph, var: str, elements: Iterable[bytes] | None = None
+) -> list[History]:
+    """Histories of the given elements of ``var`` (default: all of them)."""
+    refs = sorted(frame.vs[var] if elements is None else elements)
+    starts = [(var, ref) for ref in refs]
+    memo = _histories(frame, starts)
+    return [memo[start] for start in starts]
+
+
+class _Codes:
+    """Integer codes for cells (an element key, or a frozenset of them), for fast merges."""
+
+    def __init__(self) -> None:
+        self.code_of: dict[Any, int] = {}
+        self.cells: list[Any] = []
+        self.missing = -1
+
+    def code(self, cell: Any) -> int:
+        found = self.code_of.get(cell)
+        if found is None:
+            found = len(self.cells)
+            self.code_of[cell] = found
+            self.cells.append(cell)
+        return found
+
+    def fresh_missing(self) -> int:
+        # every missing cell gets its own negative code, so a missing value never joins another
+        self.missing -= 1
+        return self.missing
+
+
+def _frame_of_histories(histories: list[History], codes: _Codes) -> pd.DataFrame:
+    columns: dict[str, list[int]] = {}
+    nodes = sorted({node for history in histories for node in history})
+    for node in nodes:
+        column = []
+        for history in histories:
+            elements = history.get(node)
+            if elements is None:
+                column.append(codes.fresh_missing())
+            elif len(elements) == 1:
+                column.append(codes.code(next(iter(elements))))
+            else:
+                column.append(codes.code(elements))
+        columns[node] = column
+    return pd.DataFrame(columns, dtype="int64")
+
+
+def joint_history_table(
+    frame: FrameGraph, variables: list[str], how: str = "outer"
+) -> tuple[pd.DataFrame, list[Any]]:
+    """The joined table of the histories of the sink elements of ``variables``.
+
+    Returns integer codes and the list that decodes them (negative codes are missing cells).
+    """
+    codes = _Codes()
+    starts: list[tuple[str, bytes]] = []
+    per_var: dict[str, list[tuple[str, bytes]]] = {}
+    for var in variables:
+        var_starts = [(var, ref) for ref in sorted(frame.sink_elements(var))]
+        per_var[var] = var_starts
+        starts.extend(var_starts)
+    memo = _histories(frame, starts)
+    table: pd.DataFrame | None = None
+    for var in variables:
+        part = _frame_of_histories([memo[s] for s in per_var[var]], codes)
+        if part.empty:
+            continue
+        if table is None:
+            table = part
+            continue
+        shared = [c for c in table.columns if c in part.columns]
+        if shared:
+            table = table.merge(part, on=shared, how=how)
+        else:  # unrelated results: their rows stand side by side, not multiplied
+            table = pd.concat([table, part], ignore_index=True)
+        table = table.fillna(-1).astype("int64")
+    if table is None:
+        return pd.DataFrame(), codes.cells
+    return table.drop_duplicates(ignore_index=True), codes.cells

@@ -1,0 +1,41 @@
+"""What a computation frame needs from a storage, as a protocol (the facade implements it).
+
+Every method is set-at-a-time: a frame asks for all the creators (or consumers, or values) of a
+whole set of refs in one call, never call by call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from mandala.backends.records import StoredCall
+from mandala.model.calls import Call
+
+__all__ = ["FrameSource"]
+
+
+class FrameSource(Protocol):
+    def calls_of_op(self, name: str) -> list[StoredCall]:
+        """Every stored call of the op named ``name``."""
+
+    def calls_touching(self, ref_keys: Sequence[bytes], direction: int) -> list[StoredCall]:
+        """Calls that output (direction 1) or consume (direction 0) any of ``ref_keys``."""
+
+    def calls_by_keys(self, call_keys: Sequence[bytes]) -> list[StoredCall]:
+        """Calls by history key."""
+
+    def describe_refs(self, ref_keys: Sequence[bytes]) -> dict[bytes, tuple[bytes, int]]:
+        """``history_key -> (content_key, kind)`` of stored refs."""
+
+    def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
+        """Values by content key."""
+
+    def to_call(self, stored: StoredCall) -> Call:
+        """A public :class:`Call` for a stored call (with lazy refs)."""
+
+    def drop_calls_by_keys(self, call_keys: Sequence[bytes], delete_dependents: bool) -> None:
+        """Delete calls (and their dependents) from the store."""
+
+    def unwrap(self, obj: Any) -> Any:
+        """Values of the refs in ``obj`` (as ``Storage.unwrap``)."""
