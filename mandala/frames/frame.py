@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
 
 from mandala.backends.records import KIND_ATOM, KIND_DICT, KIND_LIST, KIND_POINTER, KIND_SET
 from mandala.frames.collections import CallCollection, RefCollection, ValueCollection
+from mandala.frames.display import DisplayMixin
 from mandala.frames.expansion import expand
 from mandala.frames.graph import ElementIndex, FrameGraph, edge_label
 from mandala.frames.history import history_table, joint_history_table
+from mandala.frames.selection import SelectionMixin
 from mandala.frames.source import FrameSource
 from mandala.model.calls import Call
 from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
@@ -27,7 +29,7 @@ _REF_CLASSES: dict[int, type[Ref]] = {
 }
 
 
-class ComputationFrame(FrameGraph):
+class ComputationFrame(SelectionMixin, DisplayMixin, FrameGraph):
     """A view of stored calls as a graph of variables (sets of refs) and ops (sets of calls).
 
     Get one from ``storage.cf(op)``, ``storage.cf(ref)``, ``storage.cf([refs])`` or
@@ -95,12 +97,6 @@ class ComputationFrame(FrameGraph):
                 frame.index.add_ref(ref.history_key, ref.content_key, _kind_of(ref))
                 frame.vs[name].add(ref.history_key)
         return frame
-
-    def copy(self) -> ComputationFrame:
-        """A copy of the graph and element sets (the element facts are shared)."""
-        other = type(self)(self.source, self.index)
-        self._copy_structure(other)
-        return other
 
     def _result(self, frame: ComputationFrame, inplace: bool) -> ComputationFrame | None:
         if inplace:
@@ -384,49 +380,6 @@ class ComputationFrame(FrameGraph):
         keys = {self.index.refs[k][0] for refs in self.vs.values() for k in refs}
         self._load_values(keys)
 
-    # ================================================================== selection (basic)
-
-    def select_nodes(self, nodes: Iterable[str]) -> ComputationFrame:
-        """The subgraph induced by ``nodes`` (with their elements)."""
-        wanted = set(nodes)
-        missing = wanted - self.nodes
-        if missing:
-            raise ValueError(f"Nodes {sorted(missing)} not found in the CF")
-        frame = self.copy()
-        for node in sorted(frame.nodes - wanted):
-            frame._remove_node(node)
-        return frame
-
-    def __getitem__(self, nodes: str | Sequence[str]) -> ComputationFrame:
-        if isinstance(nodes, str):
-            nodes = [nodes]
-        return self.select_nodes(nodes)
-
-    def _reachable(self, starts: Iterable[str], forward: bool) -> set[str]:
-        seen = set(starts)
-        stack = list(seen)
-        while stack:
-            node = stack.pop()
-            for nxt in self.out_neighbors(node) if forward else self.in_neighbors(node):
-                if nxt not in seen:
-                    seen.add(nxt)
-                    stack.append(nxt)
-        return seen
-
-    def midstream(self, *nodes: str, how: str = "strong") -> ComputationFrame:
-        """The nodes on paths between the given nodes, with the elements that connect them."""
-        missing = set(nodes) - self.nodes
-        if missing:
-            raise ValueError(f"Nodes {sorted(missing)} not found in the CF")
-        keep = set(nodes)
-        for a in nodes:
-            downstream = self._reachable([a], forward=True)
-            for b in nodes:
-                if a != b and b in downstream:
-                    upstream_of_b = self._reachable([b], forward=False)
-                    keep |= downstream & upstream_of_b
-        return self.select_nodes(keep)
-
     # ================================================================== deletion
 
     def delete_calls(self) -> None:
@@ -444,50 +397,6 @@ class ComputationFrame(FrameGraph):
                 elif isinstance(cell, CallCollection):
                     keys.update(c.history_key for c in cell.values)
         self.source.drop_calls_by_keys(sorted(keys), delete_dependents=True)
-
-    # ================================================================== text
-
-    def get_graph_desc(self) -> str:
-        """The graph as text: isolated variables, then one line per function node."""
-        lines = []
-        isolated = [
-            v
-            for v in self.sort_nodes(self.vs)
-            if not self.in_neighbors(v) and not self.out_neighbors(v)
-        ]
-        if isolated:
-            lines.append(", ".join(isolated))
-        for func in self.sort_nodes(self.fs):
-            outputs = []
-            for label in sorted(self.out[func]):
-                targets = sorted(self.out[func][label])
-                names = targets[0] if len(targets) == 1 else "(" + " | ".join(targets) + ")"
-                outputs.append(f"{names}@{label}")
-            inputs = []
-            for label in sorted(self.inp[func]):
-                sources = sorted(self.inp[func][label])
-                names = sources[0] if len(sources) == 1 else "(" + " | ".join(sources) + ")"
-                inputs.append(f"{label}={names}")
-            call = f"{func}({', '.join(inputs)})"
-            lines.append(f"{', '.join(outputs)} = {call}" if outputs else call)
-        return "\n".join(lines)
-
-    def print_graph(self) -> None:
-        """Print :meth:`get_graph_desc`."""
-        print(self.get_graph_desc())  # noqa: T201 - its documented job
-
-    def __repr__(self) -> str:
-        refs = len({k for keys in self.vs.values() for k in keys})
-        calls = len({k for keys in self.fs.values() for k in keys})
-        desc = self.get_graph_desc().replace("\n", "\n    ")
-        return (
-            f"ComputationFrame with:\n    {len(self.vs)} variable(s) ({refs} unique refs)\n"
-            f"    {len(self.fs)} operation(s) ({calls} unique calls)\n"
-            f"Computational graph:\n    {desc}"
-        )
-
-    def _ipython_key_completions_(self) -> list[str]:
-        return sorted(self.nodes)
 
 
 def _names(varnames: str | Iterable[str] | None) -> list[str] | None:

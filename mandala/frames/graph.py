@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from mandala.backends.records import StoredCall
 from mandala.frames.source import FrameSource
@@ -324,6 +325,13 @@ class FrameGraph:
         return [n for n in self.topsort() if n in wanted]
 
     # ------------------------------------------------------------------ copying
+
+    def copy(self) -> Any:
+        """A copy of the graph and element sets (the element facts are shared)."""
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        self._copy_structure(other)
+        return other
 
     def _copy_structure(self, other: FrameGraph) -> None:
         other.vs = {k: set(v) for k, v in self.vs.items()}
