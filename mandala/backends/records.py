@@ -2,11 +2,14 @@
 
 Rows travel as plain tuples inside these records (one tuple per row, layouts documented on each
 field): building millions of small objects per commit would cost more than the database work.
+Records read back in bulk (a frame loads every call of an op) are immutable NamedTuples, which
+are several times cheaper to create than frozen dataclasses.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = [
     "DIRECTION_IN",
@@ -67,8 +70,7 @@ class WriteBatch:
         return len(self.values) + len(self.items) + len(self.calls) + len(self.edges)
 
 
-@dataclass(frozen=True)
-class StoredOutput:
+class StoredOutput(NamedTuple):
     """One output (or input) ref of a stored call, as far as the call's row tells it."""
 
     name: str
@@ -77,8 +79,7 @@ class StoredOutput:
     kind: int
 
 
-@dataclass(frozen=True)
-class StoredCall:
+class StoredCall(NamedTuple):
     """A stored call with its edges (refs are described, values not loaded)."""
 
     history_key: bytes
@@ -93,8 +94,7 @@ class StoredCall:
     outputs: tuple[StoredOutput, ...]
 
 
-@dataclass(frozen=True)
-class StoredValue:
+class StoredValue(NamedTuple):
     """A stored value: inline bytes or the key of a blob file, with its format tag."""
 
     content_key: bytes
@@ -104,8 +104,7 @@ class StoredValue:
     blob_key: str | None
 
 
-@dataclass(frozen=True)
-class ShapeItem:
+class ShapeItem(NamedTuple):
     """One element of a stored collection ref."""
 
     position: int

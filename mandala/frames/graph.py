@@ -235,17 +235,47 @@ class FrameGraph:
                         found.append((func, call_key))
         return found
 
+    def created_in_frame(self, var: str) -> dict[bytes, list[tuple[str, bytes]]]:
+        """For the refs of ``var`` created by calls of the frame: their (function node, call).
+
+        One pass over the calls of the function nodes on edges into ``var``.
+        """
+        held = self.vs[var]
+        calls = self.index.calls
+        found: dict[bytes, list[tuple[str, bytes]]] = {}
+        for label, funcs in self.inp.get(var, {}).items():
+            for func in funcs:
+                for call_key in self.fs[func]:
+                    for edge in calls[call_key].outputs:
+                        if edge.name == label and edge.history_key in held:
+                            found.setdefault(edge.history_key, []).append((func, call_key))
+        return found
+
+    def consumed_in_frame(self, var: str) -> set[bytes]:
+        """Refs of ``var`` that some call of the frame takes as an input from ``var``."""
+        held = self.vs[var]
+        calls = self.index.calls
+        found: set[bytes] = set()
+        for label, funcs in self.out.get(var, {}).items():
+            for func in funcs:
+                op_name = self.op_of[func]
+                for call_key in self.fs[func]:
+                    for edge in calls[call_key].inputs:
+                        if edge.history_key in held and edge_label(op_name, edge.name) == label:
+                            found.add(edge.history_key)
+        return found
+
     def source_elements(self, var: str) -> set[bytes]:
         """Refs of ``var`` with no creator call in the frame (on an edge into ``var``)."""
         if not self.inp.get(var):
             return set(self.vs[var])
-        return {ref for ref in self.vs[var] if not self.creators_in_frame(var, ref)}
+        return self.vs[var] - self.created_in_frame(var).keys()
 
     def sink_elements(self, var: str) -> set[bytes]:
         """Refs of ``var`` that no call of the frame consumes (on an edge out of ``var``)."""
         if not self.out.get(var):
             return set(self.vs[var])
-        return {ref for ref in self.vs[var] if not self.consumers_in_frame(var, ref)}
+        return self.vs[var] - self.consumed_in_frame(var)
 
     # ------------------------------------------------------------------ order
 

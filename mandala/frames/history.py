@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from mandala.frames.graph import FrameGraph
+from mandala.frames.graph import FrameGraph, edge_label
 
 __all__ = ["history_table", "joint_history_table", "Element"]
 
@@ -32,11 +32,39 @@ def _histories(
     frame: FrameGraph, starts: Iterable[tuple[str, bytes]]
 ) -> dict[tuple[str, bytes], History]:
     """Histories of ``(variable, ref)`` pairs and of everything upstream of them (iteratively:
-    chains of calls can be far deeper than Python's recursion limit)."""
-    index = frame.index
+    chains of calls can be far deeper than Python's recursion limit).
+
+    A history shares the frozensets of its parents' histories where nothing is added, so the
+    common case (one creator, nodes not revisited) copies one small dict per element.
+    """
+    calls = frame.index.calls
+    creators: dict[str, dict[bytes, list[tuple[str, bytes]]]] = {}
+    upstream_of_call: dict[tuple[str, bytes], list[tuple[str, bytes]]] = {}
+
+    def creators_of(var: str, ref: bytes) -> list[tuple[str, bytes]]:
+        by_ref = creators.get(var)
+        if by_ref is None:
+            by_ref = creators[var] = frame.created_in_frame(var)
+        return by_ref.get(ref, [])
+
+    def upstream(func: str, call_key: bytes) -> list[tuple[str, bytes]]:
+        found = upstream_of_call.get((func, call_key))
+        if found is None:
+            found = []
+            call = calls[call_key]
+            op_name = frame.op_of[func]
+            inputs = frame.inp[func]
+            for edge in call.inputs:
+                variables = inputs.get(edge_label(op_name, edge.name))
+                if variables:
+                    for var in variables:
+                        if edge.history_key in frame.vs[var]:
+                            found.append((var, edge.history_key))
+            upstream_of_call[(func, call_key)] = found
+        return found
+
     memo: dict[tuple[str, bytes], History] = {}
-    parents: dict[tuple[str, bytes], list[tuple[str, bytes]]] = {}
-    calls_of: dict[tuple[str, bytes], list[tuple[str, bytes]]] = {}
+    pending: dict[tuple[str, bytes], tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]] = {}
     for start in starts:
         if start in memo:
             continue
@@ -46,31 +74,44 @@ def _histories(
             if state in memo:
                 continue
             if expanded:
-                history: dict[str, set[bytes]] = {state[0]: {state[1]}}
-                for func, call_key in calls_of[state]:
-                    history.setdefault(func, set()).add(call_key)
-                for parent in parents[state]:
-                    for node, elements in memo[parent].items():
-                        history.setdefault(node, set()).update(elements)
-                memo[state] = {node: frozenset(elements) for node, elements in history.items()}
+                made_by, parents = pending.pop(state)
+                memo[state] = _merge(state, made_by, [memo[p] for p in parents])
                 continue
-            var, ref = state
-            creators = frame.creators_in_frame(var, ref)
-            upstream: list[tuple[str, bytes]] = []
-            for func, call_key in creators:
-                call = index.calls[call_key]
-                for label, variables in frame.inp[func].items():
-                    for input_ref in frame.call_inputs_on(call, label):
-                        for upstream_var in variables:
-                            if input_ref in frame.vs[upstream_var]:
-                                upstream.append((upstream_var, input_ref))
-            calls_of[state] = creators
-            parents[state] = upstream
+            if state in pending:
+                continue
+            made_by = creators_of(*state)
+            parents = [p for func, call_key in made_by for p in upstream(func, call_key)]
+            pending[state] = (made_by, parents)
             stack.append((state, True))
-            for parent in upstream:
-                if parent not in memo:
+            for parent in parents:
+                if parent not in memo and parent not in pending:
                     stack.append((parent, False))
     return memo
+
+
+def _merge(
+    state: tuple[str, bytes], made_by: list[tuple[str, bytes]], parents: list[History]
+) -> History:
+    own: dict[str, set[bytes]] = {state[0]: {state[1]}}
+    for func, call_key in made_by:
+        own.setdefault(func, set()).add(call_key)
+    if parents:
+        history = dict(max(parents, key=len))
+        for other in parents:
+            if other is history:
+                continue
+            for node, elements in other.items():
+                current = history.get(node)
+                if current is None:
+                    history[node] = elements
+                elif current is not elements and current != elements:
+                    history[node] = current | elements
+    else:
+        history = {}
+    for node, elements in own.items():
+        current = history.get(node)
+        history[node] = frozenset(elements) if current is None else current | elements
+    return history
 
 
 def history_table(
