@@ -12,7 +12,7 @@ from bench.report import Row, format_table, write_json
 
 __all__ = ["main", "WORKLOADS"]
 
-WORKLOADS = ("fresh", "warm", "cold", "scaling", "memory", "array")
+WORKLOADS = ("fresh", "warm", "cold", "scaling", "memory", "array", "frames")
 
 
 def _parse_sizes(text: str) -> list[int]:
@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--sizes",
         type=_parse_sizes,
         metavar="N,N,...",
-        help="store sizes for the scaling workload (default 1000,10000,100000,1000000)",
+        help="store sizes (calls) for the scaling and frames workloads "
+        "(default 1000,10000,100000,1000000)",
     )
     parser.add_argument("--n", type=int, help="calls per run for fresh/warm/cold/memory")
     parser.add_argument("--reps", type=int, help="runs per figure (median taken)")
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     selected = args.only or list(WORKLOADS)
 
     # imported here so that --help works even when mandala cannot be imported
-    from bench import array, scaling, workloads
+    from bench import array, frames, scaling, workloads
 
     rows: list[Row] = []
     started = time.perf_counter()
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         run("memory", lambda: workloads.memory(cfg))
     if "array" in selected:
         run("array", lambda: array.big_array(cfg))
+    if "frames" in selected:
+        run("frames", lambda: frames.frames(cfg))
 
     seconds = time.perf_counter() - started
     print(

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from mandala._text import format_table
 from mandala.backends.blobs import LocalBlobStore
+from mandala.backends.postgres import PostgresBackend, is_postgres_url
 from mandala.backends.records import KIND_ATOM, KIND_POINTER, StoredCall
+from mandala.backends.sql import SqlBackend
 from mandala.backends.sqlite import SqliteBackend
 from mandala.engine.context import Mode, active_stack, leave_frame, pop_frame, push_frame
 from mandala.engine.executor import Engine, iter_refs
@@ -50,10 +52,12 @@ class Storage:
     their values.
 
     Args:
-        db_path: ``":memory:"`` (default; gone when the object is) or a SQLite file path, created
-            if missing.
+        db_path: ``":memory:"`` (default; gone when the object is), a SQLite file path (created
+            if missing), or a PostgreSQL URL ``"postgresql://user@host:port/dbname"`` for a store
+            shared by a team (needs ``pip install 'pymandala[postgres]'``).
         overflow_dir: folder for values of ``overflow_threshold_MB`` and more. For a file store it
-            defaults to ``<db_path>.blobs``; an in-memory store keeps every value in memory.
+            defaults to ``<db_path>.blobs``; in-memory and PostgreSQL stores keep every value in
+            the database unless a folder is given.
         overflow_threshold_MB: size from which a value is written to its own file (default 1 MB;
             large arrays are then written and read without extra copies).
         deps_path, tracer_impl, strict_tracing, skip_unhashable_globals, skip_globals_silently,
@@ -94,10 +98,16 @@ class Storage:
                 "mandala yet; create the storage without deps_path (calls are then identified by "
                 "op name and inputs only, and @op(version=N) invalidates an op's calls by hand)"
             )
-        self.db_path = str(db_path)
-        self.backend = SqliteBackend(self.db_path)
-        if overflow_dir is None and not self.backend.is_memory:
-            overflow_dir = self.db_path + ".blobs"
+        location = str(db_path)
+        self.backend: SqlBackend
+        if is_postgres_url(location):
+            self.backend = PostgresBackend(location)
+            self.db_path = self.backend.path  # without the password
+        else:
+            self.backend = SqliteBackend(location)
+            self.db_path = location
+            if overflow_dir is None and not self.backend.is_memory:
+                overflow_dir = location + ".blobs"
         self.overflow_dir = str(overflow_dir) if overflow_dir is not None else None
         threshold_mb = (
             _DEFAULT_BLOB_THRESHOLD_MB if overflow_threshold_MB is None else overflow_threshold_MB

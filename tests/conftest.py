@@ -12,7 +12,8 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,57 @@ def _sqlite_file(tmp_path: Path) -> Storage:
     return Storage(db_path=tmp_path / "s.db")
 
 
+POSTGRES_URL = os.environ.get("MANDALA_TEST_POSTGRES_URL")
+"""A PostgreSQL server the tests may use (they create, then drop, a database of their own).
+Unset on a laptop without a server: PostgreSQL tests are then not collected. CI sets it."""
+
+_postgres_database: dict[str, str] = {}
+
+
+def _postgres_test_database() -> str:
+    """URL of this test session's own database, created on first use."""
+    if "url" not in _postgres_database:
+        import psycopg
+
+        assert POSTGRES_URL is not None
+        name = f"mandala_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        base, _, _ = POSTGRES_URL.rpartition("/")
+        _postgres_database["url"] = f"{base}/{name}"
+        _postgres_database["name"] = name
+    return _postgres_database["url"]
+
+
+def _postgres_location(tmp_path: Path) -> str:
+    """A fresh schema in the session's database, as a URL whose search_path points at it."""
+    import psycopg
+
+    url = _postgres_test_database()
+    schema = "t_" + uuid.uuid4().hex[:16]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{url}?options=-csearch_path%3D{schema}"
+
+
+def _postgres(tmp_path: Path) -> Storage:
+    return Storage(db_path=_postgres_location(tmp_path))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_test_database() -> Iterator[None]:
+    yield
+    if "name" in _postgres_database:
+        import psycopg
+
+        assert POSTGRES_URL is not None
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {_postgres_database['name']} WITH (FORCE)")
+
+
 STORAGE_FACTORIES: list[tuple[str, StorageFactory]] = [
     ("memory", _memory),
     ("sqlite_file", _sqlite_file),
-    # ("postgres", _postgres),  # when the backend lands: Storage(db_path=<URL of a fresh db>)
 ]
 
 PersistentLocation = Callable[[Path], str]
@@ -45,6 +93,14 @@ PersistentLocation = Callable[[Path], str]
 PERSISTENT_FACTORIES: list[tuple[str, PersistentLocation]] = [
     ("sqlite_file", lambda tmp_path: str(tmp_path / "s.db")),
 ]
+
+if POSTGRES_URL:
+    STORAGE_FACTORIES.append(("postgres", _postgres))
+    PERSISTENT_FACTORIES.append(("postgres", _postgres_location))
+elif os.environ.get("CI"):
+    raise RuntimeError(
+        "CI must test the PostgreSQL backend: set MANDALA_TEST_POSTGRES_URL (see .ci/run)"
+    )
 
 
 @pytest.fixture(

@@ -32,6 +32,52 @@ def test_demo_computes_once_then_loads(tmp_path, snippet) -> None:
     assert _executions(reset.stdout, "first pass") == {"make_data": 3, "fit": 12, "evaluate": 12}
 
 
+def _results(text: str) -> dict[tuple[int, float], float]:
+    """The (seed, alpha) -> mse table the demo prints after the two passes."""
+    lines = text.split("results loaded back from the store:\n")[1].splitlines()[1:]
+    found = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 3:
+            break
+        found[(int(parts[0]), float(parts[1]))] = float(parts[2])
+    return found
+
+
+def test_demo_shows_the_frame_of_the_evaluations(tmp_path, snippet) -> None:
+    import shutil
+
+    db = tmp_path / "frame.db"
+    out = snippet(f"from mandala.cli.main import main; main(['demo', '--db', {str(db)!r}])").stdout
+    results = _results(out)
+    assert len(results) == 12
+    frame = out.split("computation frame: storage.cf(evaluate).expand_back(recursive=True)\n")[1]
+    # the graph text: three function nodes, every call of the two passes
+    assert "3 operation(s) (27 unique calls)" in frame
+    graph = frame.split("Computational graph:\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split(" = ")[1].split("(")[0] for line in graph] == [
+        "make_data",
+        "fit",
+        "evaluate",
+    ]
+    # the table: 12 rows, the first five shown, their mse as computed by the passes
+    table = frame.split("cf.df(include_calls=False): 12 rows")[1].splitlines()[1:7]
+    assert table[0].split() == ["seed", "alpha", "mse"]
+    shown = [line.split() for line in table[1:]]
+    assert len(shown) == 5
+    for seed, alpha, mse in shown:
+        assert round(float(mse), 4) == results[(int(seed), float(alpha))]
+    assert [(int(s), float(a)) for s, a, _ in shown] == sorted(results)[:5]
+    picture = tmp_path / "frame.db.svg"
+    if shutil.which("dot"):
+        assert f"the frame drawn with graphviz: {picture}" in out
+        assert "<svg" in picture.read_text()
+        assert "evaluate" in picture.read_text()
+    else:
+        assert "graphviz `dot` is not installed" in out
+        assert not picture.exists()
+
+
 def test_python_dash_m_mandala_demo(tmp_path) -> None:
     import subprocess
     import sys

@@ -11,7 +11,7 @@ consumers of a set of refs are one indexed query each.
 
 from __future__ import annotations
 
-__all__ = ["CURRENT", "OLDEST_READABLE", "MIGRATIONS", "SQLITE_DDL_V1"]
+__all__ = ["CURRENT", "OLDEST_READABLE", "MIGRATIONS", "SQLITE_DDL_V1", "POSTGRES_DDL_V1"]
 
 CURRENT = 1
 OLDEST_READABLE = 1
@@ -76,6 +76,23 @@ SQLITE_DDL_V1 = [
         PRIMARY KEY (collection_key, position)
     ) WITHOUT ROWID""",
 ]
+
+
+def _postgres(statement: str) -> str:
+    """The PostgreSQL spelling of a SQLite statement of this schema (same tables and columns)."""
+    return (
+        statement.replace(" WITHOUT ROWID", "")
+        .replace("op_id INTEGER PRIMARY KEY", "op_id BIGSERIAL PRIMARY KEY")
+        .replace("call_id INTEGER PRIMARY KEY", "call_id BIGINT PRIMARY KEY")
+        .replace("call_id INTEGER NOT NULL", "call_id BIGINT NOT NULL")
+        .replace("op_id INTEGER NOT NULL", "op_id BIGINT NOT NULL")
+        .replace("size INTEGER", "size BIGINT")
+        .replace("BLOB", "BYTEA")
+        .replace("REAL", "DOUBLE PRECISION")
+    )
+
+
+POSTGRES_DDL_V1 = [_postgres(statement) for statement in SQLITE_DDL_V1]
 
 MIGRATIONS: dict[int, list[str]] = {
     # version reached -> statements that take a store from the previous version to it.

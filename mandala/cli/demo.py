@@ -2,20 +2,27 @@
 
 It fits ridge regressions to synthetic datasets over a grid of seeds and regularization
 strengths, twice: the first pass computes (unless the file already holds the results), the
-second pass, on a freshly opened store, computes nothing and loads the results back.
+second pass, on a freshly opened store, computes nothing and loads the results back. Then it
+queries the store with a computation frame: the history of every ``evaluate`` call, as a graph,
+as a table, and (when graphviz ``dot`` is installed) as a picture next to the store file.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from mandala.engine.op import op
 from mandala.model.refs import Ref
 from mandala.storage import Storage
+
+if TYPE_CHECKING:
+    from mandala.frames.frame import ComputationFrame
 
 __all__ = ["run_demo"]
 
@@ -102,5 +109,28 @@ def run_demo(path: str, reset: bool, echo: Callable[[str], None] = print) -> dic
     creator = storage.get_ref_creator(example)
     if creator is not None:
         echo(f"\nprovenance of the first result: {creator} with inputs {sorted(creator.inputs)}")
+    show_frame(storage, db, echo)
     storage.close()
     return executions
+
+
+def show_frame(storage: Storage, db: Path, echo: Callable[[str], None]) -> None:
+    """Print the frame of every evaluation (graph, then table) and draw it if ``dot`` exists."""
+    # expand_back is typed "frame or None" (None with inplace=True)
+    cf = cast("ComputationFrame", storage.cf(evaluate).expand_back(recursive=True))
+    echo("\ncomputation frame: storage.cf(evaluate).expand_back(recursive=True)")
+    echo("  " + repr(cf).replace("\n", "\n  "))
+    table = cf.df(include_calls=False)[["seed", "alpha", "mse"]]
+    table = table.sort_values(["seed", "alpha"], ignore_index=True)
+    echo(f"\ncf.df(include_calls=False): {len(table)} rows; seed, alpha and mse of the first 5:")
+    echo("  " + table.head().to_string(index=False).replace("\n", "\n  "))
+    picture = db.with_name(db.name + ".svg")
+    if shutil.which("dot") is None:
+        echo("\n(graphviz `dot` is not installed: no picture of the frame)")
+        return
+    try:
+        cf.draw(path=str(picture))
+    except (ImportError, RuntimeError, OSError) as error:
+        echo(f"\n(could not draw the frame: {error})")
+        return
+    echo(f"\nthe frame drawn with graphviz: {picture}")

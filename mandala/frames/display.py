@@ -177,7 +177,9 @@ class DisplayMixin(FrameGraph):
             func, var = source, target
             known = self.vs.get(var, set())
             for key in self.fs.get(func, ()):
-                found = [r for r in self.call_outputs_on(self.index.calls[key], label) if r in known]
+                found = [
+                    r for r in self.call_outputs_on(self.index.calls[key], label) if r in known
+                ]
                 if found:
                     calls.add(key)
                     refs.update(found)
@@ -309,8 +311,7 @@ class DisplayMixin(FrameGraph):
     def _func_info_text(self, fname: str) -> str:
         keys = self.fs[fname]
         lines = [
-            f"Operation {fname} (op {self.op_of.get(fname, fname)!r}) "
-            f"with {len(keys)} call(s)"
+            f"Operation {fname} (op {self.op_of.get(fname, fname)!r}) with {len(keys)} call(s)"
         ]
         in_edges = sorted(self.in_edges(fname), key=lambda e: (e[2], e[0]))
         lines.append("Inputs:" if in_edges else "Inputs: (none)")
@@ -361,8 +362,7 @@ class DisplayMixin(FrameGraph):
         """
         if orientation not in ORIENTATIONS:
             raise ValueError(
-                f"draw: orientation must be one of {', '.join(ORIENTATIONS)}, "
-                f"got {orientation!r}"
+                f"draw: orientation must be one of {', '.join(ORIENTATIONS)}, got {orientation!r}"
             )
         lines = [
             "digraph ComputationFrame {",
@@ -383,7 +383,9 @@ class DisplayMixin(FrameGraph):
             if verbose:
                 _, refs = self._edge_elements(source, target, label)
                 shown = f"{shown}\n({_plural(len(refs), 'value')})"
-            lines.append(f"    {_dot_id(source)} -> {_dot_id(target)} [label={_dot_string(shown)}];")
+            lines.append(
+                f"    {_dot_id(source)} -> {_dot_id(target)} [label={_dot_string(shown)}];"
+            )
         lines.append("}")
         return "\n".join(lines) + "\n"
 

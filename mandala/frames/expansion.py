@@ -95,6 +95,8 @@ def _add_group(
 ) -> set[str]:
     call_keys = {call.history_key for call in group}
     func = _function_node(frame, op_name, call_keys, connections, back, reuse_existing)
+    edges_before = set(frame.in_edges(func)) | set(frame.out_edges(func))
+    calls_before = set(frame.fs[func])
     for label, var in connections:
         if back:
             frame._add_edge(func, var, label)
@@ -123,6 +125,48 @@ def _add_group(
         if len(frame.vs[var]) != before:
             changed.add(var)
     frame.fs[func] |= call_keys
+    changed |= _complete(frame, func, edges_before, call_keys - calls_before)
+    return changed
+
+
+def _complete(
+    frame: FrameGraph, func: str, edges_before: set[tuple[str, str, str]], new_calls: set[bytes]
+) -> set[str]:
+    """Restore the frame's invariant around a reused function node.
+
+    Every call of ``func`` must find the ref it has on each connected label in one of the
+    variables on that label's edges (``(v | x)@output_0`` reads "lands in v or in x"). New calls
+    are checked on every connected label, old calls on labels that were not connected before.
+    A missing ref goes to the variable of the newest edge on that label.
+    """
+    calls = frame.index.calls
+    labels_before = {(target == func, label) for source, target, label in edges_before}
+    changed: set[str] = set()
+    for is_input, by_label in ((True, frame.inp[func]), (False, frame.out[func])):
+        for label, variables in by_label.items():
+            if not variables:
+                continue
+            scan = new_calls if (is_input, label) in labels_before else frame.fs[func]
+            if not scan:
+                continue
+            new_edges = [
+                v
+                for v in sorted(variables)
+                if ((v, func, label) if is_input else (func, v, label)) not in edges_before
+            ]
+            target_var = new_edges[0] if new_edges else sorted(variables)[0]
+            holders = [frame.vs[v] for v in variables]
+            for call_key in scan:
+                call = calls[call_key]
+                refs = (
+                    frame.call_inputs_on(call, label)
+                    if is_input
+                    else frame.call_outputs_on(call, label)
+                )
+                for ref in refs:
+                    if not any(ref in held for held in holders):
+                        frame.vs[target_var].add(ref)
+                        changed.add(target_var)
     return changed
 
 

@@ -371,23 +371,24 @@ class FrameGraph:
         other.out = {k: {lab: set(s) for lab, s in v.items()} for k, v in self.out.items()}
 
     def _check(self) -> None:
-        """Raise if some call's connected input or output ref is missing from its variable."""
+        """Raise unless every call's ref on each connected label is in a variable of that label.
+
+        Several variables on one label (``(v | x)@output_0``) mean "in one of them": a feedback
+        loop puts the last outputs of an op in one variable and the earlier ones in another.
+        """
         for func, calls in self.fs.items():
             for call_key in calls:
                 call = self.index.calls[call_key]
-                for label, variables in self.inp[func].items():
-                    for ref in self.call_inputs_on(call, label):
-                        for var in variables:
-                            if ref not in self.vs[var]:
+                for side, by_label in (("input", self.inp[func]), ("output", self.out[func])):
+                    for label, variables in by_label.items():
+                        refs = (
+                            self.call_inputs_on(call, label)
+                            if side == "input"
+                            else self.call_outputs_on(call, label)
+                        )
+                        for ref in refs:
+                            if not any(ref in self.vs[var] for var in variables):
                                 raise RuntimeError(
-                                    f"frame invariant broken: input {label!r} of a call of "
-                                    f"{func!r} is missing from variable {var!r}"
-                                )
-                for label, variables in self.out[func].items():
-                    for ref in self.call_outputs_on(call, label):
-                        for var in variables:
-                            if ref not in self.vs[var]:
-                                raise RuntimeError(
-                                    f"frame invariant broken: output {label!r} of a call of "
-                                    f"{func!r} is missing from variable {var!r}"
+                                    f"frame invariant broken: {side} {label!r} of a call of "
+                                    f"{func!r} is in none of {sorted(variables)}"
                                 )

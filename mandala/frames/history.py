@@ -96,10 +96,8 @@ def _merge(
     for func, call_key in made_by:
         own.setdefault(func, set()).add(call_key)
     if parents:
-        history = dict(max(parents, key=len))
+        history = dict(max(parents, key=lambda parent: len(parent)))
         for other in parents:
-            if other is history:
-                continue
             for node, elements in other.items():
                 current = history.get(node)
                 if current is None:
@@ -110,7 +108,7 @@ def _merge(
         history = {}
     for node, elements in own.items():
         current = history.get(node)
-        history[node] = frozenset(elements) if current is None else current | elements
+        history[node] = frozenset(elements) if current is None else current | frozenset(elements)
     return history
 
 

@@ -1,0 +1,729 @@
+"""The relational store shared by every SQL dialect: schema, writes, lookups and upkeep.
+
+A dialect (``sqlite.py``, ``postgres.py``) supplies the connection, statement execution, write
+transactions and what counts as a retryable error; everything else, the SQL included, is here and
+identical for all of them, which is what lets one contract test suite run over every backend.
+Statements are written with ``?`` placeholders; a dialect translates them if it must.
+
+Writes: one transaction per batch, idempotent inserts (``ON CONFLICT DO NOTHING``), retried
+(rolled back first, bounded, with backoff) only when the dialect says the error is contention.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from mandala.backends import schema
+from mandala.backends.records import (
+    DIRECTION_IN,
+    DIRECTION_OUT,
+    ShapeItem,
+    StoreCounts,
+    StoredCall,
+    StoredOutput,
+    StoredValue,
+    WriteBatch,
+)
+from mandala.errors import SchemaVersionError, StorageError
+
+__all__ = ["SqlBackend"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+_MAX_ATTEMPTS = 12
+_CHUNK = 500  # keys per IN (...) clause, below every dialect's parameter limit
+
+
+def _first(row: tuple) -> Any:
+    return row[0]
+
+
+def _chunks(keys: Sequence[_T], size: int = _CHUNK) -> Iterable[Sequence[_T]]:
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
+
+
+class SqlBackend:
+    """Calls, refs and small values in a SQL database; see ``schema.py`` for the tables.
+
+    Subclasses implement the dialect hooks below and call :meth:`_initialize` once connected.
+    """
+
+    dialect = "sql"
+    blob_type = "BLOB"
+    path: str
+    is_memory = False
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._op_ids: dict[tuple[str, int], int] = {}
+        self._op_names: dict[int, tuple[str, int]] = {}
+
+    # ---------------------------------------------------------------- dialect hooks
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement; returns a cursor (iterable, with fetchone/fetchall)."""
+        raise NotImplementedError  # pragma: no cover - every dialect defines it
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def _begin_write(self) -> None:
+        """Start a transaction that excludes other writers (so call ids can be assigned)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _end_write(self, commit: bool) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def _is_retryable(self, error: BaseException) -> bool:
+        raise NotImplementedError  # pragma: no cover
+
+    def _table_names(self) -> set[str]:
+        raise NotImplementedError  # pragma: no cover
+
+    def _ddl(self) -> list[str]:
+        raise NotImplementedError  # pragma: no cover
+
+    def close(self) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def vacuum(self) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def connection(self) -> Any:
+        """The underlying connection (for ad-hoc SQL; do not write through it)."""
+        raise NotImplementedError  # pragma: no cover
+
+    # ---------------------------------------------------------------- transactions
+
+    def _with_retry(self, action: Callable[[], _T]) -> _T:
+        delay = 0.005
+        for attempt in range(_MAX_ATTEMPTS):
+            try:
+                return action()
+            except Exception as error:
+                if not self._is_retryable(error) or attempt == _MAX_ATTEMPTS - 1:
+                    raise
+                logger.debug("store busy (%s); retrying in %.3fs", error, delay)
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
+    def _transaction(self, body: Callable[[], _T]) -> _T:
+        """Run ``body`` in one write transaction, retrying on contention."""
+
+        def attempt() -> _T:
+            self._begin_write()
+            try:
+                result = body()
+            except BaseException:
+                self._end_write(commit=False)
+                raise
+            self._end_write(commit=True)
+            return result
+
+        with self._lock:
+            return self._with_retry(attempt)
+
+    # ---------------------------------------------------------------- schema
+
+    def _initialize(self) -> None:
+        """Create the schema in a new store, migrate an older one, refuse a foreign one."""
+        with self._lock:
+            tables = self._table_names()
+        if "meta" in tables:
+            with self._lock:
+                row = self._execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'"
+                ).fetchone()
+            if row is not None and int(row[0]) == schema.CURRENT:
+                return
+
+        def create() -> None:
+            tables = self._table_names()
+            if "meta" not in tables:
+                if {"atoms", "shapes"} <= tables:
+                    raise StorageError(
+                        f"{self.path!r} was written by the original mandala library (pymandala "
+                        "0.2), whose format this release does not read; open a new file for this "
+                        "release and keep the old one for the old library"
+                    )
+                if tables:
+                    raise StorageError(
+                        f"{self.path!r} is a database but not a mandala store (it has the "
+                        f"tables {sorted(tables)}); choose another location"
+                    )
+                for statement in self._ddl():
+                    self._execute(statement)
+                self._execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(schema.CURRENT),),
+                )
+                self._execute("INSERT INTO meta (key, value) VALUES ('created_by', 'pymandala')")
+                return
+            row = self._execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > schema.CURRENT or version < schema.OLDEST_READABLE:
+                raise SchemaVersionError(
+                    f"the store at {self.path!r} has schema version {version}, but this release "
+                    f"of mandala reads versions {schema.OLDEST_READABLE} to {schema.CURRENT}; "
+                    "upgrade mandala (pip install -U pymandala) to open it"
+                )
+            for target in range(version + 1, schema.CURRENT + 1):
+                for statement in schema.MIGRATIONS.get(target, []):
+                    self._execute(statement)
+                self._execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(target),)
+                )
+
+        self._transaction(create)
+
+    # ---------------------------------------------------------------- ops
+
+    def _op_id(self, op_row: tuple) -> int:
+        name, version = op_row[0], op_row[1]
+        op_id = self._op_ids.get((name, version))
+        if op_id is None:
+            self._execute(
+                "INSERT INTO ops (name, version, output_names, nout, ignore_args,"
+                " is_structural) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                op_row,
+            )
+            op_id = self._execute(
+                "SELECT op_id FROM ops WHERE name = ? AND version = ?", (name, version)
+            ).fetchone()[0]
+        return op_id
+
+    def _op_name(self, op_id: int) -> tuple[str, int]:
+        found = self._op_names.get(op_id)
+        if found is None:
+            self._load_ops()
+            found = self._op_names[op_id]
+        return found
+
+    def _load_ops(self) -> None:
+        with self._lock:
+            rows = self._execute("SELECT op_id, name, version FROM ops").fetchall()
+        for op_id, name, version in rows:
+            self._op_ids[(name, version)] = op_id
+            self._op_names[op_id] = (name, version)
+
+    def load_ops(self) -> list[dict[str, Any]]:
+        """Every op known to the store, as plain dicts (name, version, output_names, ...)."""
+        with self._lock:
+            rows = self._execute(
+                "SELECT name, version, output_names, nout, ignore_args, is_structural FROM ops"
+            ).fetchall()
+        return [
+            {
+                "name": name,
+                "version": version,
+                "output_names": json.loads(output_names) if output_names else None,
+                "nout": json.loads(nout),
+                "ignore_args": json.loads(ignore_args),
+                "is_structural": bool(is_structural),
+            }
+            for name, version, output_names, nout, ignore_args, is_structural in rows
+        ]
+
+    # ---------------------------------------------------------------- writes
+
+    def write(self, batch: WriteBatch) -> None:
+        """Write a batch in one transaction; calls already stored (by anyone) are skipped."""
+        op_rows = {(row[0], row[1]): row for row in batch.ops}
+        # Rows sorted by key land in B-tree pages in order, which makes inserts of random keys
+        # cheaper than in arrival order.
+        values = sorted(batch.values)
+        items = sorted(batch.items)
+        calls = sorted(batch.calls, key=_first)
+        edges_by_call: dict[bytes, list[tuple]] = {}
+        for edge in batch.edges:
+            edges_by_call.setdefault(edge[0], []).append(edge)
+
+        def body() -> dict[tuple[str, int], int]:
+            resolved = {key: self._op_id(row) for key, row in op_rows.items()}
+            op_ids = {**self._op_ids, **resolved}
+            if values:
+                self._executemany(
+                    "INSERT INTO stored_values (content_key, format, size, data, blob_key)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    values,
+                )
+            if items:
+                self._executemany(
+                    "INSERT INTO ref_items (collection_key, position, item_key, element_key,"
+                    " element_content_key, element_kind) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    items,
+                )
+            if calls:
+                # Another writer may have stored some of these calls since they were looked up;
+                # a call row and its edges are written together, so skipping it is enough.
+                existing = self._existing_calls([c[0] for c in calls])
+                new_calls = [c for c in calls if c[0] not in existing]
+                next_id = self._execute("SELECT COALESCE(MAX(call_id), 0) FROM calls").fetchone()[0]
+                call_rows = []
+                edge_rows = []
+                for offset, c in enumerate(new_calls, start=next_id + 1):
+                    call_rows.append((offset, c[0], c[1], op_ids[(c[2], c[3])], *c[4:]))
+                    for edge in edges_by_call.get(c[0], ()):
+                        edge_rows.append((offset, *edge[1:]))
+                self._executemany(
+                    "INSERT INTO calls (call_id, history_key, content_key, op_id,"
+                    " semantic_version, content_version, started_at, duration)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    call_rows,
+                )
+                self._executemany(
+                    "INSERT INTO call_edges (call_id, direction, name, ref_key, content_key, kind)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    edge_rows,
+                )
+            return resolved
+
+        resolved = self._transaction(body)
+        for key, op_id in resolved.items():  # cache only what the committed transaction made
+            self._op_ids[key] = op_id
+            self._op_names[op_id] = key
+
+    def _existing_calls(self, call_keys: list[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        for chunk in _chunks(call_keys):
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                row[0]
+                for row in self._execute(
+                    f"SELECT history_key FROM calls WHERE history_key IN ({marks})", chunk
+                )
+            )
+        return found
+
+    # ---------------------------------------------------------------- call lookups
+
+    _OUTPUTS_BY_HISTORY = (
+        "SELECT 0, e.name, e.ref_key, e.content_key, e.kind FROM calls c"
+        " LEFT JOIN call_edges e ON e.call_id = c.call_id AND e.direction = 1"
+        " WHERE c.history_key = ?"
+    )
+
+    def find_outputs(self, call_key: bytes) -> tuple[StoredOutput, ...] | None:
+        """Outputs of the call with this history key, or None if there is no such call."""
+        with self._lock:
+            rows = self._execute(self._OUTPUTS_BY_HISTORY, (call_key,)).fetchall()
+        if not rows:
+            return None
+        return tuple(StoredOutput(r[1], r[2], r[3], r[4]) for r in rows if r[1] is not None)
+
+    def find_call(
+        self, history_key: bytes, content_key: bytes
+    ) -> tuple[tuple[StoredOutput, ...] | None, bytes | None]:
+        """One round trip for a call lookup: the outputs of the call with this history key if it
+        is stored, else the history key of some call with this content key (or None)."""
+        with self._lock:
+            rows = self._execute(
+                self._OUTPUTS_BY_HISTORY
+                + " UNION ALL SELECT 1, NULL, found.history_key, NULL, NULL FROM"
+                " (SELECT history_key FROM calls WHERE content_key = ? AND NOT EXISTS"
+                " (SELECT 1 FROM calls WHERE history_key = ?) LIMIT 1) AS found",
+                (history_key, content_key, history_key),
+            ).fetchall()
+        if rows and rows[0][0] == 0:
+            outputs = tuple(
+                StoredOutput(r[1], r[2], r[3], r[4]) for r in rows if r[0] == 0 and r[1] is not None
+            )
+            return outputs, None
+        return None, (rows[0][2] if rows else None)
+
+    def find_call_by_content(self, content_key: bytes) -> bytes | None:
+        """History key of some call with this content key (any one), or None."""
+        with self._lock:
+            row = self._execute(
+                "SELECT history_key FROM calls WHERE content_key = ? LIMIT 1", (content_key,)
+            ).fetchone()
+        return row[0] if row else None
+
+    def has_calls(self, call_keys: Sequence[bytes]) -> set[bytes]:
+        """The subset of ``call_keys`` that are stored."""
+        with self._lock:
+            return self._existing_calls(list(call_keys))
+
+    def load_calls(self, call_keys: Sequence[bytes]) -> list[StoredCall]:
+        """Stored calls with their inputs and outputs, in the order of ``call_keys`` (missing
+        keys are skipped)."""
+        heads: dict[bytes, tuple] = {}
+        edges: dict[int, tuple[list[StoredOutput], list[StoredOutput]]] = {}
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(call_keys))):
+                marks = ",".join("?" * len(chunk))
+                ids = []
+                for row in self._execute(
+                    "SELECT history_key, content_key, op_id, semantic_version, content_version,"
+                    f" started_at, duration, call_id FROM calls WHERE history_key IN ({marks})",
+                    chunk,
+                ):
+                    heads[row[0]] = row
+                    edges[row[7]] = ([], [])
+                    ids.append(row[7])
+                if not ids:
+                    continue
+                id_marks = ",".join("?" * len(ids))
+                for call_id, direction, name, ref_key, content_key, kind in self._execute(
+                    "SELECT call_id, direction, name, ref_key, content_key, kind FROM call_edges"
+                    f" WHERE call_id IN ({id_marks}) ORDER BY call_id, direction, name",
+                    ids,
+                ):
+                    edges[call_id][direction].append(StoredOutput(name, ref_key, content_key, kind))
+        result = []
+        for key in call_keys:
+            head = heads.get(key)
+            if head is None:
+                continue
+            name, version = self._op_name(head[2])
+            inputs, outputs = edges[head[7]]
+            result.append(
+                StoredCall(
+                    history_key=head[0],
+                    content_key=head[1],
+                    op_name=name,
+                    op_version=version,
+                    semantic_version=head[3],
+                    content_version=head[4],
+                    started_at=head[5],
+                    duration=head[6],
+                    inputs=tuple(inputs),
+                    outputs=tuple(outputs),
+                )
+            )
+        return result
+
+    # ---------------------------------------------------------------- set-at-a-time reads
+
+    def _fill_temp_keys(self, keys: Sequence[bytes]) -> None:
+        """Put ``keys`` in the temp table ``lookup_keys`` (for joins instead of IN lists)."""
+        self._execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS lookup_keys (key {self.blob_type} PRIMARY KEY)"
+        )
+        self._execute("DELETE FROM lookup_keys")
+        self._executemany(
+            "INSERT INTO lookup_keys (key) VALUES (?) ON CONFLICT DO NOTHING",
+            [(k,) for k in sorted(set(keys))],
+        )
+
+    def _calls_from_query(self, head_sql: str, edge_sql: str, params: tuple) -> list[StoredCall]:
+        """Assemble calls from two scans: one over call rows, one over their edges."""
+        heads = self._execute(head_sql, params).fetchall()
+        edges: dict[int, tuple[list[StoredOutput], list[StoredOutput]]] = {
+            head[7]: ([], []) for head in heads
+        }
+        for call_id, direction, name, ref_key, content_key, kind in self._execute(edge_sql, params):
+            lists = edges.get(call_id)
+            if lists is not None:
+                lists[direction].append(StoredOutput(name, ref_key, content_key, kind))
+        result = []
+        for head in heads:
+            name, version = self._op_name(head[2])
+            inputs, outputs = edges[head[7]]
+            result.append(
+                StoredCall(
+                    history_key=head[0],
+                    content_key=head[1],
+                    op_name=name,
+                    op_version=version,
+                    semantic_version=head[3],
+                    content_version=head[4],
+                    started_at=head[5],
+                    duration=head[6],
+                    inputs=tuple(inputs),
+                    outputs=tuple(outputs),
+                )
+            )
+        return result
+
+    _HEAD_COLUMNS = (
+        "c.history_key, c.content_key, c.op_id, c.semantic_version, c.content_version,"
+        " c.started_at, c.duration, c.call_id"
+    )
+    _EDGE_COLUMNS = "e.call_id, e.direction, e.name, e.ref_key, e.content_key, e.kind"
+
+    def load_calls_of_op(self, name: str) -> list[StoredCall]:
+        """Every stored call of the op ``name`` (all versions), with its edges: two scans."""
+        with self._lock:
+            return self._calls_from_query(
+                f"SELECT {self._HEAD_COLUMNS} FROM calls c JOIN ops o ON o.op_id = c.op_id"
+                " WHERE o.name = ?",
+                f"SELECT {self._EDGE_COLUMNS} FROM calls c JOIN ops o ON o.op_id = c.op_id"
+                " JOIN call_edges e ON e.call_id = c.call_id WHERE o.name = ?",
+                (name,),
+            )
+
+    def load_calls_touching(self, ref_keys: Sequence[bytes], direction: int) -> list[StoredCall]:
+        """Calls that output (``direction`` 1) or take as input (0) any of ``ref_keys``."""
+        with self._lock:
+            self._fill_temp_keys(list(ref_keys))
+            self._execute("CREATE TEMP TABLE IF NOT EXISTS lookup_calls (id BIGINT PRIMARY KEY)")
+            self._execute("DELETE FROM lookup_calls")
+            self._execute(
+                "INSERT INTO lookup_calls (id) SELECT DISTINCT e.call_id"
+                " FROM lookup_keys k JOIN call_edges e"
+                " ON e.ref_key = k.key AND e.direction = ? ON CONFLICT DO NOTHING",
+                (direction,),
+            )
+            return self._calls_from_query(
+                f"SELECT {self._HEAD_COLUMNS} FROM lookup_calls l JOIN calls c ON c.call_id = l.id",
+                f"SELECT {self._EDGE_COLUMNS} FROM lookup_calls l"
+                " JOIN call_edges e ON e.call_id = l.id",
+                (),
+            )
+
+    def load_calls_set(self, call_keys: Sequence[bytes]) -> list[StoredCall]:
+        """Calls by history key, for large sets (one join through a temp table)."""
+        with self._lock:
+            self._fill_temp_keys(list(call_keys))
+            return self._calls_from_query(
+                f"SELECT {self._HEAD_COLUMNS} FROM lookup_keys k"
+                " JOIN calls c ON c.history_key = k.key",
+                f"SELECT {self._EDGE_COLUMNS} FROM lookup_keys k"
+                " JOIN calls c ON c.history_key = k.key JOIN call_edges e ON e.call_id = c.call_id",
+                (),
+            )
+
+    def call_keys_of_op(self, name: str, version: int | None = None) -> list[bytes]:
+        """History keys of every stored call of an op (all versions unless one is given)."""
+        query = "SELECT c.history_key FROM calls c JOIN ops o ON o.op_id = c.op_id WHERE o.name = ?"
+        params: tuple = (name,)
+        if version is not None:
+            query += " AND o.version = ?"
+            params = (name, version)
+        with self._lock:
+            return [row[0] for row in self._execute(query, params)]
+
+    def all_call_keys(self) -> list[bytes]:
+        with self._lock:
+            return [row[0] for row in self._execute("SELECT history_key FROM calls")]
+
+    def _edge_calls(self, ref_keys: Sequence[bytes], direction: int) -> dict[bytes, list[bytes]]:
+        found: dict[bytes, list[bytes]] = {}
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(ref_keys))):
+                marks = ",".join("?" * len(chunk))
+                for ref_key, call_key in self._execute(
+                    "SELECT e.ref_key, c.history_key FROM call_edges e"
+                    " JOIN calls c ON c.call_id = e.call_id"
+                    f" WHERE e.ref_key IN ({marks}) AND e.direction = ?",
+                    (*chunk, direction),
+                ):
+                    found.setdefault(ref_key, []).append(call_key)
+        return found
+
+    def creators(self, ref_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]:
+        """For each ref key, the history keys of the calls that output it."""
+        return self._edge_calls(ref_keys, DIRECTION_OUT)
+
+    def consumers(self, ref_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]:
+        """For each ref key, the history keys of the calls that take it as an input."""
+        return self._edge_calls(ref_keys, DIRECTION_IN)
+
+    # ---------------------------------------------------------------- refs and values
+
+    def load_refs(self, history_keys: Sequence[bytes]) -> dict[bytes, tuple[bytes, int]]:
+        """``history_key -> (content_key, kind)`` for the stored refs among ``history_keys``."""
+        found: dict[bytes, tuple[bytes, int]] = {}
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(history_keys))):
+                marks = ",".join("?" * len(chunk))
+                for history_key, content_key, kind in self._execute(
+                    f"SELECT ref_key, content_key, kind FROM call_edges WHERE ref_key IN ({marks})",
+                    chunk,
+                ):
+                    found[history_key] = (content_key, kind)
+        return found
+
+    def load_shapes(self, collection_keys: Sequence[bytes]) -> dict[bytes, list[ShapeItem]]:
+        """Elements (one level deep) of stored collection refs, ordered by position."""
+        found: dict[bytes, list[ShapeItem]] = {}
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(collection_keys))):
+                marks = ",".join("?" * len(chunk))
+                for (
+                    collection_key,
+                    position,
+                    item_key,
+                    element_key,
+                    content_key,
+                    kind,
+                ) in self._execute(
+                    "SELECT collection_key, position, item_key, element_key,"
+                    " element_content_key, element_kind FROM ref_items"
+                    f" WHERE collection_key IN ({marks})"
+                    " ORDER BY collection_key, position",
+                    chunk,
+                ):
+                    found.setdefault(collection_key, []).append(
+                        ShapeItem(
+                            position, item_key, StoredOutput("", element_key, content_key, kind)
+                        )
+                    )
+        return found
+
+    def load_values(self, content_keys: Sequence[bytes]) -> dict[bytes, StoredValue]:
+        found: dict[bytes, StoredValue] = {}
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(content_keys))):
+                marks = ",".join("?" * len(chunk))
+                for content_key, fmt, size, data, blob_key in self._execute(
+                    "SELECT content_key, format, size, data, blob_key FROM stored_values"
+                    f" WHERE content_key IN ({marks})",
+                    chunk,
+                ):
+                    found[content_key] = StoredValue(content_key, fmt, size, data, blob_key)
+        return found
+
+    def has_values(self, content_keys: Sequence[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(content_keys))):
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    row[0]
+                    for row in self._execute(
+                        f"SELECT content_key FROM stored_values WHERE content_key IN ({marks})",
+                        chunk,
+                    )
+                )
+        return found
+
+    # ---------------------------------------------------------------- deletion and upkeep
+
+    def dependents(self, call_keys: Sequence[bytes]) -> set[bytes]:
+        """The given calls plus every call that (transitively) consumes one of their outputs."""
+        with self._lock:
+            ids = self._call_ids(list(call_keys))
+            result = set(ids)
+            frontier = list(ids)
+            while frontier:
+                next_frontier: list[int] = []
+                for chunk in _chunks(frontier):
+                    marks = ",".join("?" * len(chunk))
+                    for (call_id,) in self._execute(
+                        "SELECT DISTINCT c.call_id FROM call_edges o"
+                        " JOIN call_edges c ON c.ref_key = o.ref_key AND c.direction = 0"
+                        f" WHERE o.call_id IN ({marks}) AND o.direction = 1",
+                        chunk,
+                    ):
+                        if call_id not in result:
+                            result.add(call_id)
+                            next_frontier.append(call_id)
+                frontier = next_frontier
+            return set(self._call_keys_of_ids(list(result)).values())
+
+    def _call_ids(self, call_keys: list[bytes]) -> list[int]:
+        ids: list[int] = []
+        for chunk in _chunks(list(dict.fromkeys(call_keys))):
+            marks = ",".join("?" * len(chunk))
+            ids.extend(
+                row[0]
+                for row in self._execute(
+                    f"SELECT call_id FROM calls WHERE history_key IN ({marks})", chunk
+                )
+            )
+        return ids
+
+    def _call_keys_of_ids(self, ids: list[int]) -> dict[int, bytes]:
+        keys: dict[int, bytes] = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            keys.update(
+                self._execute(
+                    f"SELECT call_id, history_key FROM calls WHERE call_id IN ({marks})", chunk
+                ).fetchall()
+            )
+        return keys
+
+    def delete_calls(self, call_keys: Sequence[bytes]) -> int:
+        """Delete calls and their edges (values stay until ``unreferenced_values`` are deleted)."""
+        keys = list(dict.fromkeys(call_keys))
+
+        def body() -> int:
+            ids = self._call_ids(keys)
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                self._execute(f"DELETE FROM call_edges WHERE call_id IN ({marks})", chunk)
+                self._execute(f"DELETE FROM calls WHERE call_id IN ({marks})", chunk)
+            return len(ids)
+
+        return self._transaction(body)
+
+    def orphan_refs(self) -> set[bytes]:
+        """Collections whose element rows remain but that no call mentions any more."""
+        with self._lock:
+            rows = self._execute(
+                "SELECT DISTINCT collection_key FROM ref_items WHERE collection_key NOT IN"
+                " (SELECT ref_key FROM call_edges)"
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    def unreferenced_values(self) -> set[bytes]:
+        """Values that no call edge and no collection element points to."""
+        with self._lock:
+            rows = self._execute(
+                "SELECT content_key FROM stored_values WHERE content_key NOT IN"
+                " (SELECT content_key FROM call_edges)"
+                " AND content_key NOT IN (SELECT element_content_key FROM ref_items)"
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    def delete_refs_and_values(
+        self, ref_keys: Sequence[bytes], content_keys: Sequence[bytes]
+    ) -> list[str]:
+        """Delete collections' element rows and values; returns blob keys to remove."""
+        refs = list(ref_keys)
+        values = list(content_keys)
+
+        def body() -> list[str]:
+            blobs: list[str] = []
+            for chunk in _chunks(refs):
+                marks = ",".join("?" * len(chunk))
+                self._execute(f"DELETE FROM ref_items WHERE collection_key IN ({marks})", chunk)
+            for chunk in _chunks(values):
+                marks = ",".join("?" * len(chunk))
+                blobs.extend(
+                    row[0]
+                    for row in self._execute(
+                        f"SELECT blob_key FROM stored_values WHERE content_key IN ({marks})"
+                        " AND blob_key IS NOT NULL",
+                        chunk,
+                    )
+                )
+                self._execute(f"DELETE FROM stored_values WHERE content_key IN ({marks})", chunk)
+            return blobs
+
+        return self._transaction(body)
+
+    def blob_keys(self) -> set[str]:
+        with self._lock:
+            return {
+                row[0]
+                for row in self._execute(
+                    "SELECT blob_key FROM stored_values WHERE blob_key IS NOT NULL"
+                )
+            }
+
+    def counts(self) -> StoreCounts:
+        """Row counts (full scans: for reports, not for hot paths)."""
+        with self._lock:
+            return StoreCounts(
+                calls=self._execute("SELECT count(*) FROM calls").fetchone()[0],
+                refs=self._execute(
+                    "SELECT count(*) FROM (SELECT DISTINCT ref_key FROM call_edges) AS refs"
+                ).fetchone()[0],
+                values=self._execute("SELECT count(*) FROM stored_values").fetchone()[0],
+                ops=self._execute("SELECT count(*) FROM ops").fetchone()[0],
+            )
