@@ -95,8 +95,10 @@ def _merge(
     own: dict[str, set[bytes]] = {state[0]: {state[1]}}
     for func, call_key in made_by:
         own.setdefault(func, set()).add(call_key)
+    history: dict[str, frozenset[bytes]]
     if parents:
-        history = dict(max(parents, key=lambda parent: len(parent)))
+        largest: History = max(parents, key=len)
+        history = dict(largest)
         for other in parents:
             for node, elements in other.items():
                 current = history.get(node)
@@ -106,9 +108,9 @@ def _merge(
                     history[node] = current | elements
     else:
         history = {}
-    for node, elements in own.items():
+    for node, added in own.items():
         current = history.get(node)
-        history[node] = frozenset(elements) if current is None else current | frozenset(elements)
+        history[node] = frozenset(added) if current is None else current | frozenset(added)
     return history
 
 

@@ -649,7 +649,8 @@ class SelectionMixin(FrameGraph):
         if node_class != "var":
             raise ValueError(f"node_class must be 'var' or 'func', got {node_class!r}")
         if by == "val":
-            accept = self._filter_values(self.vs, lambda value: value in values, lenient=True)
+            pool = list(values) if isinstance(values, Iterator) else values  # read it once
+            accept = self._filter_values(self.vs, lambda value: value in pool, lenient=True)
         else:
             wanted = {
                 _element_key(v, "history_key" if by == "hid" else "content_key", by) for v in values
