@@ -12,6 +12,7 @@ Writes: one transaction per batch, idempotent inserts (``ON CONFLICT DO NOTHING`
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 import logging
 import random
 import threading
@@ -51,7 +52,7 @@ def _chunks(keys: Sequence[_T], size: int = _CHUNK) -> Iterable[Sequence[_T]]:
         yield keys[start : start + size]
 
 
-class SqlBackend:
+class SqlBackend(ABC):
     """Calls, refs and small values in a SQL database; see ``schema.py`` for the tables.
 
     Subclasses implement the dialect hooks below and call :meth:`_initialize` once connected.
@@ -69,38 +70,45 @@ class SqlBackend:
 
     # ---------------------------------------------------------------- dialect hooks
 
+    @abstractmethod
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Run one statement; returns a cursor (iterable, with fetchone/fetchall)."""
-        raise NotImplementedError  # pragma: no cover - every dialect defines it
 
+    @abstractmethod
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        raise NotImplementedError  # pragma: no cover
+        """Run one statement for every row."""
 
+    @abstractmethod
     def _begin_write(self) -> None:
         """Start a transaction that excludes other writers (so call ids can be assigned)."""
-        raise NotImplementedError  # pragma: no cover
 
+    @abstractmethod
     def _end_write(self, commit: bool) -> None:
-        raise NotImplementedError  # pragma: no cover
+        """Commit (or roll back) the write transaction, if one is open."""
 
+    @abstractmethod
     def _is_retryable(self, error: BaseException) -> bool:
-        raise NotImplementedError  # pragma: no cover
+        """Whether ``error`` means contention with another writer (then the write is retried)."""
 
+    @abstractmethod
     def _table_names(self) -> set[str]:
-        raise NotImplementedError  # pragma: no cover
+        """Names of the tables in the store's namespace."""
 
+    @abstractmethod
     def _ddl(self) -> list[str]:
-        raise NotImplementedError  # pragma: no cover
+        """The statements that create the current schema."""
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError  # pragma: no cover
+        """Release the connection."""
 
+    @abstractmethod
     def vacuum(self) -> None:
-        raise NotImplementedError  # pragma: no cover
+        """Reclaim the space of deleted rows."""
 
+    @abstractmethod
     def connection(self) -> Any:
         """The underlying connection (for ad-hoc SQL; do not write through it)."""
-        raise NotImplementedError  # pragma: no cover
 
     # ---------------------------------------------------------------- transactions
 

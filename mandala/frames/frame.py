@@ -8,12 +8,13 @@ from typing import Any
 import pandas as pd
 
 from mandala.backends.records import KIND_ATOM, KIND_DICT, KIND_LIST, KIND_POINTER, KIND_SET
+from mandala.frames.algebra import AlgebraMixin
 from mandala.frames.collections import CallCollection, RefCollection, ValueCollection
 from mandala.frames.display import DisplayMixin
 from mandala.frames.expansion import expand
+from mandala.frames.filters import FilterMixin
 from mandala.frames.graph import ElementIndex, FrameGraph, edge_label
 from mandala.frames.history import history_table, joint_history_table
-from mandala.frames.selection import SelectionMixin
 from mandala.frames.source import FrameSource
 from mandala.model.calls import Call
 from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
@@ -29,7 +30,7 @@ _REF_CLASSES: dict[int, type[Ref]] = {
 }
 
 
-class ComputationFrame(SelectionMixin, DisplayMixin, FrameGraph):
+class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
     """A view of stored calls as a graph of variables (sets of refs) and ops (sets of calls).
 
     Get one from ``storage.cf(op)``, ``storage.cf(ref)``, ``storage.cf([refs])`` or
