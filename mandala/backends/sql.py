@@ -12,11 +12,11 @@ Writes: one transaction per batch, idempotent inserts (``ON CONFLICT DO NOTHING`
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
 import logging
 import random
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
