@@ -91,9 +91,10 @@ def _wait_for(path: Path, text: str, timeout: float = 20) -> None:
 def _executions(path: Path) -> list[tuple[str, int]]:
     result = []
     for line in path.read_text().splitlines():
-        if line.startswith("EXEC "):
-            _, name, i = line.split()
-            result.append((name, int(i)))
+        parts = line.split()
+        # a worker killed mid-print leaves a partial last line: it is not a complete record
+        if len(parts) == 3 and parts[0] == "EXEC" and parts[2].isdigit():
+            result.append((parts[1], int(parts[2])))
     return result
 
 
