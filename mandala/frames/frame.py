@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 import pandas as pd
 
@@ -148,6 +148,30 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
 
     # ================================================================== expansion
 
+    @overload
+    def expand_back(
+        self,
+        varnames: str | Iterable[str] | None = None,
+        recursive: bool = False,
+        skip_existing: bool = False,
+        *,
+        inplace: Literal[False] = False,
+        verbose: bool = False,
+        reuse_existing: bool = True,
+    ) -> ComputationFrame: ...
+
+    @overload
+    def expand_back(
+        self,
+        varnames: str | Iterable[str] | None = None,
+        recursive: bool = False,
+        skip_existing: bool = False,
+        *,
+        inplace: Literal[True],
+        verbose: bool = False,
+        reuse_existing: bool = True,
+    ) -> None: ...
+
     def expand_back(
         self,
         varnames: str | Iterable[str] | None = None,
@@ -162,6 +186,30 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         expand(frame, _names(varnames), True, recursive, skip_existing, reuse_existing)
         return None if inplace else frame
 
+    @overload
+    def expand_forward(
+        self,
+        varnames: str | Iterable[str] | None = None,
+        recursive: bool = False,
+        skip_existing: bool = False,
+        *,
+        inplace: Literal[False] = False,
+        verbose: bool = False,
+        reuse_existing: bool = True,
+    ) -> ComputationFrame: ...
+
+    @overload
+    def expand_forward(
+        self,
+        varnames: str | Iterable[str] | None = None,
+        recursive: bool = False,
+        skip_existing: bool = False,
+        *,
+        inplace: Literal[True],
+        verbose: bool = False,
+        reuse_existing: bool = True,
+    ) -> None: ...
+
     def expand_forward(
         self,
         varnames: str | Iterable[str] | None = None,
@@ -175,6 +223,24 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         frame = self if inplace else self.copy()
         expand(frame, _names(varnames), False, recursive, skip_existing, reuse_existing)
         return None if inplace else frame
+
+    @overload
+    def expand_all(
+        self,
+        inplace: Literal[False] = False,
+        skip_existing: bool = False,
+        verbose: bool = False,
+        reuse_existing: bool = True,
+    ) -> ComputationFrame: ...
+
+    @overload
+    def expand_all(
+        self,
+        inplace: Literal[True],
+        skip_existing: bool = False,
+        verbose: bool = False,
+        reuse_existing: bool = True,
+    ) -> None: ...
 
     def expand_all(
         self,
