@@ -431,26 +431,21 @@ class SqlBackend(ABC):
         edges: dict[int, tuple[list[StoredOutput], list[StoredOutput]]] = {
             head[7]: ([], []) for head in heads
         }
-        for call_id, direction, name, ref_key, content_key, kind in self._execute(edge_sql, params):
-            lists = edges.get(call_id)
+        make_edge = StoredOutput._make
+        for row in self._execute(edge_sql, params):
+            lists = edges.get(row[0])
             if lists is not None:
-                lists[direction].append(StoredOutput(name, ref_key, content_key, kind))
+                lists[row[1]].append(make_edge(row[2:]))
+        op_names = {op_id: self._op_name(op_id) for op_id in {head[2] for head in heads}}
+        make_call = StoredCall._make
         result = []
         for head in heads:
-            name, version = self._op_name(head[2])
+            name, version = op_names[head[2]]
             inputs, outputs = edges[head[7]]
+            # field order of StoredCall: keys, op, versions, timing, edges
             result.append(
-                StoredCall(
-                    history_key=head[0],
-                    content_key=head[1],
-                    op_name=name,
-                    op_version=version,
-                    semantic_version=head[3],
-                    content_version=head[4],
-                    started_at=head[5],
-                    duration=head[6],
-                    inputs=tuple(inputs),
-                    outputs=tuple(outputs),
+                make_call(
+                    (head[0], head[1], name, version, *head[3:7], tuple(inputs), tuple(outputs))
                 )
             )
         return result

@@ -125,7 +125,8 @@ def _add_group(
         if len(frame.vs[var]) != before:
             changed.add(var)
     frame.fs[func] |= call_keys
-    changed |= _complete(frame, func, edges_before, call_keys - calls_before)
+    if edges_before or calls_before:  # a reused node: its other calls and edges must agree
+        changed |= _complete(frame, func, edges_before, call_keys - calls_before)
     return changed
 
 
