@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from mandala.backends import schema
@@ -302,17 +302,21 @@ class SqlBackend(ABC):
             self._op_ids[key] = op_id
             self._op_names[op_id] = key
 
-    def _existing_calls(self, call_keys: list[bytes]) -> set[bytes]:
-        found: set[bytes] = set()
-        for chunk in _chunks(call_keys):
+    def _rows_in(self, sql: str, keys: Iterable[Any], extra: Sequence[Any] = ()) -> Iterator[Any]:
+        """Rows of ``sql`` for every key: ``sql`` has one ``IN ({marks})``, filled chunk by
+        chunk (below every dialect's parameter limit); ``extra`` parameters follow the keys."""
+        unique = list(dict.fromkeys(keys))
+        for chunk in _chunks(unique):
             marks = ",".join("?" * len(chunk))
-            found.update(
-                row[0]
-                for row in self._execute(
-                    f"SELECT history_key FROM calls WHERE history_key IN ({marks})", chunk
-                )
+            yield from self._execute(sql.format(marks=marks), (*chunk, *extra))
+
+    def _existing_calls(self, call_keys: Iterable[bytes]) -> set[bytes]:
+        return {
+            row[0]
+            for row in self._rows_in(
+                "SELECT history_key FROM calls WHERE history_key IN ({marks})", call_keys
             )
-        return found
+        }
 
     # ---------------------------------------------------------------- call lookups
 
@@ -366,51 +370,8 @@ class SqlBackend(ABC):
     def load_calls(self, call_keys: Sequence[bytes]) -> list[StoredCall]:
         """Stored calls with their inputs and outputs, in the order of ``call_keys`` (missing
         keys are skipped)."""
-        heads: dict[bytes, tuple] = {}
-        edges: dict[int, tuple[list[StoredOutput], list[StoredOutput]]] = {}
-        with self._lock:
-            for chunk in _chunks(list(dict.fromkeys(call_keys))):
-                marks = ",".join("?" * len(chunk))
-                ids = []
-                for row in self._execute(
-                    "SELECT history_key, content_key, op_id, semantic_version, content_version,"
-                    f" started_at, duration, call_id FROM calls WHERE history_key IN ({marks})",
-                    chunk,
-                ):
-                    heads[row[0]] = row
-                    edges[row[7]] = ([], [])
-                    ids.append(row[7])
-                if not ids:
-                    continue
-                id_marks = ",".join("?" * len(ids))
-                for call_id, direction, name, ref_key, content_key, kind in self._execute(
-                    "SELECT call_id, direction, name, ref_key, content_key, kind FROM call_edges"
-                    f" WHERE call_id IN ({id_marks}) ORDER BY call_id, direction, name",
-                    ids,
-                ):
-                    edges[call_id][direction].append(StoredOutput(name, ref_key, content_key, kind))
-        result = []
-        for key in call_keys:
-            head = heads.get(key)
-            if head is None:
-                continue
-            name, version = self._op_name(head[2])
-            inputs, outputs = edges[head[7]]
-            result.append(
-                StoredCall(
-                    history_key=head[0],
-                    content_key=head[1],
-                    op_name=name,
-                    op_version=version,
-                    semantic_version=head[3],
-                    content_version=head[4],
-                    started_at=head[5],
-                    duration=head[6],
-                    inputs=tuple(inputs),
-                    outputs=tuple(outputs),
-                )
-            )
-        return result
+        by_key = {call.history_key: call for call in self.load_calls_set(call_keys)}
+        return [by_key[key] for key in dict.fromkeys(call_keys) if key in by_key]
 
     # ---------------------------------------------------------------- set-at-a-time reads
 
@@ -515,15 +476,14 @@ class SqlBackend(ABC):
     def _edge_calls(self, ref_keys: Sequence[bytes], direction: int) -> dict[bytes, list[bytes]]:
         found: dict[bytes, list[bytes]] = {}
         with self._lock:
-            for chunk in _chunks(list(dict.fromkeys(ref_keys))):
-                marks = ",".join("?" * len(chunk))
-                for ref_key, call_key in self._execute(
-                    "SELECT e.ref_key, c.history_key FROM call_edges e"
-                    " JOIN calls c ON c.call_id = e.call_id"
-                    f" WHERE e.ref_key IN ({marks}) AND e.direction = ?",
-                    (*chunk, direction),
-                ):
-                    found.setdefault(ref_key, []).append(call_key)
+            for ref_key, call_key in self._rows_in(
+                "SELECT e.ref_key, c.history_key FROM call_edges e"
+                " JOIN calls c ON c.call_id = e.call_id"
+                " WHERE e.ref_key IN ({marks}) AND e.direction = ?",
+                ref_keys,
+                (direction,),
+            ):
+                found.setdefault(ref_key, []).append(call_key)
         return found
 
     def creators(self, ref_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]:
@@ -538,70 +498,50 @@ class SqlBackend(ABC):
 
     def load_refs(self, history_keys: Sequence[bytes]) -> dict[bytes, tuple[bytes, int]]:
         """``history_key -> (content_key, kind)`` for the stored refs among ``history_keys``."""
-        found: dict[bytes, tuple[bytes, int]] = {}
         with self._lock:
-            for chunk in _chunks(list(dict.fromkeys(history_keys))):
-                marks = ",".join("?" * len(chunk))
-                for history_key, content_key, kind in self._execute(
-                    f"SELECT ref_key, content_key, kind FROM call_edges WHERE ref_key IN ({marks})",
-                    chunk,
-                ):
-                    found[history_key] = (content_key, kind)
-        return found
+            return {
+                history_key: (content_key, kind)
+                for history_key, content_key, kind in self._rows_in(
+                    "SELECT ref_key, content_key, kind FROM call_edges WHERE ref_key IN ({marks})",
+                    history_keys,
+                )
+            }
 
     def load_shapes(self, collection_keys: Sequence[bytes]) -> dict[bytes, list[ShapeItem]]:
         """Elements (one level deep) of stored collection refs, ordered by position."""
         found: dict[bytes, list[ShapeItem]] = {}
         with self._lock:
-            for chunk in _chunks(list(dict.fromkeys(collection_keys))):
-                marks = ",".join("?" * len(chunk))
-                for (
-                    collection_key,
-                    position,
-                    item_key,
-                    element_key,
-                    content_key,
-                    kind,
-                ) in self._execute(
-                    "SELECT collection_key, position, item_key, element_key,"
-                    " element_content_key, element_kind FROM ref_items"
-                    f" WHERE collection_key IN ({marks})"
-                    " ORDER BY collection_key, position",
-                    chunk,
-                ):
-                    found.setdefault(collection_key, []).append(
-                        ShapeItem(
-                            position, item_key, StoredOutput("", element_key, content_key, kind)
-                        )
-                    )
+            for collection_key, position, item_key, element, content_key, kind in self._rows_in(
+                "SELECT collection_key, position, item_key, element_key,"
+                " element_content_key, element_kind FROM ref_items"
+                " WHERE collection_key IN ({marks}) ORDER BY collection_key, position",
+                collection_keys,
+            ):
+                found.setdefault(collection_key, []).append(
+                    ShapeItem(position, item_key, StoredOutput("", element, content_key, kind))
+                )
         return found
 
     def load_values(self, content_keys: Sequence[bytes]) -> dict[bytes, StoredValue]:
-        found: dict[bytes, StoredValue] = {}
         with self._lock:
-            for chunk in _chunks(list(dict.fromkeys(content_keys))):
-                marks = ",".join("?" * len(chunk))
-                for content_key, fmt, size, data, blob_key in self._execute(
+            return {
+                row[0]: StoredValue._make(row)
+                for row in self._rows_in(
                     "SELECT content_key, format, size, data, blob_key FROM stored_values"
-                    f" WHERE content_key IN ({marks})",
-                    chunk,
-                ):
-                    found[content_key] = StoredValue(content_key, fmt, size, data, blob_key)
-        return found
+                    " WHERE content_key IN ({marks})",
+                    content_keys,
+                )
+            }
 
     def has_values(self, content_keys: Sequence[bytes]) -> set[bytes]:
-        found: set[bytes] = set()
         with self._lock:
-            for chunk in _chunks(list(dict.fromkeys(content_keys))):
-                marks = ",".join("?" * len(chunk))
-                found.update(
-                    row[0]
-                    for row in self._execute(
-                        f"SELECT content_key FROM stored_values WHERE content_key IN ({marks})",
-                        chunk,
-                    )
+            return {
+                row[0]
+                for row in self._rows_in(
+                    "SELECT content_key FROM stored_values WHERE content_key IN ({marks})",
+                    content_keys,
                 )
-        return found
+            }
 
     # ---------------------------------------------------------------- deletion and upkeep
 
@@ -613,42 +553,30 @@ class SqlBackend(ABC):
             frontier = list(ids)
             while frontier:
                 next_frontier: list[int] = []
-                for chunk in _chunks(frontier):
-                    marks = ",".join("?" * len(chunk))
-                    for (call_id,) in self._execute(
-                        "SELECT DISTINCT c.call_id FROM call_edges o"
-                        " JOIN call_edges c ON c.ref_key = o.ref_key AND c.direction = 0"
-                        f" WHERE o.call_id IN ({marks}) AND o.direction = 1",
-                        chunk,
-                    ):
-                        if call_id not in result:
-                            result.add(call_id)
-                            next_frontier.append(call_id)
+                for (call_id,) in self._rows_in(
+                    "SELECT DISTINCT c.call_id FROM call_edges o"
+                    " JOIN call_edges c ON c.ref_key = o.ref_key AND c.direction = 0"
+                    " WHERE o.call_id IN ({marks}) AND o.direction = 1",
+                    frontier,
+                ):
+                    if call_id not in result:
+                        result.add(call_id)
+                        next_frontier.append(call_id)
                 frontier = next_frontier
             return set(self._call_keys_of_ids(list(result)).values())
 
-    def _call_ids(self, call_keys: list[bytes]) -> list[int]:
-        ids: list[int] = []
-        for chunk in _chunks(list(dict.fromkeys(call_keys))):
-            marks = ",".join("?" * len(chunk))
-            ids.extend(
-                row[0]
-                for row in self._execute(
-                    f"SELECT call_id FROM calls WHERE history_key IN ({marks})", chunk
-                )
+    def _call_ids(self, call_keys: Iterable[bytes]) -> list[int]:
+        return [
+            row[0]
+            for row in self._rows_in(
+                "SELECT call_id FROM calls WHERE history_key IN ({marks})", call_keys
             )
-        return ids
+        ]
 
-    def _call_keys_of_ids(self, ids: list[int]) -> dict[int, bytes]:
-        keys: dict[int, bytes] = {}
-        for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            keys.update(
-                self._execute(
-                    f"SELECT call_id, history_key FROM calls WHERE call_id IN ({marks})", chunk
-                ).fetchall()
-            )
-        return keys
+    def _call_keys_of_ids(self, ids: Iterable[int]) -> dict[int, bytes]:
+        return dict(
+            self._rows_in("SELECT call_id, history_key FROM calls WHERE call_id IN ({marks})", ids)
+        )
 
     def delete_calls(self, call_keys: Sequence[bytes]) -> int:
         """Delete calls and their edges (values stay until ``unreferenced_values`` are deleted)."""
