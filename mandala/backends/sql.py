@@ -371,7 +371,7 @@ class SqlBackend(ABC):
         """Stored calls with their inputs and outputs, in the order of ``call_keys`` (missing
         keys are skipped)."""
         by_key = {call.history_key: call for call in self.load_calls_set(call_keys)}
-        return [by_key[key] for key in dict.fromkeys(call_keys) if key in by_key]
+        return [by_key[key] for key in call_keys if key in by_key]
 
     # ---------------------------------------------------------------- set-at-a-time reads
 
