@@ -62,76 +62,7 @@ class Engine:
 
     def call(self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run (or find) one call of ``op``; returns its output ref(s)."""
-        plan = op.plan
-        bound = plan.bind(args, kwargs)
-        inputs: dict[str, Ref] = {}
-        passed: dict[str, Any] = {}
-        builder: Builder | None = None
-        ignored = op.ignore_set
-        for parameter in plan.parameters:
-            name = parameter.name
-            value = bound[name]
-            if name in ignored:
-                passed[name] = value
-                continue
-            if parameter.is_variadic_positional:
-                items = []
-                for i, item in enumerate(value):
-                    if type(item) is Ignore:
-                        items.append(item.value)
-                        continue
-                    item_name = f"{name}_{i}"
-                    if builder is None:
-                        builder = self._builder(op)
-                    ref = builder.construct(item, parameter.storage_type, f"argument {item_name!r}")
-                    inputs[item_name] = ref
-                    items.append(ref)
-                passed[name] = items
-                continue
-            if parameter.is_variadic_keyword:
-                entries = {}
-                for key, item in value.items():
-                    if type(item) is Ignore:
-                        entries[key] = item.value
-                        continue
-                    if builder is None:
-                        builder = self._builder(op)
-                    ref = builder.construct(item, parameter.storage_type, f"argument {key!r}")
-                    inputs[key] = ref
-                    entries[key] = ref
-                passed[name] = entries
-                continue
-            cls = type(value)
-            if cls is Ignore:
-                passed[name] = value.value
-                continue
-            default = parameter.default
-            if type(default) is NewArgDefault:
-                if value is default:
-                    passed[name] = default.value
-                    continue
-                raw = self.unwrap(value) if isinstance(value, Ref) else value
-                if values_equal_strict(default.value, raw):
-                    passed[name] = default.value
-                    continue
-            if parameter.storage_type is ATOM and cls is not ValuePointer:
-                if isinstance(value, Ref):
-                    ref = value
-                else:
-                    try:
-                        key = content_key(value)
-                    except UnhashableValueError as error:
-                        raise UnhashableValueError(
-                            f"op {op.name!r}, argument {name!r}: {error}"
-                        ) from error
-                    ref = AtomRef(key, ids.atom_history_key(key), True, value)
-            else:
-                if builder is None:
-                    builder = self._builder(op)
-                ref = builder.construct(value, parameter.storage_type, f"argument {name!r}")
-            inputs[name] = ref
-            passed[name] = ref
-
+        inputs, passed, builder = self._inputs(op, op.plan.bind(args, kwargs))
         session = self.session
         semantic_version = None
         history = ids.call_key(
@@ -173,6 +104,75 @@ class Engine:
         return op.order_outputs(outputs)
 
     # ------------------------------------------------------------------ inputs
+
+    def _inputs(
+        self, op: Op, bound: dict[str, Any]
+    ) -> tuple[dict[str, Ref], dict[str, Any], Builder | None]:
+        """Refs of the stored inputs, what the body receives per parameter, and the builder of
+        any collection inputs (whose structural calls are recorded with the call)."""
+        plan = op.plan
+        inputs: dict[str, Ref] = {}
+        passed: dict[str, Any] = {}
+        builder: Builder | None = None
+        ignored = op.ignore_set
+        for parameter in plan.parameters:
+            name = parameter.name
+            value = bound[name]
+            if name in ignored:
+                passed[name] = value
+                continue
+            if parameter.is_variadic_positional or parameter.is_variadic_keyword:
+                # *args elements are inputs args_0, args_1, ...; **kwargs entries by their keys
+                named = (
+                    {f"{name}_{i}": item for i, item in enumerate(value)}
+                    if parameter.is_variadic_positional
+                    else value
+                )
+                given = {}
+                for input_name, item in named.items():
+                    if type(item) is Ignore:
+                        given[input_name] = item.value
+                        continue
+                    if builder is None:
+                        builder = self._builder(op)
+                    ref = builder.construct(
+                        item, parameter.storage_type, f"argument {input_name!r}"
+                    )
+                    inputs[input_name] = ref
+                    given[input_name] = ref
+                passed[name] = list(given.values()) if parameter.is_variadic_positional else given
+                continue
+            cls = type(value)
+            if cls is Ignore:
+                passed[name] = value.value
+                continue
+            default = parameter.default
+            if type(default) is NewArgDefault:
+                if value is default:
+                    passed[name] = default.value
+                    continue
+                raw = self.unwrap(value) if isinstance(value, Ref) else value
+                if values_equal_strict(default.value, raw):
+                    passed[name] = default.value
+                    continue
+            if parameter.storage_type is ATOM and cls is not ValuePointer:
+                if isinstance(value, Ref):
+                    ref = value
+                else:
+                    try:
+                        key = content_key(value)
+                    except UnhashableValueError as error:
+                        raise UnhashableValueError(
+                            f"op {op.name!r}, argument {name!r}: {error}"
+                        ) from error
+                    ref = AtomRef(key, ids.atom_history_key(key), True, value)
+            else:
+                if builder is None:
+                    builder = self._builder(op)
+                ref = builder.construct(value, parameter.storage_type, f"argument {name!r}")
+            inputs[name] = ref
+            passed[name] = ref
+        return inputs, passed, builder
 
     def _builder(self, op: Op) -> Builder:
         def wrap(value: Any, where: str) -> Ref:
