@@ -64,7 +64,8 @@ class Engine:
         """Run (or find) one call of ``op``; returns its output ref(s)."""
         inputs, passed, builder = self._inputs(op, op.plan.bind(args, kwargs))
         session = self.session
-        semantic_version = None
+        # Resolved by code versioning once it lands (issue 4): part of both call ids.
+        semantic_version: str | None = None
         history = ids.call_key(
             op.key, [(name, ref.history_key) for name, ref in inputs.items()], semantic_version
         )

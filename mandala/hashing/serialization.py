@@ -18,6 +18,12 @@ Two paths, one set of formats:
 :func:`serialize` / :func:`deserialize` wrap the inline path into self-describing bytes (the
 format name travels inside them) for ``mandala.utils``.
 
+Plain builtin values (None, bool, int, float, complex, str, bytes and tuples, lists, dicts, sets
+and frozensets of them) are stored in the ``"builtin"`` format: a small type-tagged,
+length-prefixed binary encoding whose reader only builds builtin values, so it cannot run code.
+Numeric numpy arrays use ``"npy"`` and simple pandas frames and series ``"pandas"``; pickle is
+left for everything else.
+
 Pickle can run arbitrary code when loading, so ``decode``/``read_from_file`` accept
 ``allow_pickle=False`` to refuse pickled values from stores that are not trusted.
 """
@@ -25,7 +31,9 @@ Pickle can run arbitrary code when loading, so ``decode``/``read_from_file`` acc
 from __future__ import annotations
 
 import io
+import math
 import pickle
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -175,6 +183,11 @@ def encode(value: object, *, allow_pickle: bool = True) -> tuple[str, bytes]:
             pickle and ``allow_pickle`` is False. The message names the type; callers add the op
             and output names.
     """
+    scalar = _SCALAR_DUMPS.get(type(value))
+    if scalar is not None and _choosers[0] is _BUILTIN:
+        # Hot path (every fresh op call): no user format was registered after "builtin", so
+        # no chooser can prefer another format for an exact builtin scalar.
+        return "builtin", scalar(value)
     format = _choose(value, allow_pickle)
     try:
         return format.name, format.dumps(value)
