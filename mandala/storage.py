@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from mandala._text import format_table
 from mandala.backends.blobs import LocalBlobStore
+from mandala.backends.integrity import VerificationReport, verify
 from mandala.backends.postgres import PostgresBackend, is_postgres_url
 from mandala.backends.records import KIND_ATOM, KIND_POINTER, StoredCall
 from mandala.backends.sql import SqlBackend
 from mandala.backends.sqlite import SqliteBackend
+from mandala.backends.transfer import CopyReport, copy_calls
 from mandala.engine.context import Mode, active_stack, leave_frame, pop_frame, push_frame
 from mandala.engine.executor import Engine, iter_refs
 from mandala.engine.op import Op
@@ -64,6 +66,10 @@ class Storage:
         skip_missing_deps, skip_missing_silently, deps_package, track_globals: code versioning
             options of the original library; versioning is not available in this release yet,
             so ``deps_path`` must stay None.
+        allow_pickle: False to never unpickle (pickle can run arbitrary code): loading a value
+            stored with pickle raises ``SerializationError``, and so does storing a value that
+            has no pickle-free format. Builtins, numpy arrays and simple pandas objects need no
+            pickle. Use it to read a store written by someone you do not trust.
 
     Example:
         >>> from mandala.imports import Storage, op
@@ -91,6 +97,7 @@ class Storage:
         skip_missing_silently: bool = False,
         deps_package: str | None = None,
         track_globals: bool = True,
+        allow_pickle: bool = True,
     ) -> None:
         if deps_path is not None:
             raise FeatureUnavailableError(
@@ -115,7 +122,9 @@ class Storage:
         if threshold_mb < 0:
             raise ValueError(f"overflow_threshold_MB must be >= 0, got {overflow_threshold_MB}")
         blobs = LocalBlobStore(self.overflow_dir) if self.overflow_dir is not None else None
-        self.session = Session(self.backend, blobs, int(threshold_mb * _MB))
+        self.session = Session(
+            self.backend, blobs, int(threshold_mb * _MB), allow_pickle=allow_pickle
+        )
         self._engine = Engine(self.session, self)
         self._op_specs: dict[tuple[str, int], OpSpec] = {
             (spec.name, spec.version): spec for spec in STRUCTURAL_OPS.values()
@@ -350,6 +359,51 @@ class Storage:
         self.backend.vacuum()
         if self.session.blobs is not None:
             self.session.blobs.remove_stale_temporaries()
+
+    def verify(self) -> VerificationReport:
+        """Check the store for damage; the report lists what is wrong and how to repair it.
+
+        Checks every stored value against its checksum (and that its blob file exists), every
+        call edge for a value row, every call for edges, and lists blob files no row points to.
+        Pending work is committed first. Reads the whole store: run it as upkeep, not per call.
+
+        Example:
+            >>> report = storage.verify()  # doctest: +SKIP
+            >>> report.ok, print(report)  # doctest: +SKIP
+        """
+        self.commit()
+        return verify(self.backend, self.session.blobs)
+
+    def copy_to(self, other: Storage, calls: Iterable[Call | str] | None = None) -> CopyReport:
+        """Copy calls, with their values, ops and collections, into the storage ``other``.
+
+        Copies every call, or the given calls (or history ids) and everything they depend on:
+        the calls that created their inputs, recursively, and the elements of collections.
+        Idempotent: calls ``other`` already has are skipped, so copying twice adds nothing and
+        an interrupted copy can be rerun. Each batch of calls is one transaction of ``other``.
+        Works between any two backends (e.g. a laptop's SQLite file and a team's PostgreSQL).
+        Afterwards ``other`` answers the copied calls as memo hits.
+
+        Raises:
+            CorruptValueError: a value to copy is damaged here (see :meth:`verify`).
+            ValueNotFoundError: a given history id is not a stored call.
+        """
+        self.commit()
+        other.commit()
+        keys: list[bytes] | None = None
+        if calls is not None:
+            keys = [
+                item.history_key if isinstance(item, Call) else from_hex(item, "call history id")
+                for item in calls
+            ]
+            missing = set(keys) - self.backend.has_calls(keys)
+            if missing:
+                raise ValueNotFoundError(
+                    f"no call with history id {sorted(missing)[0].hex()} in this storage"
+                )
+        return copy_calls(
+            self.backend, self.session.blobs, other.backend, other.session.blobs, keys
+        )
 
     def preload(self, lazy: bool = True) -> None:
         """Load every stored call into the cache (and every value too, unless ``lazy``)."""

@@ -191,7 +191,7 @@ def test_store_file_records_its_schema_version(fresh_db_path) -> None:
     Storage(fresh_db_path).close()
     with sqlite3.connect(fresh_db_path) as conn:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    assert meta["schema_version"] == "1"
+    assert meta["schema_version"] == "2"
     tables = {
         row[0]
         for row in sqlite3.connect(fresh_db_path).execute(

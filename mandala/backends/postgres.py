@@ -98,7 +98,7 @@ class PostgresBackend(SqlBackend):
         return {row[0] for row in rows}
 
     def _ddl(self) -> list[str]:
-        return schema.POSTGRES_DDL_V1
+        return schema.POSTGRES_DDL
 
     def close(self) -> None:
         with self._lock:

@@ -51,7 +51,10 @@ class WriteBatch:
 
     Attributes:
         ops: ``(name, version, output_names_json, nout, ignore_args_json, is_structural)``.
-        values: ``(content_key, format, size, data_or_None, blob_key_or_None)``.
+        values: ``(content_key, format, size, data_or_None, blob_key_or_None, checksum_or_None)``;
+            the checksum is the 16-byte BLAKE3 digest of the stored bytes (the inline data or the
+            blob file), None when unknown (then the value is loaded unverified); a 5-column
+            row without it is accepted too.
         items: ``(collection_history_key, position, item_key_or_None, element_history_key,
             element_content_key, element_kind)``.
         calls: ``(history_key, content_key, op_name, op_version, semantic_version,
@@ -95,13 +98,15 @@ class StoredCall(NamedTuple):
 
 
 class StoredValue(NamedTuple):
-    """A stored value: inline bytes or the key of a blob file, with its format tag."""
+    """A stored value: inline bytes or the key of a blob file, with its format tag and the
+    checksum of the stored bytes (None for values written before schema version 2)."""
 
     content_key: bytes
     format: str
     size: int
     data: bytes | None
     blob_key: str | None
+    checksum: bytes | None = None
 
 
 class ShapeItem(NamedTuple):

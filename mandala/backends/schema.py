@@ -11,9 +11,18 @@ consumers of a set of refs are one indexed query each.
 
 from __future__ import annotations
 
-__all__ = ["CURRENT", "OLDEST_READABLE", "MIGRATIONS", "SQLITE_DDL_V1", "POSTGRES_DDL_V1"]
+__all__ = [
+    "CURRENT",
+    "OLDEST_READABLE",
+    "MIGRATIONS",
+    "SQLITE_DDL_V1",
+    "POSTGRES_DDL_V1",
+    "SQLITE_DDL",
+    "POSTGRES_DDL",
+    "migration",
+]
 
-CURRENT = 1
+CURRENT = 2
 OLDEST_READABLE = 1
 
 SQLITE_DDL_V1 = [
@@ -95,6 +104,38 @@ def _postgres(statement: str) -> str:
 POSTGRES_DDL_V1 = [_postgres(statement) for statement in SQLITE_DDL_V1]
 
 MIGRATIONS: dict[int, list[str]] = {
-    # version reached -> statements that take a store from the previous version to it.
-    # Version 1 is the initial schema; later releases append entries here, never edit them.
+    # version reached -> statements (in the SQLite spelling; see ``migration``) that take a store
+    # from the previous version to it. Version 1 is the initial schema; later releases append
+    # entries here, never edit them.
+    #
+    # 2: a BLAKE3 checksum (16 bytes) of every stored value's bytes (inline data or blob file),
+    # verified when the value is loaded. NULL on rows written before: those load unverified.
+    2: ["ALTER TABLE stored_values ADD COLUMN checksum BLOB"],
 }
+
+
+def migration(version: int, dialect: str) -> list[str]:
+    """The statements of ``MIGRATIONS[version]`` in the spelling of ``dialect``."""
+    statements = MIGRATIONS.get(version, [])
+    if dialect == "postgresql":
+        return [_postgres(statement) for statement in statements]
+    return list(statements)
+
+
+_STORED_VALUES_V2 = """CREATE TABLE IF NOT EXISTS stored_values (
+        content_key BLOB PRIMARY KEY,
+        format TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        data BLOB,
+        blob_key TEXT,
+        checksum BLOB
+    ) WITHOUT ROWID"""
+
+SQLITE_DDL = [
+    _STORED_VALUES_V2 if "TABLE IF NOT EXISTS stored_values " in statement else statement
+    for statement in SQLITE_DDL_V1
+]
+"""The current schema (version ``CURRENT``) for a new SQLite store."""
+
+POSTGRES_DDL = [_postgres(statement) for statement in SQLITE_DDL]
+"""The current schema (version ``CURRENT``) for a new PostgreSQL store."""

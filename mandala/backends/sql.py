@@ -186,7 +186,7 @@ class SqlBackend(ABC):
                     "upgrade mandala (pip install -U pymandala) to open it"
                 )
             for target in range(version + 1, schema.CURRENT + 1):
-                for statement in schema.MIGRATIONS.get(target, []):
+                for statement in schema.migration(target, self.dialect):
                     self._execute(statement)
                 self._execute(
                     "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(target),)
@@ -249,7 +249,8 @@ class SqlBackend(ABC):
         op_rows = {(row[0], row[1]): row for row in batch.ops}
         # Rows sorted by key land in B-tree pages in order, which makes inserts of random keys
         # cheaper than in arrival order.
-        values = sorted(batch.values)
+        # A 5-column value row (the layout before checksums) is stored without one.
+        values = sorted(row if len(row) == 6 else (*row, None) for row in batch.values)
         items = sorted(batch.items)
         calls = sorted(batch.calls, key=_first)
         edges_by_call: dict[bytes, list[tuple]] = {}
@@ -260,9 +261,16 @@ class SqlBackend(ABC):
             resolved = {key: self._op_id(row) for key, row in op_rows.items()}
             op_ids = {**self._op_ids, **resolved}
             if values:
+                # A row whose checksum or inline bytes differ from those written now is replaced:
+                # the stored bytes were damaged (or predate checksums) and were just recomputed.
                 self._executemany(
-                    "INSERT INTO stored_values (content_key, format, size, data, blob_key)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    "INSERT INTO stored_values (content_key, format, size, data, blob_key,"
+                    " checksum) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (content_key) DO UPDATE SET"
+                    " format = excluded.format, size = excluded.size, data = excluded.data,"
+                    " blob_key = excluded.blob_key, checksum = excluded.checksum"
+                    " WHERE excluded.checksum IS NOT NULL AND (stored_values.checksum IS NULL"
+                    " OR stored_values.checksum <> excluded.checksum"
+                    " OR stored_values.data <> excluded.data)",
                     values,
                 )
             if items:
@@ -527,11 +535,28 @@ class SqlBackend(ABC):
             return {
                 row[0]: StoredValue._make(row)
                 for row in self._rows_in(
-                    "SELECT content_key, format, size, data, blob_key FROM stored_values"
+                    "SELECT content_key, format, size, data, blob_key, checksum FROM stored_values"
                     " WHERE content_key IN ({marks})",
                     content_keys,
                 )
             }
+
+    def value_creators(self, content_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]:
+        """For each content key, the history keys of the calls that output a ref with it.
+
+        A scan of ``call_edges`` (no index by content key: it would slow every fresh call), so
+        for error messages and reports, not for hot paths.
+        """
+        found: dict[bytes, list[bytes]] = {}
+        with self._lock:
+            for content_key, call_key in self._rows_in(
+                "SELECT DISTINCT e.content_key, c.history_key FROM call_edges e"
+                " JOIN calls c ON c.call_id = e.call_id"
+                " WHERE e.content_key IN ({marks}) AND e.direction = 1",
+                content_keys,
+            ):
+                found.setdefault(content_key, []).append(call_key)
+        return found
 
     def has_values(self, content_keys: Sequence[bytes]) -> set[bytes]:
         with self._lock:
@@ -646,6 +671,47 @@ class SqlBackend(ABC):
                     "SELECT blob_key FROM stored_values WHERE blob_key IS NOT NULL"
                 )
             }
+
+    # ---------------------------------------------------------------- integrity and copying
+
+    def values_page(self, after: bytes, limit: int) -> list[tuple]:
+        """``(content_key, data, blob_key, checksum)`` of up to ``limit`` values whose content
+        key sorts after ``after``, in key order (a full scan in bounded memory, page by page)."""
+        with self._lock:
+            return self._execute(
+                "SELECT content_key, data, blob_key, checksum FROM stored_values"
+                " WHERE content_key > ? ORDER BY content_key LIMIT ?",
+                (after, limit),
+            ).fetchall()
+
+    def edges_without_values(self) -> list[tuple[bytes, int, str, bytes]]:
+        """``(call_history_key, direction, name, content_key)`` of every atom edge whose value
+        row is missing (pointer refs have no value row and are not listed)."""
+        with self._lock:
+            return self._execute(
+                "SELECT c.history_key, e.direction, e.name, e.content_key FROM call_edges e"
+                " JOIN calls c ON c.call_id = e.call_id WHERE e.kind = 0 AND NOT EXISTS"
+                " (SELECT 1 FROM stored_values v WHERE v.content_key = e.content_key)"
+            ).fetchall()
+
+    def calls_without_edges(self) -> list[tuple[bytes, str, str]]:
+        """``(history_key, op_name, nout_json)`` of every call that has no edge at all."""
+        with self._lock:
+            return self._execute(
+                "SELECT c.history_key, o.name, o.nout FROM calls c JOIN ops o ON o.op_id = c.op_id"
+                " WHERE NOT EXISTS (SELECT 1 FROM call_edges e WHERE e.call_id = c.call_id)"
+            ).fetchall()
+
+    def op_rows(self) -> list[tuple]:
+        """Every op as a ``WriteBatch.ops`` row."""
+        with self._lock:
+            return self._execute(
+                "SELECT name, version, output_names, nout, ignore_args, is_structural FROM ops"
+            ).fetchall()
+
+    def count_edges(self) -> int:
+        with self._lock:
+            return self._execute("SELECT count(*) FROM call_edges").fetchone()[0]
 
     def counts(self) -> StoreCounts:
         """Row counts (full scans: for reports, not for hot paths)."""

@@ -78,7 +78,7 @@ class SqliteBackend(SqlBackend):
         }
 
     def _ddl(self) -> list[str]:
-        return schema.SQLITE_DDL_V1
+        return schema.SQLITE_DDL
 
     def close(self) -> None:
         with self._lock:

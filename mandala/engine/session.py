@@ -14,9 +14,10 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from mandala.backends.blobs import LocalBlobStore
+from mandala.backends.integrity import file_digest
 from mandala.backends.records import (
     DIRECTION_IN,
     DIRECTION_OUT,
@@ -30,8 +31,9 @@ from mandala.backends.records import (
     StoredOutput,
     WriteBatch,
 )
-from mandala.errors import CorruptValueError, ValueNotFoundError
+from mandala.errors import CorruptValueError, SerializationError, ValueNotFoundError
 from mandala.hashing import serialization
+from mandala.hashing.digest import Hasher, digest
 from mandala.model.calls import Call, OpSpec
 from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
 
@@ -89,10 +91,19 @@ class Session:
         blobs: where values of ``blob_threshold`` bytes and more are written, or None to keep
             every value inside the database.
         blob_threshold: size in bytes from which a value goes to ``blobs``.
+        allow_pickle: False refuses to read values stored with pickle (which can run code) and
+            to write values that need it.
     """
 
-    def __init__(self, backend: Any, blobs: LocalBlobStore | None, blob_threshold: int) -> None:
+    def __init__(
+        self,
+        backend: Any,
+        blobs: LocalBlobStore | None,
+        blob_threshold: int,
+        allow_pickle: bool = True,
+    ) -> None:
         self.backend = backend
+        self.allow_pickle = allow_pickle
         self.blobs = blobs
         self.blob_threshold = blob_threshold
         self.calls: dict[bytes, CompactOutputs] = {}
@@ -247,7 +258,7 @@ class Session:
             if row is not None:
                 # Decoded from the recorded bytes, not the live object: a caller may have
                 # mutated the object since, and a hit must give what was stored.
-                result[key] = self._decode(key, row[1], row[3], row[4])
+                result[key] = self._decode(key, row[1], row[3], row[4], None)
             else:
                 missing.append(key)
         if missing:
@@ -259,25 +270,62 @@ class Session:
                         f"value {key.hex()} is not in this storage (was the ref made by another "
                         "storage, or were its calls dropped and cleaned up?)"
                     )
-                result[key] = self._decode(row.content_key, row.format, row.data, row.blob_key)
+                result[key] = self._decode(
+                    row.content_key, row.format, row.data, row.blob_key, row.checksum
+                )
         return result
 
-    def _decode(self, key: bytes, fmt: str, data: bytes | None, blob_key: str | None) -> Any:
+    def _decode(
+        self,
+        key: bytes,
+        fmt: str,
+        data: bytes | None,
+        blob_key: str | None,
+        checksum: bytes | None,
+    ) -> Any:
+        """Decode a stored value, first checking its bytes against ``checksum`` (if known).
+
+        Raises:
+            CorruptValueError: the bytes do not match the checksum, or the blob file is missing.
+        """
+        if not self.allow_pickle and serialization.get_format(fmt).uses_pickle:
+            raise SerializationError(
+                f"value {key.hex()} is stored in format {fmt!r}, which needs pickle, and pickle can"
+                " run arbitrary code; this storage was opened with allow_pickle=False. Open it"
+                " with allow_pickle=True only if you trust whoever wrote the store"
+            )
         if data is not None:
-            return serialization.decode(fmt, data)
+            if checksum is not None and digest(data) != checksum:
+                raise self._corrupt(key, "its stored bytes do not match their checksum")
+            return serialization.decode(fmt, data, allow_pickle=self.allow_pickle)
         if blob_key is None or self.blobs is None:
             raise CorruptValueError(
                 f"value {key.hex()} is stored in a blob file but this storage has no blob folder;"
                 " open it with the overflow_dir it was written with"
             )
+        path = self.blobs.path(blob_key)
         try:
+            if checksum is not None and file_digest(path) != checksum:
+                raise self._corrupt(
+                    key,
+                    f"its blob file {path} does not match its checksum (delete the file first)",
+                )
             with self.blobs.open(blob_key) as file:
-                return serialization.read_from_file(fmt, file)
+                return serialization.read_from_file(fmt, file, allow_pickle=self.allow_pickle)
         except FileNotFoundError as error:
-            raise CorruptValueError(
-                f"value {key.hex()} should be in blob file {self.blobs.path(blob_key)} but the file "
-                "is missing; drop the calls that produced it (storage.drop_calls) to recompute it"
-            ) from error
+            raise self._corrupt(key, f"its blob file {path} is missing") from error
+
+    def _corrupt(self, key: bytes, problem: str) -> CorruptValueError:
+        """The error for a damaged stored value, naming the calls that produced it."""
+        creators = [k.hex() for k in self.backend.value_creators([key]).get(key, [])]
+        if creators:
+            fix = (
+                f"it was output by the calls {creators}; drop them to recompute it: "
+                f"storage.drop_calls({creators!r}, delete_dependents=True), then rerun"
+            )
+        else:
+            fix = "no stored call outputs it (it entered as an input); drop the calls that use it"
+        return CorruptValueError(f"value {key.hex()} is corrupt: {problem}; {fix}")
 
     # ------------------------------------------------------------------ recording
 
@@ -301,13 +349,13 @@ class Session:
             if size is not None and size >= self.blob_threshold:
                 self._values[content_key] = self._write_blob(content_key, value, size)
                 return True
-        fmt, data = serialization.encode(value)
+        fmt, data = serialization.encode(value, allow_pickle=self.allow_pickle)
         if blobs is not None and len(data) >= self.blob_threshold:
             blob_key = content_key.hex()
             blobs.write(blob_key, lambda file: file.write(data))
-            self._values[content_key] = (content_key, fmt, len(data), None, blob_key)
+            self._values[content_key] = (content_key, fmt, len(data), None, blob_key, digest(data))
         else:
-            self._values[content_key] = (content_key, fmt, len(data), data, None)
+            self._values[content_key] = (content_key, fmt, len(data), data, None, digest(data))
         return True
 
     def discard_values(self, content_keys: Iterable[bytes]) -> None:
@@ -318,9 +366,21 @@ class Session:
     def _write_blob(self, content_key: bytes, value: Any, size: int) -> tuple:
         blob_key = content_key.hex()
         assert self.blobs is not None
-        written = self.blobs.write(blob_key, lambda file: serialization.write_to_file(value, file))
-        fmt = written if written is not None else serialization.format_for(value)
-        return (content_key, fmt, size, None, blob_key)
+        allow_pickle = self.allow_pickle
+
+        def write(file: BinaryIO) -> tuple[str, bytes]:
+            # The checksum is taken from the bytes on their way to the file: never read back.
+            hashing = _HashingWriter(file)
+            fmt = serialization.write_to_file(value, hashing, allow_pickle=allow_pickle)  # type: ignore[arg-type]
+            return fmt, hashing.hasher.key()
+
+        written = self.blobs.write(blob_key, write)
+        if written is not None:
+            fmt, checksum = written
+        else:
+            # The file was already there (same content); its row, if stored, keeps its checksum.
+            fmt, checksum = serialization.format_for(value, allow_pickle=allow_pickle), None
+        return (content_key, fmt, size, None, blob_key, checksum)
 
     def record_ref(self, ref: Ref, kind: int) -> None:
         """Remember a new ref until the commit (refs are stored as part of call edges)."""
@@ -404,3 +464,18 @@ class Session:
                 for ref in call.outputs.values():
                     self._pending_creators.pop(ref.history_key, None)
         return removed
+
+
+class _HashingWriter:
+    """A write-only file that hashes what passes through it to the real file."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.hasher = Hasher()
+
+    def write(self, data: Any) -> int:
+        self.hasher.update(data)
+        return self.file.write(data)
+
+    def flush(self) -> None:
+        self.file.flush()

@@ -31,7 +31,6 @@ Pickle can run arbitrary code when loading, so ``decode``/``read_from_file`` acc
 from __future__ import annotations
 
 import io
-import math
 import pickle
 import struct
 from collections.abc import Callable
@@ -183,11 +182,19 @@ def encode(value: object, *, allow_pickle: bool = True) -> tuple[str, bytes]:
             pickle and ``allow_pickle`` is False. The message names the type; callers add the op
             and output names.
     """
-    scalar = _SCALAR_DUMPS.get(type(value))
-    if scalar is not None and _choosers[0] is _BUILTIN:
-        # Hot path (every fresh op call): no user format was registered after "builtin", so
-        # no chooser can prefer another format for an exact builtin scalar.
-        return "builtin", scalar(value)
+    if _choosers[0] is _BUILTIN:
+        # Hot path (every fresh op call). No user format was registered after "builtin", so no
+        # other format can be preferred for an exact builtin value: write it without asking
+        # each format, and containers without walking them twice (accept, then write).
+        cls = type(value)
+        scalar = _SCALAR_DUMPS.get(cls)
+        if scalar is not None:
+            return "builtin", scalar(value)
+        if cls in _SEQUENCE_TAGS or cls is dict:
+            try:
+                return "builtin", _builtin_dumps(value)
+            except (_NotBuiltinError, RecursionError):
+                pass  # holds something else (or itself): choose as usual
     format = _choose(value, allow_pickle)
     try:
         return format.name, format.dumps(value)
@@ -356,9 +363,25 @@ def _is_plain_array(value: object) -> bool:
 
 
 def _npy_dump(value: Any, file: BinaryIO) -> None:
+    """Write an array in npy format without copying its buffer, whatever ``file`` is.
+
+    numpy's own writer copies the data in chunks when ``file`` is not a real file (e.g. a
+    wrapper that hashes what it writes); writing the header and then one zero-copy view of the
+    buffer keeps memory flat for contiguous arrays.
+    """
+    import numpy as np
     from numpy.lib import format as npy
 
-    npy.write_array(file, value, allow_pickle=False)
+    if not (value.flags.c_contiguous or value.flags.f_contiguous):
+        npy.write_array(file, value, allow_pickle=False)
+        return
+    header = npy.header_data_from_array_1_0(value)
+    try:
+        npy.write_array_header_1_0(file, header)
+    except ValueError:  # a header too large for format 1.0 (huge structured dtypes)
+        npy.write_array_header_2_0(file, header)
+    data = value if value.flags.c_contiguous else value.T  # Fortran order: its transpose is C
+    file.write(memoryview(data.reshape(-1).view(np.uint8)))
 
 
 def _npy_dumps(value: Any) -> bytes:
@@ -386,5 +409,375 @@ _NPY = Format(
     accepts=_is_plain_array,
 )
 
+
+# --- the builtin format -------------------------------------------------------------------------
+#
+# One value is one tag byte, then (for sized values) a length, then the content:
+#
+#   N / T / F                  None / True / False
+#   i <8 bytes>                an int in [-2**63, 2**63), signed little-endian
+#   I <length> <bytes>         any other int, two's complement little-endian
+#   f <8 bytes>                a float, IEEE 754 little-endian (NaN payloads and -0.0 kept)
+#   c <8 bytes> <8 bytes>      a complex: real, imaginary
+#   s <length> <bytes>         a str, UTF-8 (lone surrogates kept with "surrogatepass")
+#   b <length> <bytes>         bytes
+#   t / l / e / z <count> ...  tuple / list / set / frozenset, then each element
+#   d <count> ...              dict, then key, value, key, value... in insertion order
+#
+# A length or count is one byte when below 255, else 0xFF and 8 bytes unsigned little-endian.
+# The reader builds nothing but these builtin types, so reading cannot run code.
+
+_PACK_INT = struct.Struct("<cq").pack
+_PACK_FLOAT = struct.Struct("<cd").pack
+_PACK_COMPLEX = struct.Struct("<cdd").pack
+_PACK_LONG_LENGTH = struct.Struct("<BQ").pack
+_UNPACK_INT = struct.Struct("<q").unpack_from
+_UNPACK_FLOAT = struct.Struct("<d").unpack_from
+_UNPACK_COMPLEX = struct.Struct("<dd").unpack_from
+_UNPACK_LENGTH = struct.Struct("<Q").unpack_from
+_SIZED_TAGS = frozenset(b"sbIdltez")
+_STR_PREFIXES = tuple(bytes((ord("s"), n)) for n in range(255))
+_BYTES_PREFIXES = tuple(bytes((ord("b"), n)) for n in range(255))
+
+
+def _length(n: int) -> bytes:
+    return bytes((n,)) if n < 255 else _PACK_LONG_LENGTH(255, n)
+
+
+def _dumps_none(value: None) -> bytes:
+    return b"N"
+
+
+def _dumps_bool(value: bool) -> bytes:
+    return b"T" if value else b"F"
+
+
+def _dumps_int(value: int) -> bytes:
+    try:
+        return _PACK_INT(b"i", value)
+    except struct.error:
+        data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+        return b"I" + _length(len(data)) + data
+
+
+def _dumps_float(value: float) -> bytes:
+    return _PACK_FLOAT(b"f", value)
+
+
+def _dumps_complex(value: complex) -> bytes:
+    return _PACK_COMPLEX(b"c", value.real, value.imag)
+
+
+def _dumps_str(value: str) -> bytes:
+    data = value.encode("utf-8", "surrogatepass")
+    n = len(data)
+    return (_STR_PREFIXES[n] if n < 255 else b"s" + _length(n)) + data
+
+
+def _dumps_bytes(value: bytes) -> bytes:
+    n = len(value)
+    return (_BYTES_PREFIXES[n] if n < 255 else b"b" + _length(n)) + value
+
+
+_SCALAR_DUMPS: dict[type, Callable[[Any], bytes]] = {
+    type(None): _dumps_none,
+    bool: _dumps_bool,
+    int: _dumps_int,
+    float: _dumps_float,
+    complex: _dumps_complex,
+    str: _dumps_str,
+    bytes: _dumps_bytes,
+}
+"""Exact types (subclasses such as IntEnum are pickled) and their one-shot writers."""
+
+_SEQUENCE_TAGS: dict[type, bytes] = {tuple: b"t", list: b"l", set: b"e", frozenset: b"z"}
+
+
+class _NotBuiltinError(TypeError):
+    """A container holds a value the builtin format does not store."""
+
+
+def _is_builtin(value: object) -> bool:
+    """Whether ``value`` is made only of the exact builtin types the builtin format stores."""
+    cls = type(value)
+    if cls in _SCALAR_DUMPS:
+        return True
+    try:
+        if cls in _SEQUENCE_TAGS:
+            return all(map(_is_builtin, value))  # type: ignore[call-overload]
+        if cls is dict:
+            return all(
+                _is_builtin(key) and _is_builtin(item)
+                for key, item in value.items()  # type: ignore[attr-defined]
+            )
+    except RecursionError:  # too deep, or a container that holds itself: leave it to pickle
+        return False
+    return False
+
+
+def _write_builtin(value: Any, out: list[bytes]) -> None:
+    cls = type(value)
+    scalar = _SCALAR_DUMPS.get(cls)
+    if scalar is not None:
+        out.append(scalar(value))
+        return
+    tag = _SEQUENCE_TAGS.get(cls)
+    if tag is not None:
+        out.append(tag + _length(len(value)))
+        for item in value:
+            _write_builtin(item, out)
+    elif cls is dict:
+        out.append(b"d" + _length(len(value)))
+        for key, item in value.items():
+            _write_builtin(key, out)
+            _write_builtin(item, out)
+    else:
+        raise _NotBuiltinError(
+            f"the builtin format cannot store a value of type {_type_name(value)}"
+        )
+
+
+def _builtin_dumps(value: Any) -> bytes:
+    scalar = _SCALAR_DUMPS.get(type(value))
+    if scalar is not None:
+        return scalar(value)
+    out: list[bytes] = []
+    _write_builtin(value, out)
+    return b"".join(out)
+
+
+def _read_length(data: bytes, pos: int) -> tuple[int, int]:
+    n = data[pos]
+    if n < 255:
+        return n, pos + 1
+    return _UNPACK_LENGTH(data, pos + 1)[0], pos + 9
+
+
+def _read_builtin(data: bytes, pos: int) -> tuple[Any, int]:
+    tag = data[pos]
+    pos += 1
+    if tag == 0x69:  # i
+        return _UNPACK_INT(data, pos)[0], pos + 8
+    if tag == 0x66:  # f
+        return _UNPACK_FLOAT(data, pos)[0], pos + 8
+    if tag == 0x4E:  # N
+        return None, pos
+    if tag == 0x54:  # T
+        return True, pos
+    if tag == 0x46:  # F
+        return False, pos
+    if tag == 0x63:  # c
+        real, imag = _UNPACK_COMPLEX(data, pos)
+        return complex(real, imag), pos + 16
+    if tag not in _SIZED_TAGS:
+        raise ValueError(f"unknown tag byte {tag:#04x} at offset {pos - 1}")
+    n, pos = _read_length(data, pos)
+    if n > len(data) - pos:  # every byte, element or pair takes at least one byte
+        raise ValueError(f"truncated builtin payload (needs {n} more at offset {pos})")
+    end = pos + n
+    if tag == 0x73:  # s
+        return data[pos:end].decode("utf-8", "surrogatepass"), end
+    if tag == 0x62:  # b
+        return data[pos:end], end
+    if tag == 0x49:  # I
+        return int.from_bytes(data[pos:end], "little", signed=True), end
+    if tag == 0x64:  # d
+        result: dict[Any, Any] = {}
+        for _ in range(n):
+            key, pos = _read_builtin(data, pos)
+            result[key], pos = _read_builtin(data, pos)
+        return result, pos
+    items = []
+    for _ in range(n):
+        item, pos = _read_builtin(data, pos)
+        items.append(item)
+    if tag == 0x6C:  # l
+        return items, pos
+    if tag == 0x74:  # t
+        return tuple(items), pos
+    if tag == 0x65:  # e
+        return set(items), pos
+    return frozenset(items), pos
+
+
+def _builtin_loads(data: bytes | memoryview) -> Any:
+    if type(data) is not bytes:
+        data = bytes(data)
+    value, end = _read_builtin(data, 0)
+    if end != len(data):
+        raise ValueError(f"{len(data) - end} unexpected bytes after the value")
+    return value
+
+
+def _builtin_dump(value: Any, file: BinaryIO) -> None:
+    file.write(_builtin_dumps(value))
+
+
+def _builtin_load(file: BinaryIO) -> Any:
+    return _builtin_loads(file.read())
+
+
+_BUILTIN = Format(
+    name="builtin",
+    dumps=_builtin_dumps,
+    loads=_builtin_loads,
+    dump=_builtin_dump,
+    load=_builtin_load,
+    accepts=_is_builtin,
+)
+
+
+# --- the pandas format --------------------------------------------------------------------------
+#
+# A DataFrame or Series whose columns have plain numpy dtypes, with a RangeIndex or a plain
+# numpy-dtype Index: 8 bytes (unsigned little-endian) giving the length of a builtin-encoded
+# header, the header, then one npy array per index (when not a range) and per column.
+
+_PACK_HEADER_LENGTH = struct.Struct("<Q").pack
+_UNPACK_HEADER_LENGTH = struct.Struct("<Q").unpack_from
+
+
+def _is_label(value: object) -> bool:
+    return type(value) in _SCALAR_DUMPS
+
+
+def _plain_dtype(dtype: object) -> bool:
+    import numpy as np
+
+    return isinstance(dtype, np.dtype) and not dtype.hasobject
+
+
+def _index_header(index: Any) -> tuple | None:
+    """How the header describes an index (None: not storable without pickle)."""
+    import pandas as pd
+
+    if not _is_label(index.name):
+        return None
+    if type(index) is pd.RangeIndex:
+        return ("range", index.start, index.stop, index.step, index.name)
+    if type(index) is pd.Index and _plain_dtype(index.dtype):
+        return ("array", index.name)
+    return None
+
+
+def _columns_header(columns: Any) -> tuple | None:
+    import pandas as pd
+
+    if type(columns) is pd.RangeIndex:
+        return _index_header(columns)
+    if type(columns) is not pd.Index or not _is_label(columns.name):
+        return None
+    labels = columns.tolist()
+    if not all(map(_is_label, labels)) or pd.Index(labels).dtype != columns.dtype:
+        return None  # the labels would not come back with the same dtype
+    return ("labels", labels, columns.name)
+
+
+def _pandas_parts(value: Any) -> tuple[dict[str, Any], list[Any]] | None:
+    """Header and arrays of a frame or series, or None when it needs pickle."""
+    cls = type(value)
+    if cls.__module__.partition(".")[0] != "pandas":  # cheap test first: never imports pandas
+        return None
+    import pandas as pd
+
+    if cls is not pd.DataFrame and cls is not pd.Series:
+        return None
+    if value.attrs or not value.flags.allows_duplicate_labels:
+        return None
+    index = _index_header(value.index)
+    if index is None:
+        return None
+    arrays = [] if index[0] == "range" else [value.index.to_numpy()]
+    header: dict[str, Any] = {"index": index}
+    if cls is pd.Series:
+        if not _plain_dtype(value.dtype) or not _is_label(value.name):
+            return None
+        header["kind"] = "series"
+        header["name"] = value.name
+        arrays.append(value.to_numpy())
+    else:
+        columns = _columns_header(value.columns)
+        if columns is None or not all(_plain_dtype(dtype) for dtype in value.dtypes):
+            return None
+        header["kind"] = "frame"
+        header["columns"] = columns
+        arrays.extend(value.iloc[:, i].to_numpy() for i in range(value.shape[1]))
+    return header, arrays
+
+
+def _is_plain_pandas(value: object) -> bool:
+    return _pandas_parts(value) is not None
+
+
+def _pandas_dump(value: Any, file: BinaryIO) -> None:
+    parts = _pandas_parts(value)
+    if parts is None:
+        raise TypeError(f"a {_type_name(value)} with these dtypes or index needs pickle")
+    header, arrays = parts
+    encoded = _builtin_dumps(header)
+    file.write(_PACK_HEADER_LENGTH(len(encoded)))
+    file.write(encoded)
+    for array in arrays:
+        _npy_dump(array, file)
+
+
+def _pandas_dumps(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    _pandas_dump(value, buffer)
+    return buffer.getvalue()
+
+
+def _rebuild_index(header: tuple, arrays: list[Any]) -> Any:
+    import pandas as pd
+
+    if header[0] == "range":
+        _, start, stop, step, name = header
+        return pd.RangeIndex(start, stop, step, name=name)
+    if header[0] == "labels":
+        return pd.Index(header[1], name=header[2])
+    return pd.Index(arrays.pop(0), name=header[1], copy=False)
+
+
+def _pandas_load(file: BinaryIO) -> Any:
+    import pandas as pd
+
+    (length,) = _UNPACK_HEADER_LENGTH(file.read(8))
+    header = _builtin_loads(file.read(length))
+    kind = header["kind"]
+    index_header = header["index"]
+    count = 1 if kind == "series" else len(_column_labels(header["columns"]))
+    count += index_header[0] == "array"
+    arrays = [_npy_load(file) for _ in range(count)]
+    index = _rebuild_index(index_header, arrays)
+    if kind == "series":
+        return pd.Series(arrays[0], index=index, name=header["name"], copy=False)
+    if kind != "frame":
+        raise ValueError(f"unknown pandas kind {kind!r}")
+    frame = pd.DataFrame(dict(enumerate(arrays)), index=index, copy=False)
+    frame.columns = _rebuild_index(header["columns"], [])
+    return frame
+
+
+def _column_labels(header: tuple) -> range | list:
+    if header[0] == "range":
+        return range(header[1], header[2], header[3])
+    return list(header[1])
+
+
+def _pandas_loads(data: bytes | memoryview) -> Any:
+    return _pandas_load(io.BytesIO(data))
+
+
+_PANDAS = Format(
+    name="pandas",
+    dumps=_pandas_dumps,
+    loads=_pandas_loads,
+    dump=_pandas_dump,
+    load=_pandas_load,
+    accepts=_is_plain_pandas,
+)
+
 register_format(_PICKLE)
 register_format(_NPY)
+register_format(_PANDAS)
+register_format(_BUILTIN)  # last, so that encode's fast path can test ``_choosers[0]``

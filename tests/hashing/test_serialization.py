@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http
 import io
 import pickle
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -82,12 +84,118 @@ def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
 
 @settings(max_examples=200)
 @given(builtin_values)
-def test_builtin_values_round_trip_through_pickle(value: object) -> None:
-    format, payload = encode(value)
-    assert format == "pickle"
-    back = decode(format, payload)
-    assert type(back) is type(value)
+def test_builtin_values_round_trip_through_the_builtin_format(value: object) -> None:
+    format, payload = encode(value, allow_pickle=False)
+    assert format == "builtin"
+    assert not payload.startswith(b"\x80")  # not a pickle
+    back = decode(format, memoryview(payload), allow_pickle=False)
+    assert _same_builtin(back, value)
     assert content_key(back) == content_key(value)  # type-strict, NaN- and -0.0-aware
+    buffer = io.BytesIO()
+    assert write_to_file(value, buffer, allow_pickle=False) == "builtin"
+    assert buffer.getvalue() == payload
+    assert _same_builtin(read_from_file(format, io.BytesIO(payload), allow_pickle=False), value)
+
+
+def _same_builtin(a: object, b: object) -> bool:
+    """Same types all the way down, same float bits, same dict key order (unlike ==)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return struct.pack("<d", a) == struct.pack("<d", b)  # type: ignore[arg-type]
+    if isinstance(a, complex):
+        return _same_builtin(a.real, b.real) and _same_builtin(a.imag, b.imag)  # type: ignore[attr-defined]
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(map(_same_builtin, a, b))  # type: ignore[arg-type]
+    if isinstance(a, dict):
+        return len(a) == len(b) and all(  # type: ignore[arg-type]
+            _same_builtin(ka, kb) and _same_builtin(va, vb)
+            for (ka, va), (kb, vb) in zip(a.items(), b.items())  # type: ignore[attr-defined]
+        )
+    if isinstance(a, (set, frozenset)):
+        return content_key(a) == content_key(b)
+    return a == b
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        True,
+        1,
+        1.0,
+        -0.0,
+        float("nan"),
+        float("inf"),
+        -(2**63),
+        2**63,
+        -(2**200) - 1,
+        10**400,
+        "x" * 300,
+        b"y" * 70000,
+        "\ud800",
+        [1, True, 1.0],
+        (1,),
+        {2: "b", 1: "a", (1, "k"): None},
+        [[]] * 300,
+    ],
+    ids=repr,
+)
+def test_builtin_format_edge_cases(value: object) -> None:
+    format, payload = encode(value)
+    assert format == "builtin"
+    assert _same_builtin(decode(format, payload, allow_pickle=False), value)
+
+
+def test_builtin_subclasses_and_self_containing_values_fall_back_to_pickle() -> None:
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    assert encode([1, http.HTTPStatus.OK])[0] == "pickle"  # an IntEnum is not an int
+    assert encode(cyclic)[0] == "pickle"
+    assert encode({"k": Holder(np.zeros(1))})[0] == "pickle"
+    assert serialization.format_for([1, {2: 3}]) == "builtin"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"Q", b"s\x05ab", b"i\x01", b"l\x03N", b"NN", b"d\x01l\x00N", b"s\xff" + b"\xff" * 8],
+)
+def test_damaged_builtin_payloads_raise(payload: bytes) -> None:
+    with pytest.raises(SerializationError, match="format 'builtin'"):
+        decode("builtin", payload)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    hpd.data_frames(
+        [
+            hpd.column("i", dtype=np.int64),
+            hpd.column("f", dtype=np.float64),
+            hpd.column("b", dtype=bool),
+            hpd.column(7, dtype=np.uint8),
+        ],
+        index=st.one_of(hpd.range_indexes(max_size=8), hpd.indexes(dtype=np.int32, max_size=8)),
+    ),
+    st.booleans(),
+)
+def test_numeric_frames_and_series_need_no_pickle(frame: pd.DataFrame, as_series: bool) -> None:
+    value: pd.DataFrame | pd.Series = frame["f"].rename("named") if as_series else frame
+    format, payload = encode(value, allow_pickle=False)
+    assert format == "pandas"
+    back = decode(format, payload, allow_pickle=False)
+    if as_series:
+        pd.testing.assert_series_equal(back, value, check_exact=True)
+    else:
+        pd.testing.assert_frame_equal(back, value, check_exact=True)
+    assert content_key(back) == content_key(value)
+
+
+def test_frames_with_non_numpy_columns_or_indexes_are_pickled() -> None:
+    assert encode(pd.DataFrame({"s": ["a"]}))[0] == "pickle"  # pandas 3 "str" dtype
+    assert encode(pd.DataFrame({"x": [1]}, index=pd.to_datetime(["2020"])))[0] == "pickle"
+    assert encode(pd.Series([1], dtype="Int64"))[0] == "pickle"
+    with_attrs = pd.DataFrame({"x": [1]})
+    with_attrs.attrs["unit"] = "m"
+    assert encode(with_attrs)[0] == "pickle"
 
 
 @settings(deadline=None, max_examples=150)
@@ -205,20 +313,20 @@ def test_streaming_works_with_in_memory_files() -> None:
 
 
 def test_decoding_pickle_can_be_refused() -> None:
-    format, payload = encode({"a": 1})
+    format, payload = encode(Holder(np.zeros(1)))
     with pytest.raises(SerializationError, match="'pickle'.*allow_pickle=False"):
         decode(format, payload, allow_pickle=False)
     with pytest.raises(SerializationError, match="'pickle'"):
         read_from_file(format, io.BytesIO(payload), allow_pickle=False)
     with pytest.raises(SerializationError, match="allow_pickle=False"):
-        deserialize(serialize({"a": 1}), allow_pickle=False)
+        deserialize(serialize(Holder(np.zeros(1))), allow_pickle=False)
 
 
 def test_writing_values_that_need_pickle_can_be_refused() -> None:
     with pytest.raises(SerializationError, match="dict.*'pickle'.*allow_pickle=False"):
-        encode({"a": 1}, allow_pickle=False)
-    with pytest.raises(SerializationError, match="allow_pickle=False"):
-        write_to_file([1], io.BytesIO(), allow_pickle=False)
+        encode({"a": Holder(np.zeros(1))}, allow_pickle=False)
+    with pytest.raises(SerializationError, match="Holder.*allow_pickle=False"):
+        write_to_file(Holder(np.zeros(1)), io.BytesIO(), allow_pickle=False)
 
 
 def test_npy_needs_no_pickle() -> None:
@@ -284,7 +392,7 @@ def test_values_whose_class_disappeared_raise_on_decode() -> None:
 @given(st.one_of(builtin_values, arrays))
 def test_serialize_round_trips_and_names_its_format(value: object) -> None:
     data = serialize(value)
-    expected_format = "npy" if isinstance(value, np.ndarray) else "pickle"
+    expected_format = "npy" if isinstance(value, np.ndarray) else "builtin"
     assert data[:4] == b"MNDL"
     assert data[6 : 6 + data[5]] == expected_format.encode()
     back = deserialize(data)
@@ -342,7 +450,7 @@ def test_registered_formats_are_chosen_for_the_values_they_accept() -> None:
         format, payload = encode(Tagged("héllo"))
         assert (format, payload) == ("test-tagged-utf8", "héllo".encode())
         assert decode(format, payload, allow_pickle=False).text == "héllo"
-        assert encode([1])[0] == "pickle"  # other values are unaffected
+        assert encode([1])[0] == "builtin"  # other values are unaffected
         with pytest.raises(ValueError, match="already registered"):
             register_format(TAGGED)
         register_format(replace(TAGGED, accepts=None), replace=True)
