@@ -12,7 +12,18 @@ from bench.report import Row, format_table, write_json
 
 __all__ = ["main", "WORKLOADS"]
 
-WORKLOADS = ("fresh", "warm", "cold", "scaling", "memory", "array", "frames")
+WORKLOADS = (
+    "fresh",
+    "warm",
+    "cold",
+    "scaling",
+    "memory",
+    "array",
+    "frames",
+    "postgres",
+    "writers",
+    "durability",
+)
 
 
 def _parse_sizes(text: str) -> list[int]:
@@ -81,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     selected = args.only or list(WORKLOADS)
 
     # imported here so that --help works even when mandala cannot be imported
-    from bench import array, frames, scaling, workloads
+    from bench import array, frames, scaling, shared, workloads
 
     rows: list[Row] = []
     started = time.perf_counter()
@@ -114,6 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         run("array", lambda: array.big_array(cfg))
     if "frames" in selected:
         run("frames", lambda: frames.frames(cfg))
+    for name, body in (
+        ("postgres", shared.postgres),
+        ("writers", shared.writers),
+        ("durability", shared.durability),
+    ):
+        if name in selected:
+            run(name, lambda body=body: body(cfg))  # type: ignore[misc]
 
     seconds = time.perf_counter() - started
     print(

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from mandala._text import format_table
-from mandala.backends.blobs import LocalBlobStore
+from mandala.backends.blobs import BlobStore, LocalBlobStore
+from mandala.backends.fsspec_blobs import open_blob_store
 from mandala.backends.integrity import VerificationReport, verify
 from mandala.backends.postgres import PostgresBackend, is_postgres_url
 from mandala.backends.records import KIND_ATOM, KIND_POINTER, StoredCall
@@ -45,6 +46,30 @@ _MB = 1024 * 1024
 _DEFAULT_BLOB_THRESHOLD_MB = 1.0
 
 
+def _choose_blob_store(
+    blob_store: str | os.PathLike[str] | BlobStore | None,
+    overflow_dir: str | os.PathLike[str] | None,
+    explicit_overflow_dir: str | os.PathLike[str] | None,
+) -> BlobStore | None:
+    """The blob store of a Storage: ``blob_store`` if given, else the ``overflow_dir`` folder.
+
+    Raises:
+        ValueError: both were given and name different places.
+    """
+    if blob_store is None:
+        return LocalBlobStore(overflow_dir) if overflow_dir is not None else None
+    store = open_blob_store(blob_store)
+    if explicit_overflow_dir is not None:
+        folder = os.path.abspath(os.fspath(explicit_overflow_dir))
+        if not (isinstance(store, LocalBlobStore) and os.path.abspath(store.root) == folder):
+            raise ValueError(
+                f"Storage got overflow_dir={os.fspath(explicit_overflow_dir)!r} and "
+                f"blob_store={blob_store!r}, which differ; pass only blob_store (overflow_dir is "
+                "the older spelling of a local blob_store)"
+            )
+    return store
+
+
 class Storage:
     """A store of memoized op calls. Use it as a context: ``with storage: results = f(x)``.
 
@@ -61,7 +86,8 @@ class Storage:
             defaults to ``<db_path>.blobs``; in-memory and PostgreSQL stores keep every value in
             the database unless a folder is given.
         overflow_threshold_MB: size from which a value is written to its own file (default 1 MB;
-            large arrays are then written and read without extra copies).
+            large arrays are then written and read without extra copies); 0 puts every value
+            in the blob store.
         deps_path, tracer_impl, strict_tracing, skip_unhashable_globals, skip_globals_silently,
         skip_missing_deps, skip_missing_silently, deps_package, track_globals: code versioning
             options of the original library; versioning is not available in this release yet,
@@ -70,6 +96,21 @@ class Storage:
             stored with pickle raises ``SerializationError``, and so does storing a value that
             has no pickle-free format. Builtins, numpy arrays and simple pandas objects need no
             pickle. Use it to read a store written by someone you do not trust.
+        durable: True commits every op call the moment it completes (one transaction per call,
+            its structural calls included), so a crash or ``kill -9`` loses at most the call in
+            flight instead of everything since the last commit. None (default) means False for
+            every backend: a transaction per call costs about 110 µs per call on a SQLite file
+            (3.8x a trivial fresh call) and about 1.1 ms on PostgreSQL over loopback (8x), see
+            ``python3 -m bench --only durability``. Turn it on for ops that take milliseconds
+            or more, or whose results are expensive to lose.
+        blob_store: where values of ``overflow_threshold_MB`` and more go: a local folder (the
+            same as ``overflow_dir``), a ``file://`` URL, any fsspec URL such as
+            ``"s3://bucket/prefix"`` or ``"gs://bucket/prefix"`` (needs
+            ``pip install 'pymandala[s3]'``; credentials and endpoint come from the usual
+            environment, e.g. ``AWS_ENDPOINT_URL``), or a store object such as
+            ``FsspecBlobStore(url, endpoint_url=...)``. Blobs are content-addressed, uploaded
+            atomically and checked against their checksum when read. Given with a different
+            ``overflow_dir``, it is an error.
 
     Example:
         >>> from mandala.imports import Storage, op
@@ -98,6 +139,8 @@ class Storage:
         deps_package: str | None = None,
         track_globals: bool = True,
         allow_pickle: bool = True,
+        durable: bool | None = None,
+        blob_store: str | os.PathLike[str] | BlobStore | None = None,
     ) -> None:
         if deps_path is not None:
             raise FeatureUnavailableError(
@@ -106,6 +149,7 @@ class Storage:
                 "op name and inputs only, and @op(version=N) invalidates an op's calls by hand)"
             )
         location = str(db_path)
+        explicit_overflow_dir = overflow_dir
         self.backend: SqlBackend
         if is_postgres_url(location):
             self.backend = PostgresBackend(location)
@@ -115,15 +159,19 @@ class Storage:
             self.db_path = location
             if overflow_dir is None and not self.backend.is_memory:
                 overflow_dir = location + ".blobs"
-        self.overflow_dir = str(overflow_dir) if overflow_dir is not None else None
         threshold_mb = (
             _DEFAULT_BLOB_THRESHOLD_MB if overflow_threshold_MB is None else overflow_threshold_MB
         )
         if threshold_mb < 0:
             raise ValueError(f"overflow_threshold_MB must be >= 0, got {overflow_threshold_MB}")
-        blobs = LocalBlobStore(self.overflow_dir) if self.overflow_dir is not None else None
+        blobs = _choose_blob_store(blob_store, overflow_dir, explicit_overflow_dir)
+        self.overflow_dir = str(blobs.root) if isinstance(blobs, LocalBlobStore) else None
         self.session = Session(
-            self.backend, blobs, int(threshold_mb * _MB), allow_pickle=allow_pickle
+            self.backend,
+            blobs,
+            int(threshold_mb * _MB),
+            allow_pickle=allow_pickle,
+            durable=bool(durable),
         )
         self._engine = Engine(self.session, self)
         self._op_specs: dict[tuple[str, int], OpSpec] = {

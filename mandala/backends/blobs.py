@@ -1,6 +1,8 @@
 """Content-addressed files for values too large to keep inside the database.
 
-A blob is written to a temporary name in its final directory and renamed into place, so a
+:class:`BlobStore` is what the rest of mandala asks of a place for blobs (no local paths:
+stores at URLs, in ``fsspec_blobs.py``, implement it too); :class:`LocalBlobStore` keeps them
+in a local folder. A blob is written to a temporary name in its final directory and renamed into place, so a
 reader never sees a partial file and two writers of the same content never corrupt each other
 (the rename is atomic and both write identical bytes). Files live under ``root/ab/<key>``, with
 the first two hex characters as a directory to keep directories small.
@@ -12,13 +14,78 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
-__all__ = ["LocalBlobStore"]
+from blake3 import blake3
+
+from mandala.hashing.digest import KEY_SIZE, digest
+
+__all__ = ["BlobStore", "LocalBlobStore", "file_digest"]
+
+
+def file_digest(path: str | os.PathLike[str]) -> bytes:
+    """The 16-byte BLAKE3 checksum of a file's bytes (memory-mapped, hashed on all cores).
+
+    Raises:
+        FileNotFoundError: there is no such file.
+    """
+    if os.path.getsize(path) == 0:  # an empty file cannot be memory-mapped
+        return digest(b"")
+    return blake3(max_threads=blake3.AUTO).update_mmap(path).digest(KEY_SIZE)
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Content-addressed blobs, each written once, atomically, under its key (a hex content id).
+
+    A reader never sees a partial blob: a blob is either absent or complete. Missing blobs raise
+    ``FileNotFoundError`` from :meth:`open`, :meth:`digest` and :meth:`size`.
+    """
+
+    verify_before_read: bool
+    """True when :meth:`digest` is cheaper than reading (a local file: memory-mapped, hashed on
+    all cores), so a reader checks the checksum first and then decodes. False for remote stores:
+    the reader hashes the bytes as they stream through the decoder, so a blob is downloaded once.
+    """
+
+    def describe(self, key: str) -> str:
+        """Where the blob is, for messages (a path or a URL)."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def write(self, key: str, writer: Callable[[BinaryIO], Any]) -> Any:
+        """Write a blob through ``writer(file)`` unless it exists; return what ``writer`` returned
+        (None when the blob was already there). On error nothing becomes visible."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """Open a blob for streaming reads."""
+        ...
+
+    def digest(self, key: str) -> bytes:
+        """The 16-byte BLAKE3 checksum of a blob's bytes."""
+        ...
+
+    def size(self, key: str) -> int: ...
+
+    def delete(self, key: str) -> None:
+        """Delete a blob if it exists."""
+        ...
+
+    def keys(self) -> Iterator[str]:
+        """Keys of all complete blobs."""
+        ...
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete what writers that were killed left behind; returns how many."""
+        ...
 
 
 class LocalBlobStore:
     """Blobs as files under a local folder (created on first write)."""
+
+    verify_before_read = True
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -28,6 +95,15 @@ class LocalBlobStore:
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / key
+
+    def describe(self, key: str) -> str:
+        return str(self.path(key))
+
+    def digest(self, key: str) -> bytes:
+        return file_digest(self.path(key))
+
+    def size(self, key: str) -> int:
+        return self.path(key).stat().st_size
 
     def exists(self, key: str) -> bool:
         return self.path(key).exists()

@@ -9,30 +9,15 @@ before checksums existed (checksum NULL) are counted as unverified, not as damag
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
-from blake3 import blake3
-
-from mandala.backends.blobs import LocalBlobStore
+from mandala.backends.blobs import BlobStore, file_digest
 from mandala.backends.sql import SqlBackend
-from mandala.hashing.digest import KEY_SIZE, digest
+from mandala.hashing.digest import digest
 
 __all__ = ["DamagedValue", "DanglingEdge", "VerificationReport", "file_digest", "verify"]
 
 _PAGE = 1000  # value rows per query of the scan
-
-
-def file_digest(path: str | os.PathLike[str]) -> bytes:
-    """The 16-byte BLAKE3 checksum of a file's bytes (memory-mapped, hashed on all cores).
-
-    Raises:
-        FileNotFoundError: there is no such file.
-    """
-    if os.path.getsize(path) == 0:  # an empty file cannot be memory-mapped
-        return digest(b"")
-    return blake3(max_threads=blake3.AUTO).update_mmap(path).digest(KEY_SIZE)
 
 
 @dataclass(frozen=True)
@@ -123,7 +108,7 @@ class VerificationReport:
         return "\n".join(lines)
 
 
-def verify(backend: SqlBackend, blobs: LocalBlobStore | None) -> VerificationReport:
+def verify(backend: SqlBackend, blobs: BlobStore | None) -> VerificationReport:
     """Check every value's checksum and blob file, and every call's rows (see the module doc)."""
     corrupted: dict[bytes, str] = {}
     missing: dict[bytes, str] = {}
@@ -150,10 +135,10 @@ def verify(backend: SqlBackend, blobs: LocalBlobStore | None) -> VerificationRep
             if blobs is None:
                 missing[content_key] = f"it is in blob file {blob_key!r}, but no blob folder is set"
                 continue
-            path = blobs.path(blob_key)
+            path = blobs.describe(blob_key)
             try:
-                actual = file_digest(path) if checksum is not None else None
-                if checksum is None and not Path(path).exists():
+                actual = blobs.digest(blob_key) if checksum is not None else None
+                if checksum is None and not blobs.exists(blob_key):
                     raise FileNotFoundError(path)
             except FileNotFoundError:
                 missing[content_key] = f"its blob file {path} is missing"

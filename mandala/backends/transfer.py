@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from mandala.backends.blobs import LocalBlobStore
+from mandala.backends.blobs import BlobStore
 from mandala.backends.records import (
     DIRECTION_IN,
     DIRECTION_OUT,
@@ -106,7 +106,7 @@ def dependency_closure(source: SqlBackend, call_keys: Sequence[bytes]) -> list[b
 
 
 def _copy_blob(
-    source_blobs: LocalBlobStore, target_blobs: LocalBlobStore, blob_key: str
+    source_blobs: BlobStore, target_blobs: BlobStore, blob_key: str
 ) -> tuple[bool, bytes]:
     """Copy one blob file, hashing it on the way; returns (whether written, its checksum)."""
     hasher = Hasher()
@@ -128,9 +128,9 @@ def _copy_blob(
 
 def _value_rows(
     source: SqlBackend,
-    source_blobs: LocalBlobStore | None,
+    source_blobs: BlobStore | None,
     target: SqlBackend,
-    target_blobs: LocalBlobStore | None,
+    target_blobs: BlobStore | None,
     content_keys: Sequence[bytes],
 ) -> tuple[list[tuple], int]:
     """Value rows for the target (blob files copied first), each verified against its checksum.
@@ -176,10 +176,10 @@ def _value_rows(
                     blob_files += written
                     rows.append((key, value.format, value.size, None, blob_key, actual))
             except FileNotFoundError:
-                problem = f"its blob file {source_blobs.path(blob_key)} is missing"
+                problem = f"its blob file {source_blobs.describe(blob_key)} is missing"
             else:
                 if checksum is not None and actual != checksum:
-                    problem = f"its blob file {source_blobs.path(blob_key)} does not match"
+                    problem = f"its blob file {source_blobs.describe(blob_key)} does not match"
         if problem is not None:
             calls = [k.hex() for k in source.value_creators([key]).get(key, [])]
             raise CorruptValueError(
@@ -218,9 +218,9 @@ def _batch_rows(calls: Sequence[StoredCall], ops: dict[tuple[str, int], tuple]) 
 
 def copy_calls(
     source: SqlBackend,
-    source_blobs: LocalBlobStore | None,
+    source_blobs: BlobStore | None,
     target: SqlBackend,
-    target_blobs: LocalBlobStore | None,
+    target_blobs: BlobStore | None,
     call_keys: Sequence[bytes] | None = None,
     batch_size: int = _BATCH,
 ) -> CopyReport:

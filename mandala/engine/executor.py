@@ -253,10 +253,13 @@ class Engine:
         """Add a completed call and its structural calls to the pending writes, all or nothing.
 
         Values are serialized first; if one cannot be, the values serialized so far for this call
-        are discarded and nothing else was recorded.
+        are discarded and nothing else was recorded. A durable session commits the call before
+        this returns (under the same lock, so no other thread's commit splits it).
         """
-        with self.session.lock:
+        session = self.session
+        with session.lock:
             self._record_locked(op, call, builder)
+            session.call_recorded()
 
     def _record_locked(self, op: Op, call: Call, builder: Builder) -> None:
         session = self.session

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, BinaryIO
 
-from mandala.backends.blobs import LocalBlobStore
-from mandala.backends.integrity import file_digest
+from mandala.backends.blobs import BlobStore
 from mandala.backends.records import (
     DIRECTION_IN,
     DIRECTION_OUT,
@@ -93,17 +93,21 @@ class Session:
         blob_threshold: size in bytes from which a value goes to ``blobs``.
         allow_pickle: False refuses to read values stored with pickle (which can run code) and
             to write values that need it.
+        durable: True commits each call as soon as it is recorded (see :meth:`call_recorded`),
+            so a crash loses at most the call in flight; False leaves the commit to the caller.
     """
 
     def __init__(
         self,
         backend: Any,
-        blobs: LocalBlobStore | None,
+        blobs: BlobStore | None,
         blob_threshold: int,
         allow_pickle: bool = True,
+        durable: bool = False,
     ) -> None:
         self.backend = backend
         self.allow_pickle = allow_pickle
+        self.durable = durable
         self.blobs = blobs
         self.blob_threshold = blob_threshold
         self.calls: dict[bytes, CompactOutputs] = {}
@@ -301,19 +305,59 @@ class Session:
         if blob_key is None or self.blobs is None:
             raise CorruptValueError(
                 f"value {key.hex()} is stored in a blob file but this storage has no blob folder;"
-                " open it with the overflow_dir it was written with"
+                " open it with the blob_store (or overflow_dir) it was written with"
             )
-        path = self.blobs.path(blob_key)
+        blobs = self.blobs
+        where = blobs.describe(blob_key)
+        allow_pickle = self.allow_pickle
         try:
-            if checksum is not None and file_digest(path) != checksum:
-                raise self._corrupt(
-                    key,
-                    f"its blob file {path} does not match its checksum (delete the file first)",
-                )
-            with self.blobs.open(blob_key) as file:
-                return serialization.read_from_file(fmt, file, allow_pickle=self.allow_pickle)
+            if checksum is None:  # written before checksums existed
+                with blobs.open(blob_key) as file:
+                    return serialization.read_from_file(fmt, file, allow_pickle=allow_pickle)
+            if blobs.verify_before_read:
+                if blobs.digest(blob_key) != checksum:
+                    raise self._corrupt(
+                        key, f"its blob file {where} does not match its checksum (delete it first)"
+                    )
+                with blobs.open(blob_key) as file:
+                    return serialization.read_from_file(fmt, file, allow_pickle=allow_pickle)
+            return self._read_remote_blob(key, fmt, blob_key, checksum, where)
         except FileNotFoundError as error:
-            raise self._corrupt(key, f"its blob file {path} is missing") from error
+            raise self._corrupt(key, f"its blob file {where} is missing") from error
+
+    def _read_remote_blob(
+        self, key: bytes, fmt: str, blob_key: str, checksum: bytes, where: str
+    ) -> Any:
+        """Download a blob once, hashing it on the way, and decode it only if it matches.
+
+        Formats that cannot run code decode from the stream itself (no copy of the bytes); the
+        result is dropped if the checksum then fails. Pickle could run code hidden in damaged or
+        tampered bytes, so those blobs are first spooled (to memory, then disk) and checked.
+        """
+        assert self.blobs is not None
+        mismatch = f"its blob file {where} does not match its checksum (delete it first)"
+        allow_pickle = self.allow_pickle
+        with self.blobs.open(blob_key) as file:
+            reader = _HashingReader(file)
+            if serialization.get_format(fmt).uses_pickle:
+                with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+                    while chunk := reader.read(_CHUNK):
+                        spool.write(chunk)
+                    if reader.hasher.key() != checksum:
+                        raise self._corrupt(key, mismatch)
+                    spool.seek(0)
+                    return serialization.read_from_file(fmt, spool, allow_pickle=allow_pickle)  # type: ignore[arg-type]
+            try:
+                value = serialization.read_from_file(fmt, reader, allow_pickle=allow_pickle)  # type: ignore[arg-type]
+            except SerializationError as error:
+                reader.drain()
+                if reader.hasher.key() != checksum:
+                    raise self._corrupt(key, mismatch) from error
+                raise
+            reader.drain()
+            if reader.hasher.key() != checksum:
+                raise self._corrupt(key, mismatch)
+            return value
 
     def _corrupt(self, key: bytes, problem: str) -> CorruptValueError:
         """The error for a damaged stored value, naming the calls that produced it."""
@@ -410,6 +454,17 @@ class Session:
             outputs.append((name, ref.history_key, ref.content_key, kind))
         self.calls[key] = tuple(outputs)
 
+    def call_recorded(self) -> None:
+        """End the recording of one op call (with its structural calls): in a durable session,
+        commit it now, in one transaction, so a crash after this returns cannot lose it.
+
+        The caller holds :attr:`lock` across recording and this, so another thread's commit
+        never sees half of the call. If the commit fails, the call stays pending (a later
+        commit retries it) and the error propagates: the call was not made durable.
+        """
+        if self.durable:
+            self.commit()
+
     # ------------------------------------------------------------------ commit
 
     def commit(self) -> int:
@@ -464,6 +519,36 @@ class Session:
                 for ref in call.outputs.values():
                     self._pending_creators.pop(ref.history_key, None)
         return removed
+
+
+_CHUNK = 1 << 22  # bytes per read when streaming a blob
+_SPOOL_IN_MEMORY = 64 << 20  # a pickled blob larger than this is spooled to a temporary file
+
+
+class _HashingReader:
+    """A read-only file that hashes what is read through it from the real file."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.hasher = Hasher()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.file.read(size)
+        self.hasher.update(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        count = self.file.readinto(buffer)  # type: ignore[attr-defined]
+        self.hasher.update(memoryview(buffer)[:count])
+        return int(count)
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        """Hash the rest of the file (what the decoder did not read)."""
+        while self.read(_CHUNK):
+            pass
 
 
 class _HashingWriter:
