@@ -629,12 +629,20 @@ _BUILTIN = Format(
 
 # --- the pandas format --------------------------------------------------------------------------
 #
-# A DataFrame or Series whose columns have plain numpy dtypes, with a RangeIndex or a plain
-# numpy-dtype Index: 8 bytes (unsigned little-endian) giving the length of a builtin-encoded
-# header, the header, then one npy array per index (when not a range) and per column.
+# A DataFrame or Series whose columns (and index) are plain numpy arrays, or pandas string /
+# nullable / object data made of builtin scalars: 8 bytes (unsigned little-endian) giving the
+# length of a builtin-encoded header, the header, then one npy array per part stored as "npy".
+# Parts stored as "values" (their dtype name and their elements, builtin-encoded) sit in the
+# header itself.
 
 _PACK_HEADER_LENGTH = struct.Struct("<Q").pack
 _UNPACK_HEADER_LENGTH = struct.Struct("<Q").unpack_from
+
+_VALUE_DTYPES = frozenset(
+    {"str", "string", "object", "boolean", "Float32", "Float64"}
+    | {f"{sign}Int{bits}" for sign in ("", "U") for bits in (8, 16, 32, 64)}
+)
+"""pandas dtypes whose elements are stored as builtin values and rebuilt with ``pd.array``."""
 
 
 def _is_label(value: object) -> bool:
@@ -647,7 +655,24 @@ def _plain_dtype(dtype: object) -> bool:
     return isinstance(dtype, np.dtype) and not dtype.hasobject
 
 
-def _index_header(index: Any) -> tuple | None:
+def _part(array_like: Any) -> tuple[tuple, Any] | None:
+    """How one column (or index) is stored: ``(("npy",), array)`` or ``(("values", dtype,
+    elements), None)``; None when it needs pickle."""
+    import pandas as pd
+
+    dtype = array_like.dtype
+    if _plain_dtype(dtype):
+        return ("npy",), array_like.to_numpy()
+    name = str(dtype)
+    if name not in _VALUE_DTYPES:
+        return None
+    elements = [None if element is pd.NA else element for element in array_like.tolist()]
+    if not all(element is None or _is_label(element) for element in elements):
+        return None
+    return ("values", name, elements), None
+
+
+def _index_header(index: Any, arrays: list[Any]) -> tuple | None:
     """How the header describes an index (None: not storable without pickle)."""
     import pandas as pd
 
@@ -655,8 +680,14 @@ def _index_header(index: Any) -> tuple | None:
         return None
     if type(index) is pd.RangeIndex:
         return ("range", index.start, index.stop, index.step, index.name)
-    if type(index) is pd.Index and _plain_dtype(index.dtype):
-        return ("array", index.name)
+    if type(index) is pd.Index:
+        part = _part(index)
+        if part is None:
+            return None
+        encoding, array = part
+        if array is not None:
+            arrays.append(array)
+        return ("part", encoding, index.name)
     return None
 
 
@@ -664,7 +695,7 @@ def _columns_header(columns: Any) -> tuple | None:
     import pandas as pd
 
     if type(columns) is pd.RangeIndex:
-        return _index_header(columns)
+        return _index_header(columns, [])
     if type(columns) is not pd.Index or not _is_label(columns.name):
         return None
     labels = columns.tolist()
@@ -674,7 +705,7 @@ def _columns_header(columns: Any) -> tuple | None:
 
 
 def _pandas_parts(value: Any) -> tuple[dict[str, Any], list[Any]] | None:
-    """Header and arrays of a frame or series, or None when it needs pickle."""
+    """Header and npy arrays of a frame or series, or None when it needs pickle."""
     cls = type(value)
     if cls.__module__.partition(".")[0] != "pandas":  # cheap test first: never imports pandas
         return None
@@ -684,24 +715,34 @@ def _pandas_parts(value: Any) -> tuple[dict[str, Any], list[Any]] | None:
         return None
     if value.attrs or not value.flags.allows_duplicate_labels:
         return None
-    index = _index_header(value.index)
+    arrays: list[Any] = []
+    index = _index_header(value.index, arrays)
     if index is None:
         return None
-    arrays = [] if index[0] == "range" else [value.index.to_numpy()]
     header: dict[str, Any] = {"index": index}
     if cls is pd.Series:
-        if not _plain_dtype(value.dtype) or not _is_label(value.name):
+        columns = [value]
+        if not _is_label(value.name):
             return None
         header["kind"] = "series"
         header["name"] = value.name
-        arrays.append(value.to_numpy())
     else:
-        columns = _columns_header(value.columns)
-        if columns is None or not all(_plain_dtype(dtype) for dtype in value.dtypes):
+        labels = _columns_header(value.columns)
+        if labels is None:
             return None
+        columns = [value.iloc[:, i] for i in range(value.shape[1])]
         header["kind"] = "frame"
-        header["columns"] = columns
-        arrays.extend(value.iloc[:, i].to_numpy() for i in range(value.shape[1]))
+        header["columns"] = labels
+    encodings = []
+    for column in columns:
+        part = _part(column)
+        if part is None:
+            return None
+        encoding, array = part
+        encodings.append(encoding)
+        if array is not None:
+            arrays.append(array)
+    header["parts"] = encodings
     return header, arrays
 
 
@@ -727,7 +768,23 @@ def _pandas_dumps(value: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _rebuild_index(header: tuple, arrays: list[Any]) -> Any:
+def _rebuild_part(encoding: tuple, file: BinaryIO) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if encoding[0] == "npy":
+        return _npy_load(file)
+    if encoding[0] != "values":
+        raise ValueError(f"unknown pandas part encoding {encoding[0]!r}")
+    _, dtype, elements = encoding
+    if dtype == "object":
+        array = np.empty(len(elements), dtype=object)
+        array[:] = elements
+        return array
+    return pd.array(elements, dtype=dtype)
+
+
+def _rebuild_index(header: tuple, file: BinaryIO) -> Any:
     import pandas as pd
 
     if header[0] == "range":
@@ -735,7 +792,9 @@ def _rebuild_index(header: tuple, arrays: list[Any]) -> Any:
         return pd.RangeIndex(start, stop, step, name=name)
     if header[0] == "labels":
         return pd.Index(header[1], name=header[2])
-    return pd.Index(arrays.pop(0), name=header[1], copy=False)
+    if header[0] == "part":
+        return pd.Index(_rebuild_part(header[1], file), name=header[2], copy=False)
+    raise ValueError(f"unknown pandas index encoding {header[0]!r}")
 
 
 def _pandas_load(file: BinaryIO) -> Any:
@@ -744,24 +803,15 @@ def _pandas_load(file: BinaryIO) -> Any:
     (length,) = _UNPACK_HEADER_LENGTH(file.read(8))
     header = _builtin_loads(file.read(length))
     kind = header["kind"]
-    index_header = header["index"]
-    count = 1 if kind == "series" else len(_column_labels(header["columns"]))
-    count += index_header[0] == "array"
-    arrays = [_npy_load(file) for _ in range(count)]
-    index = _rebuild_index(index_header, arrays)
+    index = _rebuild_index(header["index"], file)
+    columns = [_rebuild_part(encoding, file) for encoding in header["parts"]]
     if kind == "series":
-        return pd.Series(arrays[0], index=index, name=header["name"], copy=False)
+        return pd.Series(columns[0], index=index, name=header["name"], copy=False)
     if kind != "frame":
         raise ValueError(f"unknown pandas kind {kind!r}")
-    frame = pd.DataFrame(dict(enumerate(arrays)), index=index, copy=False)
-    frame.columns = _rebuild_index(header["columns"], [])
+    frame = pd.DataFrame(dict(enumerate(columns)), index=index, copy=False)
+    frame.columns = _rebuild_index(header["columns"], file)
     return frame
-
-
-def _column_labels(header: tuple) -> range | list:
-    if header[0] == "range":
-        return range(header[1], header[2], header[3])
-    return list(header[1])
 
 
 def _pandas_loads(data: bytes | memoryview) -> Any:

@@ -189,10 +189,10 @@ def test_numeric_frames_and_series_need_no_pickle(frame: pd.DataFrame, as_series
     assert content_key(back) == content_key(value)
 
 
-def test_frames_with_non_numpy_columns_or_indexes_are_pickled() -> None:
-    assert encode(pd.DataFrame({"s": ["a"]}))[0] == "pickle"  # pandas 3 "str" dtype
+def test_frames_with_exotic_columns_or_indexes_are_pickled() -> None:
     assert encode(pd.DataFrame({"x": [1]}, index=pd.to_datetime(["2020"])))[0] == "pickle"
-    assert encode(pd.Series([1], dtype="Int64"))[0] == "pickle"
+    assert encode(pd.DataFrame({"c": pd.Categorical(["a", "b"])}))[0] == "pickle"
+    assert encode(pd.DataFrame({"o": [object()]}))[0] == "pickle"
     with_attrs = pd.DataFrame({"x": [1]})
     with_attrs.attrs["unit"] = "m"
     assert encode(with_attrs)[0] == "pickle"
@@ -465,3 +465,35 @@ def test_format_names_must_be_short_ascii() -> None:
         register_format(replace(TAGGED, name="ümlaut"))
     with pytest.raises(ValueError, match="ASCII"):
         register_format(replace(TAGGED, name=""))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: pd.DataFrame(
+            {
+                "n": [1, 2, 3],
+                "s": ["x", "y", None],
+                "i": pd.array([1, None, 3], dtype="Int64"),
+                "f": [1.5, np.nan, 2.0],
+            },
+            index=pd.Index(["r1", "r2", "r3"], name="rows"),
+        ),
+        lambda: pd.Series(["a", "b", None], name="letters"),
+        lambda: pd.DataFrame({"o": np.array([1, "a", None], dtype=object)}),
+        lambda: pd.DataFrame({"b": pd.array([True, None], dtype="boolean")}),
+        lambda: pd.DataFrame({"t": pd.to_datetime(["2020-01-01", "2021-06-01"])}),
+    ],
+    ids=["strings-nullable-index", "str-series", "object-column", "boolean", "datetime"],
+)
+def test_pandas_string_and_nullable_data_round_trip_without_pickle(make) -> None:
+    value = make()
+    fmt, data = encode(value, allow_pickle=False)
+    assert fmt == "pandas"
+    back = decode(fmt, data, allow_pickle=False)
+    assert back.equals(value)
+    if isinstance(value, pd.DataFrame):
+        assert list(back.dtypes) == list(value.dtypes)
+    else:
+        assert back.dtype == value.dtype
+    assert content_key(back) == content_key(value)
