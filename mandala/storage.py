@@ -174,6 +174,7 @@ class Storage:
             durable=bool(durable),
         )
         self._engine = Engine(self.session, self)
+        self._frame_source: _FrameSource | None = None
         self._op_specs: dict[tuple[str, int], OpSpec] = {
             (spec.name, spec.version): spec for spec in STRUCTURAL_OPS.values()
         }
@@ -524,10 +525,13 @@ class Storage:
         from mandala.frames.frame import ComputationFrame
 
         self.commit()
+        if self._frame_source is None:  # one per storage: frames of one storage can be combined
+            self._frame_source = _FrameSource(self)
+        frame_source = self._frame_source
         if isinstance(source, Op):
-            return ComputationFrame.from_op(self, source.name)
+            return ComputationFrame.from_op(frame_source, source.name)
         if isinstance(source, Ref):
-            return ComputationFrame.from_vars(self, {"v": [source]})
+            return ComputationFrame.from_vars(frame_source, {"v": [source]})
         if isinstance(source, dict):
             variables: dict[str, list[Ref]] = {
                 name: [value] if isinstance(value, Ref) else list(value)
@@ -536,38 +540,15 @@ class Storage:
             for name, refs in variables.items():
                 if not all(isinstance(r, Ref) for r in refs):
                     raise ValueError(f"Invalid input to `cf`: variable {name!r} must hold Refs")
-            return ComputationFrame.from_vars(self, variables)
+            return ComputationFrame.from_vars(frame_source, variables)
         items = list(source)  # a non-iterable raises TypeError, as in the original
         if all(isinstance(item, Ref) for item in items):
-            return ComputationFrame.from_vars(self, {"v": items})
+            return ComputationFrame.from_vars(frame_source, {"v": items})
         if all(isinstance(item, str) for item in items):
             return ComputationFrame.from_vars(
-                self, {"v": [self.load_ref(h, in_memory=False) for h in items]}
+                frame_source, {"v": [self.load_ref(h, in_memory=False) for h in items]}
             )
         raise ValueError("Invalid input to `cf`: pass an op, a Ref, Refs, history ids or a dict")
-
-    # the FrameSource protocol, through which frames read the store set-at-a-time
-
-    def calls_of_op(self, name: str) -> list[StoredCall]:
-        return self.backend.load_calls_of_op(name)
-
-    def calls_touching(self, ref_keys: Any, direction: int) -> list[StoredCall]:
-        return self.backend.load_calls_touching(ref_keys, direction)
-
-    def calls_by_keys(self, call_keys: Any) -> list[StoredCall]:
-        return self.backend.load_calls_set(call_keys)
-
-    def describe_refs(self, ref_keys: Any) -> dict[bytes, tuple[bytes, int]]:
-        return self.backend.load_refs(ref_keys)
-
-    def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
-        return self.session.load_values(content_keys)
-
-    def to_call(self, stored: StoredCall) -> Call:
-        return self._to_call(stored)
-
-    def drop_calls_by_keys(self, call_keys: Any, delete_dependents: bool) -> None:
-        self.drop_calls([key.hex() for key in call_keys], delete_dependents=delete_dependents)
 
     @property
     def versioned(self) -> bool:
@@ -587,6 +568,39 @@ class Storage:
             f"Storage(db_path={self.db_path!r}), cache contents: {len(self.session.calls)} calls "
             f"cached, {pending['calls']} uncommitted"
         )
+
+
+class _FrameSource:
+    """How computation frames read (and delete from) a storage, set-at-a-time: the
+    ``FrameSource`` protocol of ``mandala.frames.source``, kept off the public Storage API."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.backend = storage.backend
+
+    def calls_of_op(self, name: str) -> list[StoredCall]:
+        return self.backend.load_calls_of_op(name)
+
+    def calls_touching(self, ref_keys: Any, direction: int) -> list[StoredCall]:
+        return self.backend.load_calls_touching(ref_keys, direction)
+
+    def calls_by_keys(self, call_keys: Any) -> list[StoredCall]:
+        return self.backend.load_calls_set(call_keys)
+
+    def describe_refs(self, ref_keys: Any) -> dict[bytes, tuple[bytes, int]]:
+        return self.backend.load_refs(ref_keys)
+
+    def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
+        return self.storage.session.load_values(content_keys)
+
+    def to_call(self, stored: StoredCall) -> Call:
+        return self.storage._to_call(stored)
+
+    def drop_calls_by_keys(self, call_keys: Any, delete_dependents: bool) -> None:
+        self.storage.drop_calls([k.hex() for k in call_keys], delete_dependents=delete_dependents)
+
+    def unwrap(self, obj: Any) -> Any:
+        return self.storage.unwrap(obj)
 
 
 class _ModeContext:

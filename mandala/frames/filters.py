@@ -31,7 +31,7 @@ class FilterMixin(SelectionMixin):
                 atoms[key] = content_key
             else:
                 collections.append(key)
-        loaded = self.source.load_values(sorted(set(atoms.values()))) if atoms else {}
+        loaded = self.index.load_values(set(atoms.values())) if atoms else {}
         values = {key: loaded[content_key] for key, content_key in atoms.items()}
         if collections:
             unwrapped = self.source.unwrap([self._ref(key) for key in collections])

@@ -322,9 +322,7 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         return pd.DataFrame(result, columns=columns)
 
     def _load_values(self, content_keys: set[bytes]) -> dict[bytes, Any]:
-        if not content_keys:
-            return {}
-        return self.source.load_values(sorted(content_keys))
+        return self.index.load_values(content_keys) if content_keys else {}
 
     def _decoder(self, cells: list[Any], is_var: bool, load: bool, loaded: dict[bytes, Any]) -> Any:
         cache: dict[int, Any] = {}
@@ -443,9 +441,16 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         return result
 
     def attach(self) -> None:
-        """Load the values of every ref of the frame (they are then cached by the storage)."""
-        keys = {self.index.refs[k][0] for refs in self.vs.values() for k in refs}
-        self._load_values(keys)
+        """Load the values of every ref of the frame and keep them, so tables built from this
+        frame (and frames derived from it) do not read them again."""
+        keys = {
+            content_key
+            for refs in self.vs.values()
+            for k in refs
+            for content_key, kind in (self.index.refs[k],)
+            if kind in (KIND_ATOM, KIND_POINTER)
+        }
+        self.index.values.update(self._load_values(keys))
 
     # ================================================================== deletion
 

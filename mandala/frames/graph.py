@@ -44,6 +44,17 @@ class ElementIndex:
         self.refs: dict[bytes, tuple[bytes, int]] = {}
         self.creator: dict[bytes, bytes] = {}
         self.consumers: dict[bytes, set[bytes]] = {}
+        self.values: dict[bytes, Any] = {}
+        """Values kept by ``attach()``, by content key (a frame otherwise loads on demand)."""
+
+    def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
+        """Values by content key: kept ones from memory, the rest in one request."""
+        kept = self.values
+        wanted = set(content_keys)
+        missing = sorted(wanted - kept.keys())
+        loaded = self.source.load_values(missing) if missing else {}
+        loaded.update((key, kept[key]) for key in wanted if key in kept)
+        return loaded
 
     def add_calls(self, calls: Iterable[StoredCall]) -> list[StoredCall]:
         """Index calls (and the refs on their edges); returns them."""

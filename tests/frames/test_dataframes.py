@@ -227,18 +227,18 @@ def test_eval_df_unwraps_refs(forward: Any) -> None:
 
 def test_attach_loads_every_value_of_the_frame(storage: Storage, forward: Any) -> None:
     requested: list[bytes] = []
-    original = storage.load_values
+    original = forward.source.load_values
 
     def spy(keys: Any) -> Any:
         keys = list(keys)
         requested.extend(keys)
         return original(keys)
 
-    storage.load_values = spy  # type: ignore[method-assign]
+    forward.source.load_values = spy
     try:
         assert forward.attach() is None
     finally:
-        del storage.load_values
+        del forward.source.load_values
     wanted = {ref.content_key for refs in forward.refs_by_var().values() for ref in refs}
     assert wanted <= set(requested)
     assert len(wanted) == 7  # the distinct values of x, y and w: 0..5 and 9
