@@ -82,6 +82,14 @@ def _drop_postgres_test_database() -> Iterator[None]:
             conn.execute(f"DROP DATABASE IF EXISTS {_postgres_database['name']} WITH (FORCE)")
 
 
+@pytest.fixture
+def postgres_location(tmp_path: Path) -> str:
+    """URL of a fresh PostgreSQL store (a schema of the test database); skips without a server."""
+    if not POSTGRES_URL:
+        pytest.skip("MANDALA_TEST_POSTGRES_URL is not set")
+    return _postgres_location(tmp_path)
+
+
 STORAGE_FACTORIES: list[tuple[str, StorageFactory]] = [
     ("memory", _memory),
     ("sqlite_file", _sqlite_file),

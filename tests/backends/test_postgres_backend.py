@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from mandala.backends.postgres import redact_url
 from mandala.errors import StorageError
 from mandala.imports import Storage, op
-
-POSTGRES_URL = os.environ.get("MANDALA_TEST_POSTGRES_URL")
-needs_server = pytest.mark.skipif(not POSTGRES_URL, reason="MANDALA_TEST_POSTGRES_URL is not set")
 
 
 def test_redact_url_hides_the_password_only() -> None:
@@ -28,11 +23,8 @@ def test_a_wrong_server_is_a_clear_error_without_the_password() -> None:
     assert "127.0.0.1:1" in message
 
 
-@needs_server
-def test_repr_and_db_path_never_show_the_password(persistent) -> None:
-    if "postgresql" not in persistent.location:
-        pytest.skip("PostgreSQL only")
-    scheme, _, rest = persistent.location.partition("://")
+def test_repr_and_db_path_never_show_the_password(postgres_location: str) -> None:
+    scheme, _, rest = postgres_location.partition("://")
     user, _, host = rest.partition("@")
     # trust auth: the server ignores the password, which must still never be shown
     storage = Storage(f"{scheme}://{user}:not-the-password@{host}")
@@ -40,10 +32,7 @@ def test_repr_and_db_path_never_show_the_password(persistent) -> None:
     assert "not-the-password" not in storage.db_path
 
 
-@needs_server
-def test_two_storages_on_one_database_see_each_others_commits(persistent) -> None:
-    if "postgresql" not in persistent.location:
-        pytest.skip("PostgreSQL only")
+def test_two_storages_on_one_database_see_each_others_commits(postgres_location: str) -> None:
     runs: list[int] = []
 
     @op
@@ -51,7 +40,7 @@ def test_two_storages_on_one_database_see_each_others_commits(persistent) -> Non
         runs.append(x)
         return x * x
 
-    first, second = persistent.open(), persistent.open()
+    first, second = Storage(postgres_location), Storage(postgres_location)
     with first:
         square(3)
     with second:
