@@ -5,12 +5,14 @@ memoizer, a dict memoizer, np.save/np.load, joblib.hash) is measured in the same
 with mandala's repetitions so both see the same machine noise. Stores live in temporary
 directories that are removed afterwards.
 
-Workloads (``--only NAME``): ``fresh``, ``warm``, ``cold``, ``scaling``, ``memory``, ``array``.
-The targets are those of DESIGN.md section 4 ("Hot-path budget") and section 6.
+Workloads (``--only NAME``; ``bench.cli.WORKLOADS`` is the list): the core ones (``fresh``,
+``warm``, ``cold``, ``scaling``, ``memory``, ``array``), computation frames (``frames``), and the
+shared store (``postgres``, ``writers``, ``durability``; they create and drop their own database
+on ``MANDALA_BENCH_POSTGRES_URL``). Targets are those of the issues and of DESIGN.md section 4.
 
 Modules: ``ops`` (the benchmarked functions, importable by child processes), ``measure``
 (timers, temporary dirs, process memory), ``baselines`` (the non-mandala memoizers),
-``workloads`` / ``scaling`` / ``array`` (the measurements), ``child`` (what subprocesses run),
+``workloads`` / ``scaling`` / ``array`` / ``frames`` / ``shared`` (the measurements), ``child`` (what subprocesses run),
 ``report`` (rows, table, JSON), ``cli`` (the command line), ``profile`` (cProfile of one hot path).
 """
 
