@@ -663,6 +663,14 @@ def _part(array_like: Any) -> tuple[tuple, Any] | None:
     dtype = array_like.dtype
     if _plain_dtype(dtype):
         return ("npy",), array_like.to_numpy()
+    if isinstance(dtype, pd.CategoricalDtype):
+        categories = dtype.categories.tolist()
+        if not all(_is_label(c) for c in categories):
+            return None
+        codes = array_like.cat.codes if hasattr(array_like, "cat") else array_like.codes
+        return ("categorical", categories, str(dtype.categories.dtype), dtype.ordered), (
+            codes.to_numpy() if hasattr(codes, "to_numpy") else codes
+        )
     name = str(dtype)
     if name not in _VALUE_DTYPES:
         return None
@@ -680,6 +688,10 @@ def _index_header(index: Any, arrays: list[Any]) -> tuple | None:
         return None
     if type(index) is pd.RangeIndex:
         return ("range", index.start, index.stop, index.step, index.name)
+    if type(index) in (pd.DatetimeIndex, pd.TimedeltaIndex) and _plain_dtype(index.dtype):
+        # time-zone-naive datetimes and timedeltas are plain numpy arrays (the freq is derived)
+        arrays.append(index.to_numpy())
+        return ("times", "datetime" if type(index) is pd.DatetimeIndex else "timedelta", index.name)
     if type(index) is pd.Index:
         part = _part(index)
         if part is None:
@@ -774,6 +786,10 @@ def _rebuild_part(encoding: tuple, file: BinaryIO) -> Any:
 
     if encoding[0] == "npy":
         return _npy_load(file)
+    if encoding[0] == "categorical":
+        _, categories, categories_dtype, ordered = encoding
+        dtype = pd.CategoricalDtype(pd.Index(categories, dtype=categories_dtype), ordered=ordered)
+        return pd.Categorical.from_codes(_npy_load(file), dtype=dtype)
     if encoding[0] != "values":
         raise ValueError(f"unknown pandas part encoding {encoding[0]!r}")
     _, dtype, elements = encoding
@@ -794,6 +810,9 @@ def _rebuild_index(header: tuple, file: BinaryIO) -> Any:
         return pd.Index(header[1], name=header[2])
     if header[0] == "part":
         return pd.Index(_rebuild_part(header[1], file), name=header[2], copy=False)
+    if header[0] == "times":
+        builder = pd.DatetimeIndex if header[1] == "datetime" else pd.TimedeltaIndex
+        return builder(_npy_load(file), name=header[2])
     raise ValueError(f"unknown pandas index encoding {header[0]!r}")
 
 

@@ -190,8 +190,9 @@ def test_numeric_frames_and_series_need_no_pickle(frame: pd.DataFrame, as_series
 
 
 def test_frames_with_exotic_columns_or_indexes_are_pickled() -> None:
-    assert encode(pd.DataFrame({"x": [1]}, index=pd.to_datetime(["2020"])))[0] == "pickle"
-    assert encode(pd.DataFrame({"c": pd.Categorical(["a", "b"])}))[0] == "pickle"
+    tz_aware = pd.DatetimeIndex(["2020-01-01"], tz="UTC")
+    assert encode(pd.DataFrame({"x": [1]}, index=tz_aware))[0] == "pickle"
+    assert encode(pd.DataFrame({"c": pd.Categorical([object()])}))[0] == "pickle"
     assert encode(pd.DataFrame({"o": [object()]}))[0] == "pickle"
     with_attrs = pd.DataFrame({"x": [1]})
     with_attrs.attrs["unit"] = "m"
@@ -483,8 +484,27 @@ def test_format_names_must_be_short_ascii() -> None:
         lambda: pd.DataFrame({"o": np.array([1, "a", None], dtype=object)}),
         lambda: pd.DataFrame({"b": pd.array([True, None], dtype="boolean")}),
         lambda: pd.DataFrame({"t": pd.to_datetime(["2020-01-01", "2021-06-01"])}),
+        lambda: pd.DataFrame(
+            {"x": [1.0, 2.0, 3.0]},
+            index=pd.date_range("2020-01-01", periods=3, freq="D", name="day"),
+        ),
+        lambda: pd.DataFrame({"x": [1, 2]}, index=pd.to_timedelta(["1s", "2s"])),
+        lambda: pd.DataFrame(
+            {"c": pd.Categorical(["a", "b", "a"], categories=["b", "a"], ordered=True)}
+        ),
+        lambda: pd.Series(pd.Categorical(["x", None, "y"]), name="cat"),
     ],
-    ids=["strings-nullable-index", "str-series", "object-column", "boolean", "datetime"],
+    ids=[
+        "strings-nullable-index",
+        "str-series",
+        "object-column",
+        "boolean",
+        "datetime",
+        "datetime-index",
+        "timedelta-index",
+        "categorical",
+        "categorical-series",
+    ],
 )
 def test_pandas_string_and_nullable_data_round_trip_without_pickle(make) -> None:
     value = make()
