@@ -11,7 +11,6 @@ from typing import Any
 
 from mandala.hashing.codecs_npy import _type_name
 
-
 # --- the builtin format -------------------------------------------------------------------------
 #
 # One value is one tag byte, then (for sized values) a length, then the content:

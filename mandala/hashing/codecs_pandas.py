@@ -12,7 +12,6 @@ from typing import Any, BinaryIO
 from mandala.hashing.codecs_builtin import _SCALAR_DUMPS, _builtin_dumps, _builtin_loads
 from mandala.hashing.codecs_npy import _npy_dump, _npy_load, _type_name
 
-
 # --- the pandas format --------------------------------------------------------------------------
 #
 # A DataFrame or Series whose columns (and index) are plain numpy arrays, or pandas string /
