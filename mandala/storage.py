@@ -32,7 +32,7 @@ from mandala.errors import (
     ValueNotFoundError,
 )
 from mandala.hashing.digest import from_hex
-from mandala.model.calls import Call, OpSpec
+from mandala.model.calls import Call, LazyCall, OpSpec
 from mandala.model.refs import AtomRef, Ref
 
 if TYPE_CHECKING:
@@ -301,12 +301,24 @@ class Storage:
     def _to_call(self, stored: StoredCall | Call) -> Call:
         if isinstance(stored, Call):
             return stored
-        return Call(
+
+        def make_refs() -> tuple[dict[str, Ref], dict[str, Ref]]:
+            return (
+                {
+                    o.name: ref_from_kind(o.kind, o.content_key, o.history_key)
+                    for o in stored.inputs
+                },
+                {
+                    o.name: ref_from_kind(o.kind, o.content_key, o.history_key)
+                    for o in stored.outputs
+                },
+            )
+
+        return LazyCall(
             self._spec(stored.op_name, stored.op_version),
             stored.content_key,
             stored.history_key,
-            {o.name: ref_from_kind(o.kind, o.content_key, o.history_key) for o in stored.inputs},
-            {o.name: ref_from_kind(o.kind, o.content_key, o.history_key) for o in stored.outputs},
+            make_refs,
             stored.semantic_version,
             stored.content_version,
             stored.started_at,

@@ -7,7 +7,7 @@ from typing import Any
 
 from mandala.model.refs import Ref, short_id
 
-__all__ = ["OpSpec", "Call"]
+__all__ = ["OpSpec", "Call", "LazyCall"]
 
 
 @dataclass(frozen=True)
@@ -131,3 +131,81 @@ class Call:
             "started_at": self.started_at,
             "duration": self.duration,
         }
+
+
+_INPUTS_SLOT = Call.__dict__["inputs"]
+_OUTPUTS_SLOT = Call.__dict__["outputs"]
+
+
+class LazyCall(Call):
+    """A :class:`Call` whose input and output refs are built on first access.
+
+    Tables of stored calls hold one Call per cell; most are never opened, so building their refs
+    up front (several objects per call) would dominate the cost of the table.
+    """
+
+    __slots__ = ("_make_refs",)
+
+    def __init__(
+        self,
+        op: OpSpec,
+        content_key: bytes,
+        history_key: bytes,
+        make_refs: Any,
+        semantic_version: str | None = None,
+        content_version: str | None = None,
+        started_at: float | None = None,
+        duration: float | None = None,
+    ) -> None:
+        self.op = op
+        self.content_key = content_key
+        self.history_key = history_key
+        self.semantic_version = semantic_version
+        self.content_version = content_version
+        self.started_at = started_at
+        self.duration = duration
+        self._make_refs = make_refs
+
+    def _refs(self, slot: Any) -> dict[str, Ref]:
+        try:
+            return slot.__get__(self, Call)
+        except AttributeError:
+            inputs, outputs = self._make_refs()
+            _INPUTS_SLOT.__set__(self, inputs)
+            _OUTPUTS_SLOT.__set__(self, outputs)
+            return slot.__get__(self, Call)
+
+    @property
+    def inputs(self) -> dict[str, Ref]:
+        return self._refs(_INPUTS_SLOT)
+
+    @inputs.setter
+    def inputs(self, value: dict[str, Ref]) -> None:
+        self._refs(_INPUTS_SLOT)  # build both sides first, so a later read cannot overwrite
+        _INPUTS_SLOT.__set__(self, value)
+
+    @property
+    def outputs(self) -> dict[str, Ref]:
+        return self._refs(_OUTPUTS_SLOT)
+
+    @outputs.setter
+    def outputs(self, value: dict[str, Ref]) -> None:
+        self._refs(_OUTPUTS_SLOT)
+        _OUTPUTS_SLOT.__set__(self, value)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # copies and pickles are plain Calls, with their refs built
+        return (
+            Call,
+            (
+                self.op,
+                self.content_key,
+                self.history_key,
+                self.inputs,
+                self.outputs,
+                self.semantic_version,
+                self.content_version,
+                self.started_at,
+                self.duration,
+            ),
+        )
