@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from mandala.frames.graph import FrameGraph, edge_label
+from mandala.frames.graph import COLLECTION_OPS, FrameGraph, edge_label
 
 __all__ = ["history_table", "joint_history_table", "Element"]
 
@@ -171,6 +171,10 @@ def joint_history_table(
     Returns integer codes and the list that decodes them (negative codes are missing cells).
     """
     codes = _Codes()
+    columnar = _columnar_tables(frame, variables, codes)
+    if columnar is not None:
+        return _join(frame, variables, columnar, how), codes.cells
+    codes = _Codes()
     starts: list[tuple[str, bytes]] = []
     per_var: dict[str, list[tuple[str, bytes]]] = {}
     for var in variables:
@@ -195,3 +199,130 @@ def joint_history_table(
     if table is None:
         return pd.DataFrame(), codes.cells
     return table.drop_duplicates(ignore_index=True), codes.cells
+
+
+def _join(
+    frame: FrameGraph, variables: list[str], tables: dict[str, pd.DataFrame], how: str
+) -> pd.DataFrame:
+    table: pd.DataFrame | None = None
+    for var in variables:
+        part = tables[var]
+        if part.empty:
+            continue
+        if table is None:
+            table = part
+            continue
+        shared = [c for c in table.columns if c in part.columns]
+        if shared:
+            table = table.merge(part, on=shared, how=how)
+        else:
+            table = pd.concat([table, part], ignore_index=True)
+        table = table.fillna(-1).astype("int64")
+    if table is None:
+        return pd.DataFrame()
+    return table.drop_duplicates(ignore_index=True)
+
+
+def _columnar_tables(
+    frame: FrameGraph, variables: list[str], codes: _Codes
+) -> dict[str, pd.DataFrame] | None:
+    """History tables of the sink elements of ``variables``, built with one merge per edge.
+
+    This is the common case, done column by column: an acyclic frame where each label of a
+    function node leads to one variable and no node holds several elements of one history. It
+    returns None when the frame is not of that shape (or a merge shows it is not), and the
+    element-by-element computation takes over.
+    """
+    order = {node: i for i, node in enumerate(frame.topsort())}
+    for source, target, _ in frame.edges():
+        if order[source] >= order[target]:
+            return None  # a cycle (feedback loop)
+    for func in frame.fs:
+        if frame.op_of[func] in COLLECTION_OPS:
+            return None
+        seen: set[str] = set()
+        for by_label in (frame.inp[func], frame.out[func]):
+            for variables_on_label in by_label.values():
+                if len(variables_on_label) != 1 or variables_on_label & seen:
+                    return None
+                seen |= variables_on_label
+    calls = frame.index.calls
+    code = codes.code
+    func_tables: dict[str, pd.DataFrame] = {}
+
+    def func_table(func: str) -> pd.DataFrame | None:
+        if func in func_tables:
+            return func_tables[func]
+        inputs = {label: next(iter(v)) for label, v in frame.inp[func].items()}
+        outputs = {label: next(iter(v)) for label, v in frame.out[func].items()}
+        columns: dict[str, list[int]] = {func: []}
+        for var in (*inputs.values(), *outputs.values()):
+            columns[var] = []
+        for call_key in frame.fs[func]:
+            call = calls[call_key]
+            row = {func: code(call_key)}
+            for edge in call.inputs:
+                target = inputs.get(edge.name)
+                if target is not None:
+                    row[target] = code(edge.history_key)
+            for edge in call.outputs:
+                target = outputs.get(edge.name)
+                if target is not None:
+                    row[target] = code(edge.history_key)
+            if len(row) != len(columns):
+                return None
+            for column, value in row.items():
+                columns[column].append(value)
+        table = pd.DataFrame(columns, dtype="int64")
+        func_tables[func] = table
+        return table
+
+    histories: dict[str, pd.DataFrame] = {}
+
+    def history(var: str) -> pd.DataFrame | None:
+        if var in histories:
+            return histories[var]
+        parts = []
+        created: set[int] = set()
+        for funcs in frame.inp[var].values():
+            for func in funcs:
+                table = func_table(func)
+                if table is None:
+                    return None
+                inputs = [next(iter(v)) for v in frame.inp[func].values()]
+                part = table[[func, var, *inputs]]
+                for upstream in inputs:
+                    upstream_history = history(upstream)
+                    if upstream_history is None:
+                        return None
+                    shared = [c for c in part.columns if c in upstream_history.columns]
+                    merged = part.merge(upstream_history, on=shared, how="inner")
+                    if len(merged) != len(part):
+                        return None  # paths disagree: a node holds several elements of a row
+                    part = merged
+                created.update(part[var].tolist())
+                parts.append(part)
+        own = [code(ref) for ref in frame.vs[var]]
+        sources = [c for c in own if c not in created]
+        if sources:
+            parts.append(pd.DataFrame({var: sources}, dtype="int64"))
+        result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({var: []})
+        if result[var].duplicated().any():
+            return None  # one element with two histories (a call in two function nodes)
+        histories[var] = result
+        return result
+
+    tables: dict[str, pd.DataFrame] = {}
+    for var in variables:
+        full = history(var)
+        if full is None:
+            return None
+        sinks = {code(ref) for ref in frame.sink_elements(var)}
+        table = full[full[var].isin(sinks)].reset_index(drop=True)
+        for column in table.columns:
+            missing = table[column].isna()
+            if missing.any():  # each missing cell its own code: it must never join another
+                fresh = [codes.fresh_missing() for _ in range(int(missing.sum()))]
+                table.loc[missing, column] = fresh
+        tables[var] = table.astype("int64")
+    return tables
