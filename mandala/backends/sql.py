@@ -345,22 +345,16 @@ class SqlBackend(ABC):
     def find_call(
         self, history_key: bytes, content_key: bytes
     ) -> tuple[tuple[StoredOutput, ...] | None, bytes | None]:
-        """One round trip for a call lookup: the outputs of the call with this history key if it
-        is stored, else the history key of some call with this content key (or None)."""
-        with self._lock:
-            rows = self._execute(
-                self._OUTPUTS_BY_HISTORY
-                + " UNION ALL SELECT 1, NULL, found.history_key, NULL, NULL FROM"
-                " (SELECT history_key FROM calls WHERE content_key = ? AND NOT EXISTS"
-                " (SELECT 1 FROM calls WHERE history_key = ?) LIMIT 1) AS found",
-                (history_key, content_key, history_key),
-            ).fetchall()
-        if rows and rows[0][0] == 0:
-            outputs = tuple(
-                StoredOutput(r[1], r[2], r[3], r[4]) for r in rows if r[0] == 0 and r[1] is not None
-            )
+        """The outputs of the call with this history key if it is stored, else the history key
+        of some call with this content key (or None).
+
+        Two statements rather than one: a hit (the common case in a large store) then never
+        touches the content index, whose pages a cold cache would have to read.
+        """
+        outputs = self.find_outputs(history_key)
+        if outputs is not None:
             return outputs, None
-        return None, (rows[0][2] if rows else None)
+        return None, self.find_call_by_content(content_key)
 
     def find_call_by_content(self, content_key: bytes) -> bytes | None:
         """History key of some call with this content key (any one), or None."""
