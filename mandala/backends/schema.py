@@ -22,7 +22,7 @@ __all__ = [
     "migration",
 ]
 
-CURRENT = 2
+CURRENT = 3
 OLDEST_READABLE = 1
 
 SQLITE_DDL_V1 = [
@@ -92,6 +92,9 @@ def _postgres(statement: str) -> str:
     return (
         statement.replace(" WITHOUT ROWID", "")
         .replace("op_id INTEGER PRIMARY KEY", "op_id BIGSERIAL PRIMARY KEY")
+        .replace("component_id INTEGER PRIMARY KEY", "component_id BIGSERIAL PRIMARY KEY")
+        .replace("component_id INTEGER NOT NULL", "component_id BIGINT NOT NULL")
+        .replace("mtime_ns INTEGER", "mtime_ns BIGINT")
         .replace("call_id INTEGER PRIMARY KEY", "call_id BIGINT PRIMARY KEY")
         .replace("call_id INTEGER NOT NULL", "call_id BIGINT NOT NULL")
         .replace("op_id INTEGER NOT NULL", "op_id BIGINT NOT NULL")
@@ -111,6 +114,68 @@ MIGRATIONS: dict[int, list[str]] = {
     # 2: a BLAKE3 checksum (16 bytes) of every stored value's bytes (inline data or blob file),
     # verified when the value is loaded. NULL on rows written before: those load unverified.
     2: ["ALTER TABLE stored_values ADD COLUMN checksum BLOB"],
+    # 3: code versioning as rows (issue 4) and call claims for parallel batches (issue 6).
+    3: [
+        # One row per component a traced call touched: a function/method ('code') or a global
+        # variable ('global'), keyed by where it lives. ``head_content`` is the content hash of
+        # the commit checked out at the last sync; ``path`` the file it was read from (None for
+        # __main__ code without a file, notebooks, and globals).
+        """CREATE TABLE IF NOT EXISTS version_components (
+            component_id INTEGER PRIMARY KEY,
+            module TEXT NOT NULL,
+            qualname TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            path TEXT,
+            head_content BLOB,
+            UNIQUE (module, qualname)
+        )""",
+        # The commit DAG of each component: content hash -> semantic hash (its own for a breaking
+        # change, the parent's for a compatible one), with the text shown by code()/diff().
+        """CREATE TABLE IF NOT EXISTS version_commits (
+            component_id INTEGER NOT NULL,
+            content_hash BLOB NOT NULL,
+            semantic_hash BLOB NOT NULL,
+            parent_hash BLOB,
+            source TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (component_id, content_hash)
+        )""",
+        # A version: the exact set of (component, content) a call ran with.
+        """CREATE TABLE IF NOT EXISTS versions (
+            content_version BLOB PRIMARY KEY,
+            semantic_version BLOB NOT NULL,
+            op_name TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS version_support (
+            content_version BLOB NOT NULL,
+            component_id INTEGER NOT NULL,
+            content_hash BLOB NOT NULL,
+            PRIMARY KEY (content_version, component_id)
+        )""",
+        # Which versions a call with given input contents (the call's content key computed
+        # without a version) ran under: the candidates tried before executing it again.
+        """CREATE TABLE IF NOT EXISTS call_versions (
+            pre_call_key BLOB NOT NULL,
+            semantic_version BLOB NOT NULL,
+            content_version BLOB NOT NULL,
+            PRIMARY KEY (pre_call_key, semantic_version, content_version)
+        )""",
+        # The stat signature of each source file at the last sync: unchanged files are not
+        # re-read when a versioned context is entered.
+        """CREATE TABLE IF NOT EXISTS version_files (
+            path TEXT PRIMARY KEY,
+            mtime_ns INTEGER NOT NULL,
+            size INTEGER NOT NULL
+        )""",
+        # A claim that some process is computing a call, so that concurrent batches on a shared
+        # store wait for it instead of computing it twice; expired leases may be taken over.
+        """CREATE TABLE IF NOT EXISTS call_claims (
+            call_key BLOB PRIMARY KEY,
+            owner TEXT NOT NULL,
+            lease_until REAL NOT NULL
+        )""",
+    ],
 }
 
 
@@ -134,7 +199,7 @@ _STORED_VALUES_V2 = """CREATE TABLE IF NOT EXISTS stored_values (
 SQLITE_DDL = [
     _STORED_VALUES_V2 if "TABLE IF NOT EXISTS stored_values " in statement else statement
     for statement in SQLITE_DDL_V1
-]
+] + MIGRATIONS[3]
 """The current schema (version ``CURRENT``) for a new SQLite store."""
 
 POSTGRES_DDL = [_postgres(statement) for statement in SQLITE_DDL]
