@@ -33,7 +33,7 @@ from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
 if TYPE_CHECKING:
     from mandala.engine.op import Op
 
-__all__ = ["Engine", "make_atom", "iter_refs"]
+__all__ = ["Engine", "PendingCall", "make_atom", "iter_refs"]
 
 _perf_counter = time.perf_counter
 _wall_clock = time.time
@@ -50,6 +50,39 @@ def make_atom(value: Any) -> AtomRef:
     return AtomRef(key, ids.atom_history_key(key), True, value)
 
 
+class PendingCall:
+    """A call that was looked up, not found, and must be executed (see :meth:`Engine.prepare`).
+
+    It holds the identity computed before execution; the executor that runs the function may be
+    this process or another one (parallel execution ships :meth:`Engine.argument_values`).
+    """
+
+    __slots__ = ("op", "inputs", "passed", "builder", "history", "content", "semantic_version")
+
+    def __init__(
+        self,
+        op: Op,
+        inputs: dict[str, Ref],
+        passed: dict[str, Any],
+        builder: Builder,
+        history: bytes,
+        content: bytes,
+        semantic_version: str | None,
+    ) -> None:
+        self.op = op
+        self.inputs = inputs
+        self.passed = passed
+        self.builder = builder
+        self.history = history
+        self.content = content
+        self.semantic_version = semantic_version
+
+    @property
+    def history_id(self) -> str:
+        """The history id the call's row will have (hex)."""
+        return self.history.hex()
+
+
 class Engine:
     """Runs op calls against a :class:`Session`; one per Storage."""
 
@@ -62,6 +95,23 @@ class Engine:
 
     def call(self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run (or find) one call of ``op``; returns its output ref(s)."""
+        found, pending = self.prepare(op, args, kwargs)
+        if pending is None:
+            return found
+        values = self.argument_values(pending)
+        result, started_at, duration = self.run_function(op, values)
+        return self.complete(pending, result, started_at, duration)
+
+    def prepare(
+        self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, PendingCall | None]:
+        """Identify a call and look it up: ``(outputs, None)`` when it is stored (or reuses the
+        results of a stored call with equal input contents), ``(None, pending)`` when it must
+        be executed; then pass ``pending`` to :meth:`complete` with what the function returned.
+
+        Raises:
+            NewCallsNotAllowedError: the call must be executed but new calls are not allowed.
+        """
         inputs, passed, builder = self._inputs(op, op.plan.bind(args, kwargs))
         session = self.session
         # Resolved by code versioning once it lands (issue 4): part of both call ids.
@@ -71,37 +121,51 @@ class Engine:
         )
         found = session.calls.get(history)
         if found is not None:
-            return op.order_outputs(self._refs_of_outputs(found))
+            return op.order_outputs(self._refs_of_outputs(found)), None
         content = ids.call_key(
             op.key, [(name, ref.content_key) for name, ref in inputs.items()], semantic_version
         )
         found, prototype = session.find(history, content)
         if found is not None:
-            return op.order_outputs(self._refs_of_outputs(found))
+            return op.order_outputs(self._refs_of_outputs(found)), None
         if builder is None:
             builder = self._builder(op)
         if prototype is not None:
             outputs = self._restamped_outputs(prototype, history, builder)
             call = Call(op.spec, content, history, inputs, outputs, semantic_version)
-        else:
-            if not self.allow_new_calls:
-                raise NewCallsNotAllowedError(
-                    f"Call to {op.name} does not exist and new calls are not allowed. "
-                    "Call storage.allow_new_calls(True) to compute it."
-                )
-            outputs, started_at, duration = self._execute(op, passed, history, builder)
-            call = Call(
-                op.spec,
-                content,
-                history,
-                inputs,
-                outputs,
-                semantic_version,
-                None,
-                started_at,
-                duration,
+            self._record(op, call, builder)
+            return op.order_outputs(outputs), None
+        if not self.allow_new_calls:
+            raise NewCallsNotAllowedError(
+                f"Call to {op.name} does not exist and new calls are not allowed. "
+                "Call storage.allow_new_calls(True) to compute it."
             )
-        self._record(op, call, builder)
+        return None, PendingCall(op, inputs, passed, builder, history, content, semantic_version)
+
+    def complete(
+        self, pending: PendingCall, result: Any, started_at: float | None, duration: float | None
+    ) -> Any:
+        """Record an executed call from what its function returned; returns its output ref(s).
+
+        Raises:
+            OutputMismatchError: ``result`` does not match the op's declared outputs.
+            UnhashableValueError, SerializationError: an output cannot be stored (nothing of the
+                call is recorded then).
+        """
+        op = pending.op
+        outputs = self._output_refs(op, result, pending.history, pending.builder)
+        call = Call(
+            op.spec,
+            pending.content,
+            pending.history,
+            pending.inputs,
+            outputs,
+            pending.semantic_version,
+            None,
+            started_at,
+            duration,
+        )
+        self._record(op, call, pending.builder)
         return op.order_outputs(outputs)
 
     # ------------------------------------------------------------------ inputs
@@ -186,20 +250,24 @@ class Engine:
 
     # ------------------------------------------------------------------ execution
 
-    def _execute(
-        self, op: Op, passed: dict[str, Any], history: bytes, builder: Builder
-    ) -> tuple[dict[str, Ref], float, float]:
-        plan = op.plan
+    def argument_values(self, pending: PendingCall) -> dict[str, Any]:
+        """What the function receives, per parameter: values, with refs unwrapped (loading
+        stored values)."""
         values: dict[str, Any] = {}
-        for parameter in plan.parameters:
-            value = passed[parameter.name]
+        for parameter in pending.op.plan.parameters:
+            value = pending.passed[parameter.name]
             if parameter.is_variadic_positional:
                 values[parameter.name] = [self._value_of(v) for v in value]
             elif parameter.is_variadic_keyword:
                 values[parameter.name] = {k: self._value_of(v) for k, v in value.items()}
             else:
                 values[parameter.name] = self._value_of(value)
-        args, kwargs = plan.layout(values)
+        return values
+
+    def run_function(self, op: Op, values: dict[str, Any]) -> tuple[Any, float, float]:
+        """Run the op's function here on argument values; returns ``(result, started_at,
+        duration)``. Op calls inside the body are plain function calls."""
+        args, kwargs = op.plan.layout(values)
         token = push_frame(self.storage, Mode.PLAIN)
         started_at = _wall_clock()
         start = _perf_counter()
@@ -208,6 +276,9 @@ class Engine:
         finally:
             duration = _perf_counter() - start
             pop_frame(token)
+        return result, started_at, duration
+
+    def _output_refs(self, op: Op, result: Any, history: bytes, builder: Builder) -> dict[str, Ref]:
         outputs: dict[str, Ref] = {}
         for name, value, storage_type in op.split_outputs(result):
             output_history = ids.output_history_key(history, name)
@@ -226,7 +297,7 @@ class Engine:
                     value, storage_type, f"output {name!r}"
                 )
                 outputs[name] = builder.restamp(built, output_history)
-        return outputs, started_at, duration
+        return outputs
 
     def _value_of(self, value: Any) -> Any:
         if isinstance(value, Ref):
