@@ -9,6 +9,10 @@ working while new code can catch the specific situation.
 from __future__ import annotations
 
 __all__ = [
+    "VersioningError",
+    "MandalaWarning",
+    "CodeChangeError",
+    "ChangeAbortedError",
     "MandalaError",
     "OpDefinitionError",
     "OpCallError",
@@ -88,3 +92,21 @@ class InvalidIdError(MandalaError, ValueError):
 
 class CorruptValueError(StorageError):
     """A stored value's bytes do not match their checksum or cannot be decoded."""
+
+
+class VersioningError(MandalaError, ValueError):
+    """Code versioning cannot give a call a trustworthy version (an untracked dependency, a
+    global mutated during a call...)."""
+
+
+class CodeChangeError(VersioningError):
+    """Code changed since the store last saw it and the change policy is ``"error"``."""
+
+
+class ChangeAbortedError(VersioningError):
+    """The user answered "abort" when asked about a code change; the context was not entered."""
+
+
+class MandalaWarning(UserWarning):
+    """Something the user should know about but that does not stop the work (a change marked
+    compatible that added a dependency, a global that cannot be hashed...)."""

@@ -8,7 +8,7 @@ from mandala.model.calls import Call
 from mandala.model.markers import Ignore, NewArgDefault, ValuePointer
 from mandala.model.refs import AtomRef, Ref
 from mandala.storage import Storage
-from mandala.versioning.tracking import track
+from mandala.versioning.tracing import track
 
 __all__ = [
     "Storage",

@@ -27,13 +27,21 @@ from mandala.engine.session import Session, ref_from_kind
 from mandala.engine.structural import STRUCTURAL_OPS
 from mandala.errors import (
     ContextError,
-    FeatureUnavailableError,
     UncommittedChangesError,
     ValueNotFoundError,
 )
 from mandala.hashing.digest import from_hex
 from mandala.model.calls import Call, LazyCall, OpSpec
 from mandala.model.refs import AtomRef, Ref
+from mandala.ui.prompts import ask_about_change
+from mandala.versioning.report import (
+    code_text,
+    diff_text,
+    find_content_versions,
+    history_text,
+    versions_text,
+)
+from mandala.versioning.versioner import Versioner
 
 if TYPE_CHECKING:
     from mandala.frames.frame import ComputationFrame
@@ -88,10 +96,24 @@ class Storage:
         overflow_threshold_MB: size from which a value is written to its own file (default 1 MB;
             large arrays are then written and read without extra copies); 0 puts every value
             in the blob store.
-        deps_path, tracer_impl, strict_tracing, skip_unhashable_globals, skip_globals_silently,
-        skip_missing_deps, skip_missing_silently, deps_package, track_globals: code versioning
-            options of the original library; versioning is not available in this release yet,
-            so ``deps_path`` must stay None.
+        deps_path: turns on code versioning: ``"__main__"`` (the functions of the running
+            script or notebook), or the folder (or module file) of your project's code. Every
+            call then records the ``@track``-ed functions it ran and the globals they read, and
+            is reused only while they are unchanged (or changed compatibly). See
+            ``docs/versioning.md``.
+        tracer_impl: how calls are traced: ``DecTracer`` (default: ``@track`` decorators and
+            global lookups) or ``SysTracer`` (``sys.setprofile``: every project function that
+            runs, no ``@track`` needed, globals not seen); ``"dec"``/``"sys"`` also work.
+        track_globals: record the global variables read by versioned code (default True).
+        skip_unhashable_globals, skip_globals_silently: a global whose value cannot be hashed
+            is skipped with a warning (default), silently, or (False) is an error.
+        skip_missing_deps, skip_missing_silently: a dependency of stored calls that no longer
+            exists is skipped with a warning (default), silently, or (False) is an error.
+        strict_tracing, deps_package: accepted for compatibility; no effect.
+        on_change: what entering a context does when versioned code changed: ``"ask"``
+            (default: show the diff and ask y/n/a through ``input()``), ``"new_version"``
+            (every change invalidates the calls that used the code), ``"compatible"`` (keep
+            them), ``"error"`` (raise, listing the changes; for CI and workers).
         allow_pickle: False to never unpickle (pickle can run arbitrary code): loading a value
             stored with pickle raises ``SerializationError``, and so does storing a value that
             has no pickle-free format. Builtins, numpy arrays and simple pandas objects need no
@@ -141,13 +163,8 @@ class Storage:
         allow_pickle: bool = True,
         durable: bool | None = None,
         blob_store: str | os.PathLike[str] | BlobStore | None = None,
+        on_change: str = "ask",
     ) -> None:
-        if deps_path is not None:
-            raise FeatureUnavailableError(
-                "code versioning (Storage(deps_path=...)) is not available in this release of "
-                "mandala yet; create the storage without deps_path (calls are then identified by "
-                "op name and inputs only, and @op(version=N) invalidates an op's calls by hand)"
-            )
         location = str(db_path)
         explicit_overflow_dir = overflow_dir
         self.backend: SqlBackend
@@ -174,6 +191,22 @@ class Storage:
             durable=bool(durable),
         )
         self._engine = Engine(self.session, self)
+        self._versioner: Versioner | None = None
+        if deps_path is not None:
+            self._versioner = Versioner(
+                self.backend,
+                deps_path,
+                policy=on_change,
+                prompt=ask_about_change,
+                tracer_impl=tracer_impl,
+                track_globals=track_globals,
+                skip_unhashable_globals=skip_unhashable_globals,
+                skip_globals_silently=skip_globals_silently,
+                skip_missing_deps=skip_missing_deps,
+                skip_missing_silently=skip_missing_silently,
+                strict_tracing=strict_tracing,
+            )
+            self._engine.versioning = self._versioner
         self._frame_source: _FrameSource | None = None
         self._op_specs: dict[tuple[str, int], OpSpec] = {
             (spec.name, spec.version): spec for spec in STRUCTURAL_OPS.values()
@@ -182,6 +215,12 @@ class Storage:
     # ================================================================== contexts
 
     def __enter__(self) -> Storage:
+        if self._versioner is not None and not any(
+            frame.storage is self for frame in active_stack()
+        ):
+            # Before the context is active: if the user aborts (or the change policy raises),
+            # no context is left behind.
+            self._versioner.sync()
         push_frame(self, Mode.RUN)
         return self
 
@@ -562,16 +601,93 @@ class Storage:
             )
         raise ValueError("Invalid input to `cf`: pass an op, a Ref, Refs, history ids or a dict")
 
+    # ================================================================== code versioning
+
     @property
     def versioned(self) -> bool:
-        """Whether this storage tracks code versions (never, in this release)."""
-        return False
+        """Whether this storage tracks code versions (created with ``deps_path``)."""
+        return self._versioner is not None
 
-    def _not_versioned(self, *args: Any, **kwargs: Any) -> Any:
-        raise ValueError("This storage is not versioned.")
+    def get_versioner(self) -> Versioner:
+        """The code versioner of this storage.
 
-    versions = code = diff = source_history = sync_component = _not_versioned
-    drop_version = get_code = get_versioner = guess_code_state = sync_code = _not_versioned
+        Raises:
+            ValueError: the storage is not versioned.
+        """
+        if self._versioner is None:
+            raise ValueError("This storage is not versioned.")
+        return self._versioner
+
+    def sync_code(self) -> list[Any]:
+        """Bring the code state up to date now (entering a context does it); returns the
+        changes committed."""
+        return self.get_versioner().sync()
+
+    def guess_code_state(self) -> dict[str, str | None]:
+        """``"module.qualname"`` -> content id of each known dependency in the running code."""
+        versioner = self.get_versioner()
+        versioner.sync()
+        return versioner.current_state()
+
+    def sync_component(self, component: Any, is_semantic_change: bool) -> str:
+        """Record the current code of one function as a new version (``is_semantic_change=True``:
+        its calls recompute) or as compatible (``False``: they stay valid), without asking.
+        Returns the content id of the code."""
+        return self.get_versioner().sync_component(component, is_semantic_change)
+
+    def versions(self, f: Any, show_dep_commit_ids: bool = False, plain: bool = False) -> None:
+        """Print every stored version of op ``f`` with the code of all its dependencies."""
+        versioner = self.get_versioner()
+        print(versions_text(versioner, f, plain, show_dep_commit_ids))  # noqa: T201 - its job
+
+    def get_code(self, version_id: str, show: bool = True, meta: bool = False) -> str:
+        """The code of a call version (``call.content_version``, or a semantic version), or of
+        one commit of a component (``show=True`` prints it too).
+
+        Raises:
+            ValueError: no version has this id.
+        """
+        text = code_text(self.get_versioner(), version_id)
+        if show:
+            print(text)  # noqa: T201 - asked for
+        return text
+
+    def code(self, version_id: str, meta: bool = False) -> None:
+        """Print the code of a version (see :meth:`get_code`)."""
+        self.get_code(version_id, show=True, meta=meta)
+
+    def diff(self, id_1: str, id_2: str, context_lines: int = 2) -> None:
+        """Print the differences between the code of two versions."""
+        text = diff_text(self.get_versioner(), id_1, id_2, context_lines)
+        print(text)  # noqa: T201 - its job
+
+    def source_history(
+        self, f: Any, show_commit_ids: bool = False, plain: bool = False, compact: bool = False
+    ) -> None:
+        """Print the revisions of ``f``'s own source, the current one marked ``===HEAD===``."""
+        print(history_text(self.get_versioner(), f, show_commit_ids))  # noqa: T201 - its job
+
+    def drop_version(self, version_id: str) -> int:
+        """Delete every call that ran a version (a semantic or content version id), and the
+        calls that used their outputs; the version's rows go too, the code history stays.
+        Returns the number of calls deleted.
+
+        Raises:
+            ValueError: no version has this id.
+        """
+        versioner = self.get_versioner()
+        versions = find_content_versions(versioner, version_id)
+        if not versions:
+            raise ValueError(f"version id {version_id} not found")
+        self.commit()
+        keys = versioner.rows.calls_with_versions(v.hex() for v in versions)
+        keys = list(self.backend.dependents(keys)) if keys else []
+        deleted = self.backend.delete_calls(keys) if keys else 0
+        self.session.forget_calls(keys)
+        versioner.rows.delete_versions(versions)
+        versioner.forget_versions(versions)
+        logger.info("Dropped %d versions and %d calls.", len(versions), deleted)
+        return deleted
 
     def __repr__(self) -> str:
         # No row counts here: counting a large store scans it (see cache_info for counts).

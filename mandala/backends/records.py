@@ -61,6 +61,9 @@ class WriteBatch:
             content_version, started_at, duration)``.
         edges: ``(call_history_key, direction, name, ref_history_key, ref_content_key,
             ref_kind)``.
+        versions: ``(content_version, semantic_version, op_name, created_at)`` (code versioning).
+        version_support: ``(content_version, component_id, content_hash)``.
+        call_versions: ``(pre_call_key, semantic_version, content_version)``.
     """
 
     ops: list[tuple] = field(default_factory=list)
@@ -68,6 +71,9 @@ class WriteBatch:
     items: list[tuple] = field(default_factory=list)
     calls: list[tuple] = field(default_factory=list)
     edges: list[tuple] = field(default_factory=list)
+    versions: list[tuple] = field(default_factory=list)
+    version_support: list[tuple] = field(default_factory=list)
+    call_versions: list[tuple] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.values) + len(self.items) + len(self.calls) + len(self.edges)

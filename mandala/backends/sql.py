@@ -303,6 +303,24 @@ class SqlBackend(ABC):
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     edge_rows,
                 )
+            if batch.versions:
+                self._executemany(
+                    "INSERT INTO versions (content_version, semantic_version, op_name, created_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    sorted(batch.versions),
+                )
+            if batch.version_support:
+                self._executemany(
+                    "INSERT INTO version_support (content_version, component_id, content_hash)"
+                    " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    sorted(batch.version_support),
+                )
+            if batch.call_versions:
+                self._executemany(
+                    "INSERT INTO call_versions (pre_call_key, semantic_version, content_version)"
+                    " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    sorted(batch.call_versions),
+                )
             return resolved
 
         resolved = self._transaction(body)

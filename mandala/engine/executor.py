@@ -10,13 +10,14 @@ completed before it stay pending and are committed as usual.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from mandala.backends.records import KIND_ATOM, KIND_DICT, KIND_LIST, KIND_POINTER, KIND_SET
 from mandala.engine.context import Mode, pop_frame, push_frame
 from mandala.engine.session import Session, ref_from_kind, ref_kind
 from mandala.engine.structural import Builder
+from mandala.engine.versions import ResolvedVersion, VersionResolver
 from mandala.errors import (
     NewCallsNotAllowedError,
     SerializationError,
@@ -57,7 +58,16 @@ class PendingCall:
     this process or another one (parallel execution ships :meth:`Engine.argument_values`).
     """
 
-    __slots__ = ("op", "inputs", "passed", "builder", "history", "content", "semantic_version")
+    __slots__ = (
+        "op",
+        "inputs",
+        "passed",
+        "builder",
+        "history",
+        "content",
+        "semantic_version",
+        "pre_call_key",
+    )
 
     def __init__(
         self,
@@ -68,6 +78,7 @@ class PendingCall:
         history: bytes,
         content: bytes,
         semantic_version: str | None,
+        pre_call_key: bytes | None = None,
     ) -> None:
         self.op = op
         self.inputs = inputs
@@ -76,10 +87,15 @@ class PendingCall:
         self.history = history
         self.content = content
         self.semantic_version = semantic_version
+        # Set for a versioned call: its ids are known only once tracing gave its version, so
+        # ``history`` and ``content`` are then those of the call without a version (what
+        # identifies it before it runs).
+        self.pre_call_key = pre_call_key
 
     @property
     def history_id(self) -> str:
-        """The history id the call's row will have (hex)."""
+        """The history id the call's row will have (hex); for a versioned call, the id that
+        identifies it before it runs."""
         return self.history.hex()
 
 
@@ -90,6 +106,7 @@ class Engine:
         self.session = session
         self.storage = storage
         self.allow_new_calls = True
+        self.versioning: VersionResolver | None = None
 
     # ================================================================== calls
 
@@ -99,8 +116,13 @@ class Engine:
         if pending is None:
             return found
         values = self.argument_values(pending)
-        result, started_at, duration = self.run_function(op, values)
-        return self.complete(pending, result, started_at, duration)
+        resolver = self.versioning
+        if resolver is None:
+            result, started_at, duration = self.run_function(op, values)
+            return self.complete(pending, result, started_at, duration)
+        result, started_at, duration, trace = self.run_traced(op, values)
+        version = resolver.resolve(op, trace)
+        return self.complete(pending, result, started_at, duration, version)
 
     def prepare(
         self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -113,8 +135,9 @@ class Engine:
             NewCallsNotAllowedError: the call must be executed but new calls are not allowed.
         """
         inputs, passed, builder = self._inputs(op, op.plan.bind(args, kwargs))
+        if self.versioning is not None:
+            return self._prepare_versioned(op, inputs, passed, builder, self.versioning)
         session = self.session
-        # Resolved by code versioning once it lands (issue 4): part of both call ids.
         semantic_version: str | None = None
         history = ids.call_key(
             op.key, [(name, ref.history_key) for name, ref in inputs.items()], semantic_version
@@ -142,10 +165,62 @@ class Engine:
             )
         return None, PendingCall(op, inputs, passed, builder, history, content, semantic_version)
 
+    def _prepare_versioned(
+        self,
+        op: Op,
+        inputs: dict[str, Ref],
+        passed: dict[str, Any],
+        builder: Builder | None,
+        resolver: VersionResolver,
+    ) -> tuple[Any, PendingCall | None]:
+        """:meth:`prepare` when calls carry a semantic version: try the versions under which a
+        call with these input contents was stored and which the current code still matches."""
+        session = self.session
+        history_pairs = [(name, ref.history_key) for name, ref in inputs.items()]
+        content_pairs = [(name, ref.content_key) for name, ref in inputs.items()]
+        pre_call_key = ids.call_key(op.key, content_pairs)
+        for semantic_version, content_version in resolver.candidates(op, pre_call_key):
+            history = ids.call_key(op.key, history_pairs, semantic_version)
+            found = session.calls.get(history)
+            if found is not None:
+                return op.order_outputs(self._refs_of_outputs(found)), None
+            content = ids.call_key(op.key, content_pairs, semantic_version)
+            found, prototype = session.find(history, content)
+            if found is not None:
+                return op.order_outputs(self._refs_of_outputs(found)), None
+            if prototype is not None:
+                if builder is None:
+                    builder = self._builder(op)
+                outputs = self._restamped_outputs(prototype, history, builder)
+                call = Call(
+                    op.spec, content, history, inputs, outputs, semantic_version, content_version
+                )
+                self._record(op, call, builder)
+                return op.order_outputs(outputs), None
+        if not self.allow_new_calls:
+            raise NewCallsNotAllowedError(
+                f"Call to {op.name} does not exist and new calls are not allowed. "
+                "Call storage.allow_new_calls(True) to compute it."
+            )
+        if builder is None:
+            builder = self._builder(op)
+        pre_history = ids.call_key(op.key, history_pairs)
+        pending = PendingCall(
+            op, inputs, passed, builder, pre_history, pre_call_key, None, pre_call_key
+        )
+        return None, pending
+
     def complete(
-        self, pending: PendingCall, result: Any, started_at: float | None, duration: float | None
+        self,
+        pending: PendingCall,
+        result: Any,
+        started_at: float | None,
+        duration: float | None,
+        version: ResolvedVersion | None = None,
     ) -> Any:
         """Record an executed call from what its function returned; returns its output ref(s).
+
+        ``version`` is what tracing resolved for a call of a versioned storage (required there).
 
         Raises:
             OutputMismatchError: ``result`` does not match the op's declared outputs.
@@ -153,19 +228,46 @@ class Engine:
                 call is recorded then).
         """
         op = pending.op
-        outputs = self._output_refs(op, result, pending.history, pending.builder)
+        history, content = pending.history, pending.content
+        semantic_version = pending.semantic_version
+        content_version = None
+        resolver = self.versioning
+        if pending.pre_call_key is not None:
+            if version is None or resolver is None:
+                raise ValueError(
+                    f"op {op.name!r}: a call of a versioned storage needs the version its "
+                    "execution resolved"
+                )
+            semantic_version = version.semantic_version
+            content_version = version.content_version
+            inputs = pending.inputs.items()
+            history = ids.call_key(
+                op.key, [(n, r.history_key) for n, r in inputs], semantic_version
+            )
+            content = ids.call_key(
+                op.key, [(n, r.content_key) for n, r in inputs], semantic_version
+            )
+        outputs = self._output_refs(op, result, history, pending.builder)
         call = Call(
             op.spec,
-            pending.content,
-            pending.history,
+            content,
+            history,
             pending.inputs,
             outputs,
-            pending.semantic_version,
-            None,
+            semantic_version,
+            content_version,
             started_at,
             duration,
         )
-        self._record(op, call, pending.builder)
+        if pending.pre_call_key is not None and version is not None and resolver is not None:
+            pre_call_key = pending.pre_call_key
+
+            def remember() -> None:
+                resolver.remember(self.session, op, pre_call_key, version)
+
+            self._record(op, call, pending.builder, remember)
+        else:
+            self._record(op, call, pending.builder)
         return op.order_outputs(outputs)
 
     # ------------------------------------------------------------------ inputs
@@ -278,6 +380,22 @@ class Engine:
             pop_frame(token)
         return result, started_at, duration
 
+    def run_traced(self, op: Op, values: dict[str, Any]) -> tuple[Any, float, float, Any]:
+        """:meth:`run_function` under the version resolver's tracing; also returns the trace."""
+        resolver = self.versioning
+        if resolver is None:
+            raise ValueError("run_traced needs a versioned storage")
+        args, kwargs = op.plan.layout(values)
+        token = push_frame(self.storage, Mode.PLAIN)
+        started_at = _wall_clock()
+        start = _perf_counter()
+        try:
+            result, trace = resolver.execute(op, args, kwargs)
+        finally:
+            duration = _perf_counter() - start
+            pop_frame(token)
+        return result, started_at, duration, trace
+
     def _output_refs(self, op: Op, result: Any, history: bytes, builder: Builder) -> dict[str, Ref]:
         outputs: dict[str, Ref] = {}
         for name, value, storage_type in op.split_outputs(result):
@@ -320,7 +438,9 @@ class Engine:
 
     # ------------------------------------------------------------------ recording
 
-    def _record(self, op: Op, call: Call, builder: Builder) -> None:
+    def _record(
+        self, op: Op, call: Call, builder: Builder, also: Callable[[], None] | None = None
+    ) -> None:
         """Add a completed call and its structural calls to the pending writes, all or nothing.
 
         Values are serialized first; if one cannot be, the values serialized so far for this call
@@ -330,6 +450,8 @@ class Engine:
         session = self.session
         with session.lock:
             self._record_locked(op, call, builder)
+            if also is not None:
+                also()
             session.call_recorded()
 
     def _record_locked(self, op: Op, call: Call, builder: Builder) -> None:

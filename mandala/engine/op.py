@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
 from mandala.engine.context import Mode, current_frame
+from mandala.engine.versions import ACTIVE_TRACER
 from mandala.errors import OpDefinitionError, OutputMismatchError
 from mandala.hashing import ids
 from mandala.model.annotations import ATOM, StorageType, output_types_from_annotation
@@ -41,6 +42,7 @@ class Op:
         version: int = 0,
         structural: bool = False,
         allow_side_effects: bool = False,
+        deps: Sequence[Any] = (),
     ) -> None:
         if not callable(func):
             raise OpDefinitionError(f"@op needs a function, got {type(func).__name__} {func!r}")
@@ -53,6 +55,9 @@ class Op:
         self.ignore_args: tuple[str, ...] = self._check_ignore_args(ignore_args)
         self.ignore_set = frozenset(self.ignore_args)
         self.allow_side_effects = allow_side_effects
+        # Dependencies declared by hand (code versioning): part of every call's version even
+        # when tracing cannot see them (a helper reached through a module attribute, say).
+        self.deps: tuple[Any, ...] = tuple(deps)
         self.spec = OpSpec(
             self.name,
             self.version,
@@ -141,6 +146,9 @@ class Op:
             else:
                 values[parameter.name] = _plain_value(value, storage)
         call_args, call_kwargs = self.plan.layout(values)
+        tracer = ACTIVE_TRACER.get()
+        if tracer is not None:  # inside a versioned call: the nested op's code is traced too
+            return tracer.call_op(self, lambda function: function(*call_args, **call_kwargs))
         return self.func(*call_args, **call_kwargs)
 
     # ------------------------------------------------------------------ outputs
@@ -273,6 +281,7 @@ def op(
     __allow_side_effects__: bool = False,
     *,
     version: int = 0,
+    deps: Sequence[Any] = (),
 ) -> Callable[[F], Op]: ...
 
 
@@ -284,6 +293,7 @@ def op(
     __allow_side_effects__: bool = False,
     *,
     version: int = 0,
+    deps: Sequence[Any] = (),
 ) -> Any:
     """Make a function memoized: ``@op`` or ``@op(output_names=[...], nout=..., ...)``.
 
@@ -293,6 +303,9 @@ def op(
             declared), ``"var"`` (a tuple of any length), or a fixed count.
         ignore_args: parameters whose values are passed but never part of the call's identity.
         version: bump to invalidate every stored call of this op (an additive option).
+        deps: functions, classes or ops this op depends on that tracing cannot see (with code
+            versioning): their code is part of every call's version, so changing them makes the
+            calls recompute (an additive option).
 
     Example:
         >>> @op(output_names=["total"])
@@ -311,6 +324,7 @@ def op(
             version=version,
             structural=__structural__,
             allow_side_effects=__allow_side_effects__,
+            deps=deps,
         )
 
     return decorate

@@ -126,12 +126,16 @@ class Session:
         self._items: dict[bytes, list[tuple]] = {}
         self._edges: list[tuple] = []
         self._ops: dict[tuple[str, int], tuple] = {}
+        # Code versioning rows (empty for an unversioned storage).
+        self._versions: dict[bytes, tuple] = {}
+        self._version_support: dict[tuple[bytes, int], tuple] = {}
+        self._call_versions: set[tuple[bytes, bytes, bytes]] = set()
 
     # ------------------------------------------------------------------ state
 
     @property
     def is_dirty(self) -> bool:
-        return bool(self.pending_calls or self._values or self._ops)
+        return bool(self.pending_calls or self._values or self._ops or self._call_versions)
 
     def pending_counts(self) -> dict[str, int]:
         return {
@@ -454,6 +458,32 @@ class Session:
             outputs.append((name, ref.history_key, ref.content_key, kind))
         self.calls[key] = tuple(outputs)
 
+    def record_version(
+        self,
+        pre_call_key: bytes,
+        semantic_version: bytes,
+        content_version: bytes,
+        op_name: str,
+        support: Sequence[tuple[int, bytes]],
+        created_at: float,
+    ) -> None:
+        """Add the version rows of a versioned call: which code it ran (``support``: component
+        id, content hash) and under which semantic version its inputs were computed."""
+        if content_version not in self._versions:
+            self._versions[content_version] = (
+                content_version,
+                semantic_version,
+                op_name,
+                created_at,
+            )
+            for component_id, content_hash in support:
+                self._version_support[(content_version, component_id)] = (
+                    content_version,
+                    component_id,
+                    content_hash,
+                )
+        self._call_versions.add((pre_call_key, semantic_version, content_version))
+
     def call_recorded(self) -> None:
         """End the recording of one op call (with its structural calls): in a durable session,
         commit it now, in one transaction, so a crash after this returns cannot lose it.
@@ -498,6 +528,9 @@ class Session:
                 for c in self.pending_calls.values()
             ],
             edges=self._edges,
+            versions=list(self._versions.values()),
+            version_support=list(self._version_support.values()),
+            call_versions=list(self._call_versions),
         )
         self.backend.write(batch)
         count = len(self.pending_calls)

@@ -26,6 +26,10 @@ __all__ = [
     "dict_key",
     "set_key",
     "pointer_key",
+    "code_content_key",
+    "global_content_key",
+    "version_key",
+    "UNKNOWN_GLOBAL_CONTENT",
 ]
 
 _ATOM_HISTORY = b"mandala:atom-history\x00"
@@ -37,6 +41,9 @@ _DICT = b"mandala:dict\x00"
 _SET = b"mandala:set\x00"
 _POINTER = b"mandala:pointer\x00"
 _SEMANTIC = b"\x00semantic\x00"
+_CODE = b"mandala:code\x00"
+_GLOBAL = b"mandala:global\x00"
+_VERSION = b"mandala:version\x00"
 
 
 _NAME_CACHE: dict[str, bytes] = {}
@@ -111,3 +118,30 @@ def set_key(element_keys: Iterable[bytes]) -> bytes:
 def pointer_key(pointer_content: bytes) -> bytes:
     """Key of a ``ValuePointer``: derived from the content key of its id, never of its object."""
     return digest(_POINTER + pointer_content)
+
+
+def code_content_key(source: str) -> bytes:
+    """Content key of a function's (or class's) source text, as normalized by versioning."""
+    return digest(_CODE + source.encode("utf-8"))
+
+
+def global_content_key(value_content: bytes) -> bytes:
+    """Content key of a global variable from the content key of its value."""
+    return digest(_GLOBAL + value_content)
+
+
+UNKNOWN_GLOBAL_CONTENT = digest(_GLOBAL + b"unknown")
+"""Content key recorded for a global whose value cannot be hashed (skip_unhashable_globals)."""
+
+
+def version_key(kind: str, components: Iterable[tuple[str, str, bytes]]) -> bytes:
+    """Key of a call's version from its ``(module, qualname, key)`` components.
+
+    ``kind`` is ``"content"`` (keys are the components' content keys: the exact code a call ran)
+    or ``"semantic"`` (their semantic keys: equal across compatible changes). The components are
+    sorted here, so callers may pass them in any order.
+    """
+    parts = [_VERSION, _name(kind)]
+    for module, qualname, key in sorted(components):
+        parts += (_name(module), _name(qualname), key)
+    return digest(b"".join(parts))

@@ -1,0 +1,217 @@
+"""Components: the functions, classes and global variables a call's version is made of.
+
+A component is named by where it lives, ``(module, qualname)``, so that it can be found again in
+a later process. Its *content* is a hash of its normalized source text (code) or of its value
+(globals); which components belong to the user's project (and must be tracked) is decided by
+the dependency roots given to the Storage.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import inspect
+import linecache
+import os
+import sys
+import textwrap
+import types
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from mandala.engine.op import Op
+from mandala.errors import UnhashableValueError
+from mandala.hashing import ids
+from mandala.hashing.values import content_key
+from mandala.model.refs import Ref
+
+__all__ = [
+    "Kind",
+    "ComponentKey",
+    "Roots",
+    "TRACKED_ATTRIBUTE",
+    "original_function",
+    "is_tracked",
+    "normalized_source",
+    "code_content",
+    "global_content",
+    "resolve",
+    "source_file",
+    "MISSING",
+]
+
+TRACKED_ATTRIBUTE = "__mandala_tracked__"
+"""Set by ``@track``: on a wrapper, the function it wraps; on a class, True."""
+
+MISSING = object()
+"""What :func:`resolve` returns for a component that no longer exists."""
+
+
+class Kind(str, enum.Enum):
+    CODE = "code"
+    GLOBAL = "global"
+
+
+class ComponentKey(NamedTuple):
+    module: str
+    qualname: str
+
+
+class Roots:
+    """Which modules belong to the project: ``"__main__"``, a folder, or a single file.
+
+    Args:
+        deps_path: ``"__main__"`` (only code defined in the running script or notebook), a
+            folder (modules whose file lies under it), or a ``.py`` file.
+    """
+
+    def __init__(self, deps_path: str | os.PathLike[str]) -> None:
+        text = os.fspath(deps_path)
+        self.main_only = text == "__main__"
+        self.path = None if self.main_only else os.path.realpath(os.path.abspath(text))
+        if self.path is not None and not os.path.exists(self.path):
+            raise ValueError(
+                f"deps_path {text!r} does not exist; pass the folder of your project's code, a "
+                "module file, or '__main__'"
+            )
+        self._owned: dict[str, bool] = {}
+
+    def describe(self) -> list[str]:
+        """The roots as the store records them."""
+        return [] if self.main_only else [str(self.path)]
+
+    def owns_module(self, module: str | None) -> bool:
+        """Whether code of ``module`` belongs to the project."""
+        if module is None:
+            return False
+        if module == "__main__":
+            return True
+        if self.main_only:
+            return False
+        known = self._owned.get(module)
+        if known is not None:
+            return known
+        loaded = sys.modules.get(module)
+        file = getattr(loaded, "__file__", None) if loaded is not None else None
+        owned = False
+        if file:
+            real = os.path.realpath(file)
+            root = str(self.path)
+            owned = real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+        if loaded is not None:
+            self._owned[module] = owned
+        return owned
+
+    def owns(self, obj: Any) -> bool:
+        return self.owns_module(getattr(obj, "__module__", None))
+
+
+def original_function(obj: Any) -> Any:
+    """The plain function behind an op, a ``@track`` wrapper, or a static/class method."""
+    if isinstance(obj, Op):
+        obj = obj.func
+    if isinstance(obj, (staticmethod, classmethod)):
+        obj = obj.__func__
+    wrapped = getattr(obj, TRACKED_ATTRIBUTE, None)
+    if wrapped is not None and wrapped is not True:
+        obj = wrapped
+    return obj
+
+
+def is_tracked(obj: Any) -> bool:
+    """Whether ``obj`` was decorated with ``@track`` (a function, a class) or is an op."""
+    if isinstance(obj, Op):
+        return True
+    try:
+        return getattr(obj, TRACKED_ATTRIBUTE, None) is not None
+    except Exception:  # noqa: BLE001 - an object whose attribute access fails is not tracked
+        return False
+
+
+def normalized_source(obj: Any) -> str:
+    """The source text of a function or class: dedented, trailing whitespace removed.
+
+    Raises:
+        OSError, TypeError: the source cannot be found (a builtin, code typed in a bare REPL).
+    """
+    target = original_function(obj)
+    file = inspect.getsourcefile(target) if not isinstance(target, type) else None
+    if file:
+        linecache.checkcache(file)
+    text = textwrap.dedent(inspect.getsource(target))
+    return "\n".join(line.rstrip() for line in text.strip("\n").splitlines())
+
+
+def code_content(obj: Any) -> tuple[bytes, str]:
+    """``(content hash, source)`` of a function or class."""
+    source = normalized_source(obj)
+    return ids.code_content_key(source), source
+
+
+def global_content(value: Any) -> tuple[bytes, str, bool]:
+    """``(content hash, short description, hashable)`` of a global variable's value."""
+    description = _short_repr(value)
+    if isinstance(value, Ref):
+        return ids.global_content_key(value.content_key), description, True
+    try:
+        key = content_key(value)
+    except (UnhashableValueError, TypeError, ValueError):
+        return ids.UNKNOWN_GLOBAL_CONTENT, description, False
+    return ids.global_content_key(key), description, True
+
+
+def _short_repr(value: Any, limit: int = 200) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not break versioning
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def resolve(key: ComponentKey, import_missing: bool = True) -> Any:
+    """The object a component names in the running code, or :data:`MISSING`."""
+    module = sys.modules.get(key.module)
+    if module is None:
+        if not import_missing or key.module == "__main__":
+            return MISSING
+        try:
+            module = importlib.import_module(key.module)
+        except Exception:  # noqa: BLE001 - any import failure means the component is missing
+            return MISSING
+    obj: Any = module
+    for part in key.qualname.split("."):
+        if isinstance(obj, type):
+            found = obj.__dict__.get(part, MISSING)
+            if found is MISSING:
+                found = getattr(obj, part, MISSING)
+        else:
+            found = getattr(obj, part, MISSING)
+        if found is MISSING:
+            return MISSING
+        obj = found
+    return obj
+
+
+def source_file(obj: Any) -> str | None:
+    """The real path of the file a function or class was defined in (None if none)."""
+    target = original_function(obj)
+    try:
+        file = inspect.getsourcefile(target)
+    except TypeError:
+        return None
+    if not file or not os.path.exists(file):
+        return None
+    return os.path.realpath(file)
+
+
+def is_plain_function(obj: Any) -> bool:
+    return isinstance(obj, types.FunctionType)
+
+
+def key_of(obj: Any) -> ComponentKey:
+    target = original_function(obj)
+    return ComponentKey(str(target.__module__), str(target.__qualname__))
+
+
+def describe_keys(keys: Sequence[ComponentKey]) -> str:
+    return ", ".join(f"{k.module}.{k.qualname}" for k in keys)
