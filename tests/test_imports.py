@@ -55,14 +55,16 @@ def test_documented_names_are_the_working_objects() -> None:
     assert (ref.obj, ref.in_memory) == (5, True)
 
 
-def test_track_returns_the_object_unchanged() -> None:
+def test_track_keeps_the_function_usable_outside_versioned_calls() -> None:
     from mandala.imports import track
 
     def helper(x: int) -> int:
         return x * 3
 
-    assert track(helper) is helper
-    assert track(helper)(2) == 6
+    tracked = track(helper)
+    assert tracked(2) == 6
+    assert tracked.__wrapped__ is helper and tracked.__name__ == "helper"
+    assert track(tracked) is tracked
 
 
 def test_all_lists_only_existing_names() -> None:

@@ -6,11 +6,11 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from tests.conftest import POSTGRES_URL
 
 from mandala.errors import ChangeAbortedError, CodeChangeError
 from mandala.imports import Storage
 from mandala.utils import mock_input
+from tests.conftest import POSTGRES_URL
 
 PIPELINE = """
 import {log} as log
@@ -88,9 +88,8 @@ def test_a_compatible_change_keeps_every_call(project, tmp_path):
     project.clear()
     edited = PIPELINE.replace("return x * SCALE", "return SCALE * x  # same thing")
     mod = project.write_and_load("pipe", edited)
-    with mock.patch("builtins.input", mock_input(["n"])):
-        with storage:
-            after = [mod.f(x) for x in (-1, 1)]
+    with mock.patch("builtins.input", mock_input(["n"])), storage:
+        after = [mod.f(x) for x in (-1, 1)]
     assert project.executions() == []
     assert [r.hid for r in after] == [r.hid for r in before]
 
@@ -138,9 +137,12 @@ def test_abort_leaves_no_context_and_records_nothing(project, tmp_path):
     storage = Storage(tmp_path / "s.db", deps_path=project.root)
     run_all(storage, mod)
     mod = project.write_and_load("pipe", PIPELINE.replace("x + 1", "x + 5"))
-    with mock.patch("builtins.input", mock_input(["maybe", "a"])):
-        with pytest.raises(ChangeAbortedError, match="Aborting commit"), storage:
-            pass
+    with (
+        mock.patch("builtins.input", mock_input(["maybe", "a"])),
+        pytest.raises(ChangeAbortedError, match="Aborting commit"),
+        storage,
+    ):
+        pass
     assert not storage.in_context()
     # the change is still undecided: the next entry asks again
     with mock.patch("builtins.input", mock_input(["y"])):
@@ -159,9 +161,8 @@ def test_the_prompt_shows_the_diff_and_the_answer(project, tmp_path, capsys):
         questions.append(prompt)
         return "n"
 
-    with mock.patch("builtins.input", answer):
-        with storage:
-            pass
+    with mock.patch("builtins.input", answer), storage:
+        pass
     out = capsys.readouterr().out
     assert f"CHANGE DETECTED in shift from module {project.name('pipe')}" in out
     assert "-    return x + 1" in out and "+    return x + 5" in out
@@ -202,9 +203,12 @@ def test_no_input_available_gives_advice(project, tmp_path):
     storage = Storage(tmp_path / "s.db", deps_path=project.root)
     run_all(storage, mod)
     project.write_and_load("pipe", PIPELINE.replace("x + 1", "x + 2"))
-    with mock.patch("builtins.input", mock_input([])):
-        with pytest.raises(CodeChangeError, match="on_change="), storage:
-            pass
+    with (
+        mock.patch("builtins.input", mock_input([])),
+        pytest.raises(CodeChangeError, match="on_change="),
+        storage,
+    ):
+        pass
 
 
 def test_unversioned_and_versioned_ids_differ_and_roots_are_checked(project, tmp_path):
