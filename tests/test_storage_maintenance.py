@@ -10,7 +10,8 @@ import sqlite3
 
 import pytest
 
-from mandala.errors import FeatureUnavailableError, SchemaVersionError, UncommittedChangesError
+from mandala.backends import schema
+from mandala.errors import SchemaVersionError, UncommittedChangesError
 from mandala.imports import Storage, op
 
 
@@ -191,7 +192,7 @@ def test_store_file_records_its_schema_version(fresh_db_path) -> None:
     Storage(fresh_db_path).close()
     with sqlite3.connect(fresh_db_path) as conn:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    assert meta["schema_version"] == "2"
+    assert meta["schema_version"] == str(schema.CURRENT)
     tables = {
         row[0]
         for row in sqlite3.connect(fresh_db_path).execute(
@@ -337,10 +338,9 @@ def test_versioning_methods_on_an_unversioned_storage(storage: Storage, method, 
     assert storage.versioned is False
 
 
-def test_deps_path_raises_a_clear_error(tmp_path) -> None:
-    with pytest.raises(FeatureUnavailableError) as info:
-        Storage(deps_path=tmp_path)
-    assert "deps_path" in str(info.value)
+def test_a_missing_deps_path_raises_a_clear_error(tmp_path) -> None:
+    with pytest.raises(ValueError, match="deps_path .* does not exist"):
+        Storage(deps_path=tmp_path / "nowhere")
 
 
 def test_negative_overflow_threshold_is_refused(tmp_path) -> None:
