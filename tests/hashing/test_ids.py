@@ -11,14 +11,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mandala.hashing.ids import (
+    UNKNOWN_GLOBAL_CONTENT,
     atom_history_key,
     call_key,
+    code_content_key,
     dict_key,
+    global_content_key,
     list_key,
     op_key,
     output_history_key,
     pointer_key,
     set_key,
+    version_key,
 )
 
 A = bytes(range(16))
@@ -42,6 +46,11 @@ GOLDEN_CASES: dict[str, Callable[[], bytes]] = {
     "dict_key": lambda: dict_key({"b": B, "a": A}),
     "set_key": lambda: set_key([C, A, B]),
     "pointer_key": lambda: pointer_key(A),
+    "code_content_key": lambda: code_content_key("def f(x):\n    return x"),
+    "global_content_key": lambda: global_content_key(A),
+    "version_key_content": lambda: version_key("content", [("m", "f", A), ("m", "g", B)]),
+    "version_key_semantic": lambda: version_key("semantic", [("m", "f", A)]),
+    "unknown_global_content": lambda: UNKNOWN_GLOBAL_CONTENT,
 }
 
 GOLDEN_HEX: dict[str, str] = {
@@ -60,6 +69,11 @@ GOLDEN_HEX: dict[str, str] = {
     "dict_key": "6cf333e5974e109bbe0682d885d7794f",
     "set_key": "60b947cd4dbd6712704ae78e4567d0de",
     "pointer_key": "f0f0e8a6d2744bd0980c22006b6bb239",
+    "code_content_key": "f315e0eab3fe24ef4cc07c87816e6a8a",
+    "global_content_key": "e83a7162fb58267752886354cc123fcd",
+    "version_key_content": "eaf256080690c80e453c38f30898ac4f",
+    "version_key_semantic": "051ac1d14d1efc5cec3f18892b3e0b41",
+    "unknown_global_content": "8d2f2e9793c924b3d8c234ab788d58e8",
 }
 
 
@@ -104,6 +118,29 @@ def test_documented_preimages_reproduce_the_keys() -> None:
 
 keys = st.binary(min_size=16, max_size=16)
 names = st.text(min_size=1, max_size=8)
+
+
+@given(
+    st.dictionaries(st.tuples(names, names), keys, max_size=6),
+    st.randoms(),
+    st.sampled_from(["content", "semantic"]),
+)
+def test_version_key_does_not_depend_on_component_order(components, rnd, kind) -> None:
+    rows = [(module, qualname, key) for (module, qualname), key in components.items()]
+    shuffled = list(rows)
+    rnd.shuffle(shuffled)
+    assert version_key(kind, rows) == version_key(kind, shuffled)
+    other = "semantic" if kind == "content" else "content"
+    assert version_key(kind, rows) != version_key(other, rows)
+
+
+@given(st.dictionaries(st.tuples(names, names), keys, min_size=1, max_size=6), keys)
+def test_version_key_changes_with_any_component(components, replacement) -> None:
+    rows = [(module, qualname, key) for (module, qualname), key in components.items()]
+    changed = [*rows[:-1], (rows[-1][0], rows[-1][1], replacement)]
+    if replacement != rows[-1][2]:
+        assert version_key("content", rows) != version_key("content", changed)
+    assert version_key("content", rows) != version_key("content", rows[:-1])
 
 
 @given(st.dictionaries(names, keys, max_size=6), st.randoms())
