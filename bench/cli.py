@@ -23,6 +23,7 @@ WORKLOADS = (
     "postgres",
     "writers",
     "durability",
+    "versioning",
 )
 
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     selected = args.only or list(WORKLOADS)
 
     # imported here so that --help works even when mandala cannot be imported
-    from bench import array, frames, scaling, shared, workloads
+    from bench import array, frames, scaling, shared, versioning, workloads
 
     rows: list[Row] = []
     started = time.perf_counter()
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         run("array", lambda: array.big_array(cfg))
     if "frames" in selected:
         run("frames", lambda: frames.frames(cfg))
+    if "versioning" in selected:
+        run("versioning", lambda: versioning.versioning(cfg))
     for name, body in (
         ("postgres", shared.postgres),
         ("writers", shared.writers),

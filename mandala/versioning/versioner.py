@@ -54,6 +54,9 @@ __all__ = ["Versioner", "ChangePolicy", "Decision", "CodeChange", "Prompt"]
 
 logger = logging.getLogger(__name__)
 
+_MAX_CACHED_CANDIDATES = 1_000_000
+"""Calls whose candidate versions are kept in memory (about 200 bytes each)."""
+
 _RACY_NS = 2_000_000_000
 """A file modified less than this before its signature is taken may change again within the
 same mtime tick; its signature is not trusted (it is re-read at the next sync)."""
@@ -189,7 +192,7 @@ class Versioner:
         self._generation = -1
         self._components: dict[ComponentKey, _Component] = {}
         self._by_id: dict[int, _Component] = {}
-        self._valid: dict[bytes, bool] = {}
+        self._valid: dict[str, bool] = {}  # content version (hex) -> matches the code now
         self._candidates: dict[bytes, list[tuple[str, str]]] = {}
         self._decisions: dict[ComponentKey, bool] = {}
 
@@ -229,10 +232,12 @@ class Versioner:
         self._components, self._by_id = components, by_id
         self._generation = generation
         self._valid.clear()
-        self._candidates.clear()
 
     def _current_content(
-        self, component: _Component, signatures: dict[str, tuple[int, int]]
+        self,
+        component: _Component,
+        signatures: dict[str, tuple[int, int]],
+        stats: dict[str, tuple[int, int] | None],
     ) -> tuple[bytes | None, str | None, Any]:
         """``(content, text, object)`` of a component in the running code (content None: it no
         longer exists). ``text`` is None when the content was known without reading it."""
@@ -245,8 +250,11 @@ class Versioner:
         path = component.path
         if path is not None and component.head is not None and component.key.module != "__main__":
             signature = signatures.get(path)
-            if signature is not None and signature == _stat(path):
-                return component.head, None, None
+            if signature is not None:
+                if path not in stats:
+                    stats[path] = _stat(path)
+                if signature == stats[path]:
+                    return component.head, None, None
         obj = resolve(component.key)
         if obj is MISSING:
             return None, None, MISSING
@@ -275,8 +283,13 @@ class Versioner:
         changes: list[tuple[_Component, CodeChange, bytes, str]] = []
         missing: list[_Component] = []
         paths: set[str] = set()
+        stats: dict[str, tuple[int, int] | None] = {}
+        changed_state = False
         for component in self._components.values():
-            content, text, obj = self._current_content(component, signatures)
+            previous = component.current
+            content, text, obj = self._current_content(component, signatures, stats)
+            if content != previous:
+                changed_state = True
             if component.path is not None:
                 paths.add(component.path)
             if content is None:
@@ -318,7 +331,7 @@ class Versioner:
         files = []
         stale = []
         for path in paths:
-            stat = _stat(path)
+            stat = stats[path] if path in stats else _stat(path)
             if stat is None:
                 continue
             if now - stat[0] < _RACY_NS:
@@ -334,8 +347,10 @@ class Versioner:
                 component.head = commit.content_hash
             self._generation = self.rows.generation()
         self._decisions.clear()
-        self._valid.clear()
-        self._candidates.clear()
+        if changed_state or commits or heads:
+            # Which stored versions match the code may have changed; the candidate rows of
+            # each call have not (they are only ever added, or dropped with drop_version).
+            self._valid.clear()
         return [change for _, change, _, _ in changes]
 
     def _report_missing(self, missing: Sequence[_Component]) -> None:
@@ -467,7 +482,6 @@ class Versioner:
         )
         self._write_commits([commit])
         self._valid.clear()
-        self._candidates.clear()
         return content.hex()
 
     def _write_commits(self, commits: Sequence[NewCommit]) -> None:
@@ -487,21 +501,23 @@ class Versioner:
     # ================================================================== calls (the engine's protocol)
 
     def candidates(self, op: Op, pre_call_key: bytes) -> Sequence[tuple[str, str]]:
-        found = self._candidates.get(pre_call_key)
-        if found is None:
-            rows = self.rows.call_versions(pre_call_key)
-            found = [
+        rows = self._candidates.get(pre_call_key)
+        if rows is None:
+            rows = [
                 (semantic.hex(), content.hex())
-                for semantic, content in rows
-                if self._is_valid(content)
+                for semantic, content in self.rows.call_versions(pre_call_key)
             ]
-            self._candidates[pre_call_key] = found
-        return found
+            if len(self._candidates) >= _MAX_CACHED_CANDIDATES:
+                self._candidates.clear()
+            self._candidates[pre_call_key] = rows
+        valid = self._valid
+        return [row for row in rows if valid.get(row[1]) or self._is_valid(row[1])]
 
-    def _is_valid(self, content_version: bytes) -> bool:
-        known = self._valid.get(content_version)
+    def _is_valid(self, content_version_hex: str) -> bool:
+        known = self._valid.get(content_version_hex)
         if known is not None:
             return known
+        content_version = bytes.fromhex(content_version_hex)
         support = self.rows.supports([content_version]).get(content_version, [])
         valid = bool(support)
         for component_id, content in support:
@@ -516,7 +532,7 @@ class Versioner:
             if current is None or component.commits.get(content) != current:
                 valid = False
                 break
-        self._valid[content_version] = valid
+        self._valid[content_version_hex] = valid
         return valid
 
     def execute(self, op: Op, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, Trace]:
@@ -574,6 +590,8 @@ class Versioner:
             if self._needs_commit(key, content):
                 new_commits.append(self._first_commit(key, Kind.GLOBAL, None, content, description))
         if new_commits:
+            if any(c.parent_hash is not None for c in new_commits):
+                self._valid.clear()  # a known component got a new content mid-block
             self._write_commits(new_commits)
         for message in trace.warnings:
             warnings.warn(f"mandala: {message}", MandalaWarning, stacklevel=2)
@@ -641,7 +659,7 @@ class Versioner:
         session.record_version(
             pre_call_key, semantic, content, op.name, version.support, time.time()
         )
-        self._valid[content] = True
+        self._valid[version.content_version] = True
         found = self._candidates.setdefault(pre_call_key, [])
         pair = (version.semantic_version, version.content_version)
         if pair not in found:
@@ -660,7 +678,7 @@ class Versioner:
 
     def forget_versions(self, content_versions: Iterable[bytes]) -> None:
         for version in content_versions:
-            self._valid.pop(version, None)
+            self._valid.pop(version.hex(), None)
         self._candidates.clear()
 
     def current_state(self) -> dict[str, str | None]:
