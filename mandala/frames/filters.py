@@ -148,6 +148,53 @@ class FilterMixin(SelectionMixin):
         accept = self._filter_values(variables, predicate, lenient=False)
         return self._filtered(accept, prune=set(self.vs) - set(variables))
 
+    def with_versions(self, func: str, versions: str | Iterable[str]) -> Any:
+        """Keep the calls of function node ``func`` that ran one of the given code versions.
+
+        ``versions`` are content or semantic version ids (``call.content_version``,
+        ``call.semantic_version``, as ``storage.versions(f)`` lists them), or prefixes of at
+        least 6 characters. The outputs of the dropped calls go too, and so do their inputs
+        that no kept call uses, and everything downstream of what went: the frame keeps the
+        computations that went through those versions (and those that never reached ``func``).
+
+        Raises:
+            ValueError: an unknown function node, or an id shorter than 6 characters.
+        """
+        self._require_node(func)
+        if func not in self.fs:
+            raise ValueError(f"Node {func} is a variable; with_versions filters function nodes")
+        wanted = [versions] if isinstance(versions, str) else list(versions)
+        short = [v for v in wanted if len(v) < 6]
+        if short:
+            raise ValueError(f"version ids {short} are too short; give at least 6 characters")
+        prefixes = tuple(v.lower() for v in wanted)
+
+        def matches(call_key: bytes) -> bool:
+            call = self.index.calls[call_key]
+            return any(
+                version is not None and version.startswith(prefixes)
+                for version in (call.content_version, call.semantic_version)
+            )
+
+        connected_before = self._connected_pairs()
+        frame = self.copy()
+        dropped = {func: {c for c in self.fs[func] if not matches(c)}}
+        while any(dropped.values()):
+            for name, calls in dropped.items():
+                frame.fs[name] -= calls
+                for call_key in calls:  # what the dropped calls made goes with them
+                    for label, variables in frame.out[name].items():
+                        for ref in frame.call_outputs_on(frame.index.calls[call_key], label):
+                            for var in variables:
+                                frame.vs[var].discard(ref)
+            # inputs that only the dropped calls used go too
+            for var, ref in connected_before - frame._connected_pairs():
+                frame.vs[var].discard(ref)
+            before = {name: set(calls) for name, calls in frame.fs.items()}
+            frame._drop_incomplete_calls()
+            dropped = {name: before[name] - frame.fs[name] for name in frame.fs}
+        return frame
+
     def _compare(self, other: Any, test: Callable[[Any], Any]) -> Any:
         if isinstance(other, FrameGraph):
             raise TypeError(

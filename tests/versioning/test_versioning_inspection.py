@@ -178,3 +178,19 @@ def test_roots_path_is_resolved(project, tmp_path):
     with storage:
         mod.f(1)
     assert f"{project.name('m')}.helper" in storage.guess_code_state()
+
+
+def test_a_frame_restricted_to_a_version_keeps_its_computations(project, tmp_path):
+    storage, mod, first, second = two_versions(project, tmp_path)
+    old_f = storage.get_ref_creator(storage.get_ref_creator(first).inputs["y"])
+    new_f = storage.get_ref_creator(storage.get_ref_creator(second).inputs["y"])
+    cf = storage.cf(mod.g).expand_back(recursive=True)
+    assert len(cf.df()) == 2
+    old = cf.with_versions("f", old_f.content_version)
+    table = old.df(values="objs")
+    assert len(table) == 1 and table["var_0"].tolist() == [22]
+    by_semantic = cf.with_versions("f", [new_f.semantic_version[:8]])
+    assert by_semantic.df(values="objs")["var_0"].tolist() == [-18]
+    assert len(cf.with_versions("f", "ffffffff").df()) == 0
+    with pytest.raises(ValueError, match="too short"):
+        cf.with_versions("f", "ab")
