@@ -178,22 +178,29 @@ class Trace:
 
     # ------------------------------------------------------------------ checks
 
-    def check_after_call(self) -> None:
-        """Raise if the call assigned or mutated a global it used (its result would then
-        depend on the order of calls, which memoization cannot reproduce)."""
+    def discard_assignments(self) -> list[str]:
+        """Forget the globals the call assigned (they landed in the namespace views, never in
+        the modules); returns their names."""
+        assigned = []
         for view_id in self.views:
             view = _GLOBAL_VIEWS.get(view_id)
             if view is None:
                 continue
-            assigned = [k for k in dict.keys(view) if k != "__builtins__"]
-            if assigned:
-                for key in assigned:
-                    dict.__delitem__(view, key)
-                raise VersioningError(
-                    f"op {self.op.name!r} assigned the global variable(s) {assigned} during the "
-                    "call; versioned ops must not rebind globals (the result would depend on "
-                    "the order of calls). Return the value instead; the global was not changed"
-                )
+            for key in [k for k in dict.keys(view) if k != "__builtins__"]:
+                dict.__delitem__(view, key)
+                assigned.append(key)
+        return assigned
+
+    def check_after_call(self) -> None:
+        """Raise if the call assigned or mutated a global it used (its result would then
+        depend on the order of calls, which memoization cannot reproduce)."""
+        assigned = self.discard_assignments()
+        if assigned:
+            raise VersioningError(
+                f"op {self.op.name!r} assigned the global variable(s) {assigned} during the "
+                "call; versioned ops must not rebind globals (the result would depend on "
+                "the order of calls). Return the value instead; the global was not changed"
+            )
         for key, (content, _, value, hashable) in self.globals.items():
             if hashable and global_content(value)[0] != content:
                 raise VersioningError(
@@ -214,6 +221,9 @@ class DecTracer:
         token = ACTIVE_TRACER.set(trace)
         try:
             result = trace.traced(function)(*args, **kwargs)
+        except BaseException:
+            trace.discard_assignments()
+            raise
         finally:
             ACTIVE_TRACER.reset(token)
         trace.check_after_call()

@@ -194,3 +194,44 @@ def test_a_frame_restricted_to_a_version_keeps_its_computations(project, tmp_pat
     assert len(cf.with_versions("f", "ffffffff").df()) == 0
     with pytest.raises(ValueError, match="too short"):
         cf.with_versions("f", "ab")
+
+
+def test_two_processes_versioning_one_store_at_once(project, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    project.write("m", CODE)
+    db = tmp_path / "s.db"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path[:0] = [{str(project.root)!r}, {str(project.log_dir)!r}]
+        import {project.name("m")} as mod
+        from mandala.imports import Storage
+        storage = Storage({str(db)!r}, deps_path={str(project.root)!r}, on_change="error")
+        for _ in range(3):
+            with storage:
+                outs = [mod.g(mod.f(x)) for x in range(20)]
+            assert [storage.unwrap(o) for o in outs] == [2 * (x + 10) for x in range(20)]
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    storage = Storage(db, deps_path=project.root, on_change="error")
+    state = storage.guess_code_state()
+    assert sorted(state) == sorted(
+        f"{project.name('m')}.{n}" for n in ("f", "g", "helper", "OFFSET")
+    )
+    assert storage.backend.counts().calls == 40  # each call stored once
+    mod = project.load("m")
+    project.clear()
+    with storage:
+        [mod.g(mod.f(x)) for x in range(20)]
+    assert project.executions() == []

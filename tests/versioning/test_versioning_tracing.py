@@ -337,3 +337,33 @@ def test_a_compatible_change_that_adds_a_dependency_warns(project, tmp_path):
     project.write_and_load("m", code.replace("BODY", "helper(x)"))
     with pytest.warns(MandalaWarning, match="helper"), storage:
         pass
+
+
+def test_an_exception_in_a_versioned_op_propagates_and_leaves_no_trace(project, tmp_path):
+    code = """
+        import {log} as log
+        from mandala.imports import op
+
+        LIMIT = 3
+
+        @op
+        def f(x):
+            global LIMIT
+            log.record("f", x)
+            if x > LIMIT:
+                LIMIT = 100  # assigned, then the call fails
+                raise ValueError(f"too big: {x}")
+            return x
+        """
+    mod = project.write_and_load("m", code)
+    storage = new_storage(project, tmp_path)
+    with pytest.raises(ValueError, match="too big: 5"), storage:
+        kept = mod.f(1)
+        mod.f(5)
+    assert storage.unwrap(kept) == 1  # the call before the failure was committed
+    assert storage.backend.counts().calls == 1
+    assert mod.LIMIT == 3
+    with storage:  # the failed assignment left nothing behind: LIMIT is 3 for the next calls
+        assert storage.unwrap(mod.f(2)) == 2
+    with pytest.raises(ValueError, match="too big: 4"), storage:
+        mod.f(4)
