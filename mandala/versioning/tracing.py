@@ -23,7 +23,7 @@ import sys
 import types
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from mandala.engine.op import Op
 from mandala.engine.versions import ACTIVE_TRACER
@@ -36,7 +36,15 @@ from mandala.versioning.components import (
     original_function,
 )
 
-__all__ = ["DecTracer", "SysTracer", "Trace", "TracerConfig", "track"]
+__all__ = [
+    "DecTracer",
+    "SysTracer",
+    "Trace",
+    "TraceSummary",
+    "TracerConfig",
+    "TracingSpec",
+    "track",
+]
 
 T = TypeVar("T")
 
@@ -208,6 +216,47 @@ class Trace:
                     "the call; versioned ops must not mutate globals they read. Copy it first, "
                     "or pass it as an argument"
                 )
+
+    def summary(self) -> TraceSummary:
+        """What the version resolver needs of this trace, without live objects (picklable, so
+        a worker process can send it back to the driver)."""
+        return TraceSummary(
+            dict.fromkeys(self.code),
+            {k: (c, d, None, h) for k, (c, d, _, h) in self.globals.items()},
+            list(self.warnings),
+        )
+
+
+class TraceSummary(NamedTuple):
+    """A finished trace as data: code keys (objects left out), globals' contents, warnings."""
+
+    code: dict[ComponentKey, Any]
+    globals: dict[ComponentKey, tuple[bytes, str, Any, bool]]
+    warnings: list[str]
+
+
+class TracingSpec(NamedTuple):
+    """How to trace calls, as plain data for worker processes (the driver's tracing options)."""
+
+    deps_path: str
+    tracer: str
+    track_globals: bool
+    skip_unhashable_globals: bool
+    skip_globals_silently: bool
+
+    def run(self, op: Op, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, TraceSummary]:
+        """Run one op call under tracing here (in a worker); the driver resolves the version
+        from the summary, so workers never read or write the code state."""
+        config = TracerConfig(
+            Roots(self.deps_path),
+            track_globals=self.track_globals,
+            skip_unhashable_globals=self.skip_unhashable_globals,
+            skip_globals_silently=self.skip_globals_silently,
+        )
+        trace = Trace(config, op)
+        tracer = SysTracer if self.tracer == SysTracer.name else DecTracer
+        result = tracer.run(trace, op.func, args, kwargs)
+        return result, trace.summary()
 
 
 class DecTracer:

@@ -48,7 +48,14 @@ from mandala.versioning.components import (
     resolve,
     source_file,
 )
-from mandala.versioning.tracing import DecTracer, SysTracer, Trace, TracerConfig
+from mandala.versioning.tracing import (
+    DecTracer,
+    SysTracer,
+    Trace,
+    TracerConfig,
+    TraceSummary,
+    TracingSpec,
+)
 
 __all__ = ["Versioner", "ChangePolicy", "Decision", "CodeChange", "Prompt"]
 
@@ -535,12 +542,22 @@ class Versioner:
         self._valid[content_version_hex] = valid
         return valid
 
+    def tracing_spec(self) -> TracingSpec:
+        """The tracing options as data, for running versioned calls in worker processes."""
+        return TracingSpec(
+            "__main__" if self.roots.main_only else str(self.roots.path),
+            self.tracer.name,
+            self.config.track_globals,
+            self.config.skip_unhashable_globals,
+            self.config.skip_globals_silently,
+        )
+
     def execute(self, op: Op, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, Trace]:
         trace = Trace(self.config, op)
         result = self.tracer.run(trace, op.func, args, kwargs)
         return result, trace
 
-    def resolve(self, op: Op, trace: Trace) -> ResolvedVersion:
+    def resolve(self, op: Op, trace: Trace | TraceSummary) -> ResolvedVersion:
         code: dict[ComponentKey, Any] = dict(trace.code)
         for dep in op.deps:
             target = original_function(dep)
