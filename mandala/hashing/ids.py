@@ -26,6 +26,7 @@ __all__ = [
     "dict_key",
     "set_key",
     "pointer_key",
+    "pending_content_key",
 ]
 
 _ATOM_HISTORY = b"mandala:atom-history\x00"
@@ -36,6 +37,7 @@ _LIST = b"mandala:list\x00"
 _DICT = b"mandala:dict\x00"
 _SET = b"mandala:set\x00"
 _POINTER = b"mandala:pointer\x00"
+_PENDING = b"mandala:pending\x00"
 _SEMANTIC = b"\x00semantic\x00"
 
 
@@ -111,3 +113,13 @@ def set_key(element_keys: Iterable[bytes]) -> bytes:
 def pointer_key(pointer_content: bytes) -> bytes:
     """Key of a ``ValuePointer``: derived from the content key of its id, never of its object."""
     return digest(_POINTER + pointer_content)
+
+
+def pending_content_key(history_key: bytes) -> bytes:
+    """Stand-in content key of an output that a parallel block has not computed yet.
+
+    Used only to derive the history id of a call whose inputs are still pending (the content
+    ids computed alongside are thrown away); never stored, and it cannot equal a real content
+    key or any other id (its own domain tag).
+    """
+    return digest(_PENDING + history_key)
