@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mandala.engine.context import Mode, active_stack, pop_frame, push_frame
 from mandala.errors import ContextError, OpCallError, ParallelCallError
 from mandala.hashing import ids
+from mandala.model.refs import DictRef, ListRef, SetRef
+from mandala.parallel.executors import check_executor
 from mandala.parallel.graph import Node, NodeState, expected_output_names
 from mandala.parallel.pending import PendingRef, fail, identifying
 from mandala.parallel.tasks import OpHandle, pending_inputs
@@ -64,6 +66,7 @@ class Batch:
             raise ValueError(f"lease_s must be a positive number of seconds, got {lease_s!r}")
         if max_workers is not None and max_workers < 1:
             raise ValueError(f"max_workers must be at least 1, got {max_workers!r}")
+        check_executor(executor)
         self.storage = storage
         self.executor = executor
         self.progress = progress
@@ -136,7 +139,8 @@ class Batch:
         """An op call inside the block: its refs if stored, else pending refs (see module doc).
 
         Raises:
-            OpCallError: the op has ``nout="var"`` (its outputs are unknown until it runs).
+            OpCallError: the op has ``nout="var"`` (its outputs are unknown until it runs), or
+                a pending ref is an element of an ``MSet`` argument.
             PendingResultError: an input is a ref of a call that failed or of another block.
         """
         if op.nout == "var":
@@ -154,6 +158,7 @@ class Batch:
         node = self._by_history.get(call.history)
         if node is not None:
             return node.returned
+        _refuse_pending_set_elements(op, call.passed)
         deps: dict[int, Node] = {}
         for ref in pending_inputs(call.passed):
             producer = self._producers.get(ref.history_key)
@@ -199,3 +204,30 @@ class Batch:
 
     def __repr__(self) -> str:
         return f"Batch({len(self.nodes)} calls to compute, {self.hits} found in the store)"
+
+
+def _refuse_pending_set_elements(op: Op, passed: dict[str, Any]) -> None:
+    """A set's ids depend on the order of its elements' content ids, unknown while pending.
+
+    Raises:
+        OpCallError: an ``MSet`` argument (or a set nested in a collection) holds a pending ref.
+    """
+    for name, value in passed.items():
+        stack: list[tuple[Any, bool]] = [(value, False)]
+        while stack:
+            item, in_set = stack.pop()
+            cls = type(item)
+            if cls is PendingRef:
+                if in_set:
+                    raise OpCallError(
+                        f"op {op.name!r}, argument {name!r}: an element of an MSet is computed "
+                        "by the parallel block, and a set's identity depends on its elements' "
+                        "values; compute the elements in one block and call the op in a later one"
+                    )
+            elif isinstance(item, (ListRef, DictRef, SetRef)) and item.obj is not None:
+                elements = item.obj.values() if cls is DictRef else item.obj
+                stack.extend((element, in_set or cls is SetRef) for element in elements)
+            elif cls is list or cls is tuple:
+                stack.extend((element, in_set) for element in item)
+            elif cls is dict:
+                stack.extend((element, in_set) for element in item.values())

@@ -23,7 +23,14 @@ from typing import Any, Protocol
 from mandala.errors import UnsupportedExecutorError
 from mandala.parallel.tasks import Task, run_task, run_task_with_upstream
 
-__all__ = ["Runner", "FuturesRunner", "DaskRunner", "make_runner", "is_dask_client"]
+__all__ = [
+    "Runner",
+    "FuturesRunner",
+    "DaskRunner",
+    "make_runner",
+    "check_executor",
+    "is_dask_client",
+]
 
 
 class Runner(Protocol):
@@ -55,23 +62,32 @@ def is_dask_client(obj: Any) -> bool:
     )
 
 
-def make_runner(executor: Any, max_workers: int | None) -> Runner:
-    """The runner for what the user passed to ``storage.parallel``.
+def check_executor(executor: Any) -> None:
+    """Refuse early what ``storage.parallel`` cannot run calls on.
 
     Raises:
-        UnsupportedExecutorError: ``executor`` is neither a Dask client nor an Executor.
+        UnsupportedExecutorError: ``executor`` is neither None, a Dask client nor an Executor.
     """
+    if (
+        executor is not None
+        and not is_dask_client(executor)
+        and not isinstance(executor, concurrent.futures.Executor)
+    ):
+        raise UnsupportedExecutorError(
+            "storage.parallel() takes a dask.distributed.Client, a concurrent.futures.Executor "
+            f"(e.g. ProcessPoolExecutor) or None (a process pool), got {executor!r}"
+        )
+
+
+def make_runner(executor: Any, max_workers: int | None) -> Runner:
+    """The runner for what the user passed to ``storage.parallel`` (see :func:`check_executor`)."""
+    check_executor(executor)
     if executor is None:
         workers = max_workers or os.cpu_count() or 1
         return FuturesRunner(concurrent.futures.ProcessPoolExecutor(workers), owned=True)
     if is_dask_client(executor):
         return DaskRunner(executor)
-    if isinstance(executor, concurrent.futures.Executor):
-        return FuturesRunner(executor, owned=False)
-    raise UnsupportedExecutorError(
-        f"storage.parallel() takes a dask.distributed.Client, a concurrent.futures.Executor "
-        f"(e.g. ProcessPoolExecutor) or None (a process pool), got {type(executor).__name__}"
-    )
+    return FuturesRunner(executor, owned=False)
 
 
 class FuturesRunner:

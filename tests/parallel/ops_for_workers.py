@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from mandala.imports import MList, op
+from mandala.imports import MList, MSet, op
 
 
 def note(log: str | None, *parts: object) -> None:
@@ -104,3 +104,20 @@ def mandala_location() -> str:
     import mandala
 
     return str(mandala.__file__)
+
+
+@op(ignore_args=["log"])
+def sum_of_squares(x: int, y: int, log: str | None = None) -> int:
+    """Calls another op in its body: a plain function call there, on a worker as on the driver."""
+    note(log, "sum_of_squares", x, y)
+    return square(x) + square(y)
+
+
+@op(nout="var")
+def spread(n: int):  # how many outputs: known only once it ran
+    return tuple(range(n))
+
+
+@op
+def union_size(xs: MSet[int]) -> int:
+    return len(xs)
