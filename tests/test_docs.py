@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import os
 import re
 import subprocess
 import sys
@@ -32,7 +33,11 @@ def test_readme_python_blocks_run(tmp_path: Path) -> None:
         if block.startswith("# not run"):
             continue
         result = subprocess.run(
-            [sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True
+            [sys.executable, "-c", block],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},  # this checkout's mandala
         )
         assert result.returncode == 0, result.stderr
     assert "42" in result.stdout or "w" in result.stdout
