@@ -23,6 +23,7 @@ WORKLOADS = (
     "postgres",
     "writers",
     "durability",
+    "parallel",
 )
 
 
@@ -132,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if name in selected:
             run(name, lambda body=body: body(cfg))  # type: ignore[misc]
+    if "parallel" in selected:
+        from bench import parallel  # imports numpy and Dask only when selected
+
+        run("parallel", lambda: parallel.parallel(cfg))
 
     seconds = time.perf_counter() - started
     print(

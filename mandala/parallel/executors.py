@@ -50,8 +50,9 @@ class Runner(Protocol):
     def cancel(self, handles: list[Any]) -> None:
         """Cancel what has not finished (best effort)."""
 
-    def close(self) -> None:
-        """Release what the runner created (never the user's executor or client)."""
+    def close(self, wait: bool = True) -> None:
+        """Release what the runner created (never the user's executor or client); without
+        ``wait``, do not wait for tasks still running (the block was interrupted)."""
 
 
 def is_dask_client(obj: Any) -> bool:
@@ -126,9 +127,9 @@ class FuturesRunner:
         for future in handles:
             future.cancel()
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         if self.owned:
-            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor.shutdown(wait=wait, cancel_futures=True)
 
 
 class DaskRunner:
@@ -183,5 +184,5 @@ class DaskRunner:
         if handles:
             self.client.cancel(handles)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         return None

@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 _IDLE_WAIT_S = 0.5
 """Longest wait for results when nothing else needs attention (keeps Ctrl-C responsive)."""
 
+_MIN_ROUND_S = 0.1
+"""Shortest time between two rounds of recording results, while tasks are still running."""
+
 
 class Scheduler:
     """Runs the nodes of one batch to completion (see the module docstring)."""
@@ -76,10 +79,12 @@ class Scheduler:
         self.runner: Any = None
         self.display: Any = None
         self._last_poll = 0.0
+        self._last_round = 0.0
 
     # ------------------------------------------------------------------ main loop
 
     def run(self) -> None:
+        finished = False
         try:
             self.display = open_progress(self.batch.progress)
             self.runner = make_runner(self.batch.executor, self.batch.max_workers)
@@ -106,6 +111,7 @@ class Scheduler:
                     f"parallel block: {len(stuck)} calls were never run (e.g. {stuck[0]!r}); "
                     "please report this as a bug"
                 )
+            finished = True
         except BaseException as error:
             self._abandon(error)
             raise
@@ -114,7 +120,7 @@ class Scheduler:
                 self.claims.stop()
             finally:
                 if self.runner is not None:
-                    self.runner.close()
+                    self.runner.close(wait=finished)
                 if self.display is not None:
                     self.display.close()
 
@@ -297,7 +303,17 @@ class Scheduler:
             submitted.append(node)
         if not tasks:
             return
-        futures = self.runner.submit(tasks, self.done)
+        try:
+            futures = self.runner.submit(tasks, self.done)
+        except Exception:
+            # One task cannot be sent (e.g. an argument that does not pickle): find which.
+            futures = []
+            for node, entry in zip(list(submitted), tasks):
+                try:
+                    futures.extend(self.runner.submit([entry], self.done))
+                except Exception as error:
+                    submitted.remove(node)
+                    self._fail(node, error, traceback.format_exc())
         for node, future in zip(submitted, futures):
             node.future = future
             self.running[future] = node
@@ -363,17 +379,31 @@ class Scheduler:
     # ------------------------------------------------------------------ completion
 
     def _collect(self, timeout: float) -> None:
-        """Wait for finished tasks (up to ``timeout`` for the first), then record them all."""
+        """Wait for finished tasks (up to ``timeout`` for the first), then record them all.
+
+        A round (fetching results, recording, committing, releasing claims) has a fixed cost,
+        and fetching from Dask loads its scheduler and workers: while other tasks still run,
+        results are let to accumulate until ``_MIN_ROUND_S`` after the previous round.
+        """
         try:
-            first = self.done.get(timeout=timeout)
+            futures = [self.done.get(timeout=timeout)]
         except queue.Empty:
             return
-        futures = [first]
+        deadline = self._last_round + _MIN_ROUND_S
         while True:
             try:
                 futures.append(self.done.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or len(futures) >= len(self.running):
+                break
+            try:
+                futures.append(self.done.get(timeout=remaining))
             except queue.Empty:
                 break
+        self._last_round = time.monotonic()
         nodes = []
         for future in futures:
             node = self.running.pop(future, None)

@@ -8,6 +8,7 @@ log file every test op appends to.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from typing import Any
 
@@ -240,3 +241,13 @@ def test_a_block_that_raises_runs_nothing(storage: Storage, executor: Any, log: 
 def test_dask_workers_import_this_checkout(dask_client: Any) -> None:
     location = dask_client.submit(ops.mandala_location, pure=False).result()
     assert location == ops.mandala_location()
+
+
+def test_a_call_that_cannot_be_sent_fails_alone(storage: Storage, executor: Any, log: str) -> None:
+    unpicklable = threading.Lock()  # an ignored argument: hashed never, pickled for the worker
+    with pytest.raises(ParallelCallError, match="lock") as caught, storage.parallel(executor):
+        ops.square(2, log=unpicklable)
+        fine = ops.square(3, log=log)
+    assert len(caught.value.failures) == 1
+    assert storage.unwrap(fine) == 9
+    assert executions(log) == ["square 3"]
