@@ -8,8 +8,12 @@ log file every test op appends to.
 
 from __future__ import annotations
 
+import subprocess
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -251,3 +255,52 @@ def test_a_call_that_cannot_be_sent_fails_alone(storage: Storage, executor: Any,
     assert len(caught.value.failures) == 1
     assert storage.unwrap(fine) == 9
     assert executions(log) == ["square 3"]
+
+
+def test_dask_gets_dependent_calls_with_their_inputs_futures(
+    storage: Storage, dask_client: Any, tmp_path: Path, log: str
+) -> None:
+    """The call on a running call's output is submitted at once (Dask tracks the dependency),
+    not after its input came back to the driver: both are in Dask while the first still runs."""
+    gate = tmp_path / "gate"
+    seen: list[set[str]] = []
+
+    def open_gate_when_both_are_submitted() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            keys = {str(key) for key in dask_client.futures if str(key).startswith("mandala-")}
+            if len(keys) >= 2:
+                seen.append(keys)
+                break
+            time.sleep(0.02)
+        gate.touch()
+
+    watcher = threading.Thread(target=open_gate_when_both_are_submitted)
+    watcher.start()
+    try:
+        with storage.parallel(dask_client):
+            upstream = ops.slow(1, 0.0, log=log, gate=str(gate))
+            downstream = ops.add(upstream, 1, log=log)
+    finally:
+        watcher.join()
+    assert seen, "the dependent call was not submitted while its input was running"
+    assert storage.unwrap(downstream) == 11
+
+
+def test_a_block_on_a_process_pool_imports_neither_dask_nor_rich(
+    snippet: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    result = snippet(
+        """
+        import concurrent.futures, sys
+        from mandala.imports import Storage
+        from tests.parallel.ops_for_workers import square
+        storage = Storage()
+        with concurrent.futures.ProcessPoolExecutor(1) as pool:
+            with storage.parallel(pool, progress=False):
+                ref = square(3)
+        assert storage.unwrap(ref) == 9
+        print(sorted(m for m in ("dask", "distributed", "rich", "cloudpickle") if m in sys.modules))
+        """
+    )
+    assert result.stdout.strip() == "[]"
