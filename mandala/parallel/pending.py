@@ -95,14 +95,10 @@ class PendingRef(Ref):
 
     @property
     def in_memory(self) -> bool:  # type: ignore[override]
-        if _IDENTIFYING.get():
-            return False
         self._refuse("its value")
 
     @property
     def obj(self) -> Any:
-        if _IDENTIFYING.get():
-            return None
         self._refuse("its value")
 
     def _refuse(self, what: str) -> NoReturn:

@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from mandala.imports import MList, MSet, op
+from mandala.imports import MList, MSet, NewArgDefault, op
 
 
 def note(log: str | None, *parts: object) -> None:
@@ -121,3 +121,8 @@ def spread(n: int):  # how many outputs: known only once it ran
 @op
 def union_size(xs: MSet[int]) -> int:
     return len(xs)
+
+
+@op
+def scaled(x: int, factor: int = NewArgDefault(1)) -> int:  # noqa: B008 - the marker is the API
+    return x * factor

@@ -143,3 +143,15 @@ def test_an_unsupported_executor_is_refused_at_once(storage: Storage) -> None:
         storage.parallel(object())
     with pytest.raises(TypeError):  # a builtin a user would catch
         storage.parallel("dask")
+
+
+def test_a_pending_ref_for_a_parameter_with_a_new_default_is_refused(
+    storage: Storage, pool: Any
+) -> None:
+    """Whether the value equals the default decides the call's identity: it must be known."""
+    with storage.parallel(pool):
+        ref = ops.square(2)
+        with pytest.raises(PendingResultError, match="'square'"):
+            ops.scaled(3, factor=ref)
+        fine = ops.scaled(3, factor=2)
+    assert storage.unwrap(fine) == 6
