@@ -155,3 +155,18 @@ def test_a_pending_ref_for_a_parameter_with_a_new_default_is_refused(
             ops.scaled(3, factor=ref)
         fine = ops.scaled(3, factor=2)
     assert storage.unwrap(fine) == 6
+
+
+def test_a_block_inside_a_storage_context(storage: Storage, pool: Any) -> None:
+    """Calls made before the block (not committed yet) are found by it; calls made after it in
+    the outer block use its results."""
+    with storage:
+        first = ops.square(3)
+        with storage.parallel(pool):
+            second = ops.add(first, 1)
+        third = ops.add(second, 1)
+        assert storage.unwrap(third) == 11
+    reopened = storage if storage.db_path == ":memory:" else Storage(storage.db_path)
+    with reopened.allow_new_calls(False), reopened:  # every call is stored
+        again = ops.add(ops.add(ops.square(3), 1), 1)
+    assert again.hid == third.hid
