@@ -19,7 +19,6 @@ when the claim's lease expires. Claims are released once the results are committ
 from __future__ import annotations
 
 import logging
-import queue
 import time
 import traceback
 from collections import deque
@@ -75,7 +74,6 @@ class Scheduler:
         self.finished_round: list[Node] = []
         self.finishable: deque[Node] = deque()
         """Nodes whose task finished and whose inputs are recorded: their result can be."""
-        self.done: queue.SimpleQueue = queue.SimpleQueue()
         self.runner: Any = None
         self.display: Any = None
         self._last_poll = 0.0
@@ -304,13 +302,13 @@ class Scheduler:
         if not tasks:
             return
         try:
-            futures = self.runner.submit(tasks, self.done)
+            futures = self.runner.submit(tasks)
         except Exception:
             # One task cannot be sent (e.g. an argument that does not pickle): find which.
             futures = []
             for node, entry in zip(list(submitted), tasks):
                 try:
-                    futures.extend(self.runner.submit([entry], self.done))
+                    futures.extend(self.runner.submit([entry]))
                 except Exception as error:
                     submitted.remove(node)
                     self._fail(node, error, traceback.format_exc())
@@ -385,24 +383,14 @@ class Scheduler:
         and fetching from Dask loads its scheduler and workers: while other tasks still run,
         results are let to accumulate until ``_MIN_ROUND_S`` after the previous round.
         """
-        try:
-            futures = [self.done.get(timeout=timeout)]
-        except queue.Empty:
+        futures = self.runner.wait(self.running, timeout)
+        if not futures:
             return
-        deadline = self._last_round + _MIN_ROUND_S
-        while True:
-            try:
-                futures.append(self.done.get_nowait())
-                continue
-            except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or len(futures) >= len(self.running):
-                break
-            try:
-                futures.append(self.done.get(timeout=remaining))
-            except queue.Empty:
-                break
+        pause = self._last_round + _MIN_ROUND_S - time.monotonic()
+        if pause > 0 and len(futures) < len(self.running):
+            time.sleep(pause)
+            seen = set(futures)
+            futures += [f for f in self.runner.wait(self.running, 0) if f not in seen]
         self._last_round = time.monotonic()
         nodes = []
         for future in futures:
