@@ -18,11 +18,17 @@ from typing import Any
 
 import pytest
 
-from mandala.errors import OutputMismatchError, ParallelCallError, PendingResultError
+from mandala.errors import (
+    NewCallsNotAllowedError,
+    OutputMismatchError,
+    ParallelCallError,
+    PendingResultError,
+)
 from mandala.hashing import ids
 from mandala.imports import Storage
 from mandala.model.refs import AtomRef, Ref
 from mandala.parallel.pending import PendingRef
+from tests.conftest import PersistentStore
 from tests.parallel import ops_for_workers as ops
 from tests.parallel.ops_for_workers import executions
 
@@ -304,3 +310,35 @@ def test_a_block_on_a_process_pool_imports_neither_dask_nor_rich(
         """
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_results_are_stored_as_they_finish(
+    persistent: PersistentStore, process_pool: Any, tmp_path: Path, log: str
+) -> None:
+    """A finished call is in the store (seen by another Storage) while the block still runs:
+    the slow call waits for a gate that opens only once the fast call can be read back."""
+    gate = tmp_path / "gate"
+    seen = []
+
+    def open_gate_when_the_fast_call_is_stored() -> None:
+        reader = persistent.open()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not seen:
+            try:
+                with reader.allow_new_calls(False), reader:
+                    seen.append(reader.unwrap(ops.square(4)))
+            except NewCallsNotAllowedError:
+                time.sleep(0.05)
+        gate.touch()
+
+    storage = persistent.open()
+    watcher = threading.Thread(target=open_gate_when_the_fast_call_is_stored)
+    watcher.start()
+    try:
+        with storage.parallel(process_pool):
+            fast = ops.square(4, log=log)
+            slow = ops.slow(5, 0.0, log=log, gate=str(gate))
+    finally:
+        watcher.join()
+    assert seen == [16]
+    assert storage.unwrap([fast, slow]) == [16, 50]
