@@ -24,7 +24,7 @@ import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from mandala.errors import OutputMismatchError
+from mandala.errors import OpCallError, OutputMismatchError
 from mandala.parallel.executors import make_runner
 from mandala.parallel.graph import (
     FINISHED,
@@ -265,10 +265,14 @@ class Scheduler:
             self._resolve(node, found, NodeState.FROM_STORE)
             return False
         if call.history != node.history:
-            raise RuntimeError(
-                f"op {node.op.name!r}: the history id of a call changed once its inputs were "
-                "computed; please report this as a bug"
+            changed = OpCallError(
+                f"op {node.op.name!r}: the call's history id changed between the call in the block "
+                f"({node.history.hex()}) and now ({call.history.hex()}): was an argument modified "
+                "after the call was made? Arguments of calls in a parallel block are read when "
+                "the block ends; pass copies of objects you go on changing"
             )
+            self._fail(node, changed, "")
+            return False
         node.call = call
         node.identified_only = False
         node.leader = None

@@ -126,3 +126,8 @@ def union_size(xs: MSet[int]) -> int:
 @op
 def scaled(x: int, factor: int = NewArgDefault(1)) -> int:  # noqa: B008 - the marker is the API
     return x * factor
+
+
+@op
+def shifted(x: int, options: dict) -> int:
+    return x + options["offset"]

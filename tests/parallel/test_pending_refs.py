@@ -14,6 +14,7 @@ import pytest
 from mandala.errors import (
     ContextError,
     OpCallError,
+    ParallelCallError,
     PendingResultError,
     UnsupportedExecutorError,
 )
@@ -170,3 +171,12 @@ def test_a_block_inside_a_storage_context(storage: Storage, pool: Any) -> None:
     with reopened.allow_new_calls(False), reopened:  # every call is stored
         again = ops.add(ops.add(ops.square(3), 1), 1)
     assert again.hid == third.hid
+
+
+def test_an_argument_modified_after_its_call_is_reported(storage: Storage, pool: Any) -> None:
+    """A call on pending inputs is identified again when they are computed: a plain argument
+    changed in between gives another call, which is reported instead of stored."""
+    options = {"offset": 1}
+    with pytest.raises(ParallelCallError, match="modified after the call"), storage.parallel(pool):
+        ops.shifted(ops.square(2), options)
+        options["offset"] = 2
