@@ -26,6 +26,7 @@ from mandala.parallel.executors import check_executor
 from mandala.parallel.graph import Node, NodeState, expected_output_names
 from mandala.parallel.pending import PendingRef, fail, identifying
 from mandala.parallel.tasks import OpHandle, pending_inputs
+from mandala.ui.progress import BatchCounts
 
 if TYPE_CHECKING:
     from mandala.backends.sql import SqlBackend
@@ -50,6 +51,7 @@ class Batch:
     Attributes:
         nodes: the distinct calls to compute, in call order.
         hits: how many calls of the block were found in the store when made.
+        counts: how many calls are pending, running, done, failed, found in the store.
     """
 
     def __init__(
@@ -75,6 +77,8 @@ class Batch:
         self.poll_s = poll_s
         self.nodes: list[Node] = []
         self.hits = 0
+        self.counts = BatchCounts(0, 0, 0, 0, 0, 0)
+        """Calls by state, kept up to date while the block runs (final once it ended)."""
         self._by_history: dict[bytes, Node] = {}
         self._by_content: dict[bytes, Node] = {}
         self._producers: dict[bytes, Node] = {}

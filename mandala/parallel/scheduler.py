@@ -156,17 +156,17 @@ class Scheduler:
 
     def _show(self) -> None:
         c = self.counts
-        self.display.update(
-            BatchCounts(
-                total=len(self.nodes) + self.batch.hits,
-                pending=c[NodeState.WAITING] + c[NodeState.CLAIMED_ELSEWHERE],
-                running=c[NodeState.RUNNING],
-                done=c[NodeState.DONE],
-                failed=c[NodeState.FAILED],
-                from_store=c[NodeState.FROM_STORE] + self.batch.hits,
-                not_run=c[NodeState.NOT_RUN],
-            )
+        counts = BatchCounts(
+            total=len(self.nodes) + self.batch.hits,
+            pending=c[NodeState.WAITING] + c[NodeState.CLAIMED_ELSEWHERE],
+            running=c[NodeState.RUNNING],
+            done=c[NodeState.DONE],
+            failed=c[NodeState.FAILED],
+            from_store=c[NodeState.FROM_STORE] + self.batch.hits,
+            not_run=c[NodeState.NOT_RUN],
         )
+        self.batch.counts = counts
+        self.display.update(counts)
 
     def _submittable_with_futures(self, node: Node) -> bool:
         return (
@@ -190,6 +190,8 @@ class Scheduler:
 
     def _resolve(self, node: Node, returned: Any, state: NodeState) -> None:
         """The node's results are in the store (``returned`` as the op call returns them)."""
+        if node.state in FINISHED:
+            raise RuntimeError(f"parallel block: {node!r} finished twice; please report this bug")
         names = list(node.outputs)
         for name, real in named_outputs(node.op, names, returned).items():
             resolve(node.outputs[name], real)
@@ -240,10 +242,14 @@ class Scheduler:
         """Submit every ready node (after preparing it again and claiming it)."""
         while self.ready:
             to_claim: list[Node] = []
+            chosen: set[int] = set()
             while self.ready:
                 node = self.ready.popleft()
-                if node.state is not NodeState.WAITING:
+                # A node can be queued twice (its inputs submitted, then computed): it stays
+                # WAITING until claimed, so it is taken once here.
+                if node.state is not NodeState.WAITING or node.index in chosen:
                     continue
+                chosen.add(node.index)
                 if (
                     node.unresolved == 0
                     and (node.identified_only or node.leader is not None)

@@ -28,6 +28,7 @@ from mandala.hashing import ids
 from mandala.imports import Storage
 from mandala.model.refs import AtomRef, Ref
 from mandala.parallel.pending import PendingRef
+from mandala.ui.progress import BatchCounts
 from tests.conftest import PersistentStore
 from tests.parallel import ops_for_workers as ops
 from tests.parallel.ops_for_workers import executions
@@ -342,3 +343,19 @@ def test_results_are_stored_as_they_finish(
         watcher.join()
     assert seen == [16]
     assert storage.unwrap([fast, slow]) == [16, 50]
+
+
+def test_a_call_on_a_re_stamped_output_runs_once(storage: Storage, executor: Any, log: str) -> None:
+    """The input of add() is not computed but re-stamped from an equal call of the block: add()
+    becomes ready once (not once when its input is settled and again when it is resolved)."""
+    with storage:
+        three = ops.add(1, 2, log=log)
+    with storage.parallel(executor) as batch:
+        leader = ops.square(3, log=log)
+        follower = ops.square(three, log=log)
+        plus = ops.add(follower, 1, log=log)
+    assert sorted(executions(log)) == ["add 1 2", "add 9 1", "square 3"]
+    assert storage.unwrap([leader, follower, plus]) == [9, 9, 10]
+    assert batch.counts == BatchCounts(
+        total=3, pending=0, running=0, done=2, failed=0, from_store=1
+    )
