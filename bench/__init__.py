@@ -8,11 +8,12 @@ directories that are removed afterwards.
 Workloads (``--only NAME``; ``bench.cli.WORKLOADS`` is the list): the core ones (``fresh``,
 ``warm``, ``cold``, ``scaling``, ``memory``, ``array``), computation frames (``frames``), and the
 shared store (``postgres``, ``writers``, ``durability``; they create and drop their own database
-on ``MANDALA_BENCH_POSTGRES_URL``). Targets are those of the issues and of DESIGN.md section 4.
+on ``MANDALA_BENCH_POSTGRES_URL``), and parallel blocks on Dask and a process pool (``parallel``,
+which needs ``pip install -e '.[parallel]'``). Targets are those of the issues and of DESIGN.md section 4.
 
 Modules: ``ops`` (the benchmarked functions, importable by child processes), ``measure``
 (timers, temporary dirs, process memory), ``baselines`` (the non-mandala memoizers),
-``workloads`` / ``scaling`` / ``array`` / ``frames`` / ``shared`` (the measurements), ``child`` (what subprocesses run),
+``workloads`` / ``scaling`` / ``array`` / ``frames`` / ``shared`` / ``parallel`` (the measurements), ``child`` (what subprocesses run),
 ``report`` (rows, table, JSON), ``cli`` (the command line), ``profile`` (cProfile of one hot path).
 """
 

@@ -24,6 +24,7 @@ WORKLOADS = (
     "writers",
     "durability",
     "versioning",
+    "parallel",
 )
 
 
@@ -135,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if name in selected:
             run(name, lambda body=body: body(cfg))  # type: ignore[misc]
+    if "parallel" in selected:
+        from bench import parallel  # imports numpy and Dask only when selected
+
+        run("parallel", lambda: parallel.parallel(cfg))
 
     seconds = time.perf_counter() - started
     print(

@@ -28,6 +28,9 @@ __all__ = [
     "FeatureUnavailableError",
     "InvalidIdError",
     "CorruptValueError",
+    "PendingResultError",
+    "ParallelCallError",
+    "UnsupportedExecutorError",
 ]
 
 
@@ -110,3 +113,32 @@ class ChangeAbortedError(VersioningError):
 class MandalaWarning(UserWarning):
     """Something the user should know about but that does not stop the work (a change marked
     compatible that added a dependency, a global that cannot be hashed...)."""
+
+
+class PendingResultError(MandalaError, RuntimeError):
+    """A result of a ``storage.parallel()`` block was used as a value before it exists.
+
+    Inside the block op calls only build a graph; their values are computed when the block ends.
+    Also raised for the refs of calls that failed (or were not run) in a finished block.
+    """
+
+
+class ParallelCallError(MandalaError, RuntimeError):
+    """Calls of a ``storage.parallel()`` block failed; the other calls' results were saved.
+
+    Attributes:
+        failures: one :class:`CallFailure`-like record per failed call (op name, history id,
+            the exception, the worker's traceback as text).
+        not_run: history ids of calls that were not run because an input failed.
+    """
+
+    def __init__(
+        self, message: str, failures: list | None = None, not_run: list[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.failures = failures or []
+        self.not_run = not_run or []
+
+
+class UnsupportedExecutorError(MandalaError, TypeError):
+    """``storage.parallel`` got something that is neither a Dask client nor an executor."""

@@ -45,6 +45,7 @@ from mandala.versioning.versioner import Versioner
 
 if TYPE_CHECKING:
     from mandala.frames.frame import ComputationFrame
+    from mandala.parallel.batch import Batch
 
 __all__ = ["Storage"]
 
@@ -242,8 +243,8 @@ class Storage:
             parsed = Mode(mode)
         except ValueError:
             raise ValueError(f"mode must be 'run' or 'noop', got {mode!r}") from None
-        if parsed is Mode.PLAIN:
-            raise ValueError("mode must be 'run' or 'noop', got 'plain'")
+        if parsed is not Mode.RUN and parsed is not Mode.NOOP:
+            raise ValueError(f"mode must be 'run' or 'noop', got {mode!r}")
         return _ModeContext(self, parsed)
 
     def in_context(self) -> bool:
@@ -268,6 +269,68 @@ class Storage:
     ) -> Any:
         """Call ``op`` under this storage (what ``op(...)`` does inside ``with storage:``)."""
         return self._engine.call(op, tuple(args), dict(kwargs))
+
+    def parallel(
+        self,
+        executor: Any = None,
+        *,
+        progress: bool | None = None,
+        max_workers: int | None = None,
+        lease_s: float = 60.0,
+    ) -> Batch:
+        """A block whose op calls are computed in parallel when it ends.
+
+        Inside ``with storage.parallel(client) as batch:`` each op call is looked up at once:
+        stored calls return their refs, the others return pending refs that can be passed to
+        further op calls (building a graph); equal calls run once. When the block ends the
+        missing calls run on ``executor``, each as soon as its inputs are computed, and their
+        results are saved as they finish; the pending refs then are ordinary refs. Using a
+        pending ref's value inside the block raises ``PendingResultError``.
+
+        Args:
+            executor: a ``dask.distributed.Client`` (calls that take pending refs are submitted
+                with the upstream futures, so Dask tracks the dependencies), any
+                ``concurrent.futures.Executor``, or None for a ``ProcessPoolExecutor`` of
+                ``max_workers`` processes (default: one per CPU) created for the block.
+                Ops must be importable by the workers (defined at module level), or picklable
+                by value with cloudpickle.
+            progress: show counts of pending / running / done / failed / from-store calls on
+                stderr; None (default) shows them only when stderr is a terminal.
+            max_workers: size of the default process pool.
+            lease_s: how long a claim on a call lasts without renewal. Before computing a call
+                the block claims it in the store, so another process running the same calls on
+                a shared store (SQLite file, PostgreSQL) waits for the result instead of
+                computing it too, and takes the call over if this process dies (once the lease
+                expires). Leases are renewed every third of ``lease_s``.
+
+        Raises:
+            ParallelCallError: at the end of the block, if calls failed (with the first
+                failure's worker traceback); every other result was saved, and running the
+                block again computes only what is missing.
+
+        Example:
+            >>> with storage.parallel(client) as batch:  # doctest: +SKIP
+            ...     models = [train(x, seed) for seed in range(10)]
+            ...     scores = [evaluate(m) for m in models]
+            >>> storage.unwrap(scores)  # doctest: +SKIP
+        """
+        from mandala.parallel.batch import Batch
+
+        return Batch(self, executor, progress=progress, max_workers=max_workers, lease_s=lease_s)
+
+    def map(
+        self,
+        op: Op,
+        *iterables: Iterable[Any],
+        executor: Any = None,
+        progress: bool | None = None,
+        max_workers: int | None = None,
+    ) -> list[Any]:
+        """``[op(*args) for args in zip(*iterables)]`` computed in parallel (see
+        :meth:`parallel`); returns the refs of the results, in order."""
+        with self.parallel(executor, progress=progress, max_workers=max_workers) as batch:
+            results = batch.map(op, *iterables)
+        return results
 
     def commit(self) -> None:
         """Write every pending call, ref and value to the store in one transaction."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import os
 import re
 import subprocess
 import sys
@@ -38,7 +39,13 @@ def test_readme_python_blocks_run(tmp_path: Path) -> None:
             command = [sys.executable, str(script)]
         else:
             command = [sys.executable, "-c", block]
-        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+        result = subprocess.run(
+            command,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},  # this checkout's mandala
+        )
         assert result.returncode == 0, result.stderr
         outputs.append(result.stdout)
     assert "42" in "".join(outputs)

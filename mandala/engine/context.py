@@ -32,11 +32,16 @@ class Mode(enum.Enum):
     """Run ops as plain functions (refs unwrapped first); store nothing."""
     PLAIN = "plain"
     """Inside an op's body: nested op calls are ordinary function calls."""
+    BATCH = "batch"
+    """Inside ``storage.parallel()``: calls are looked up now and the missing ones collected into
+    a graph (the frame's ``batch``), which runs when the block ends."""
 
 
 class Frame(NamedTuple):
     storage: Any
     mode: Mode
+    batch: Any = None
+    """The parallel batch collecting the calls (``Mode.BATCH`` only)."""
 
 
 _STACK: contextvars.ContextVar[tuple[Frame, ...]] = contextvars.ContextVar(
@@ -54,8 +59,8 @@ def current_frame() -> Frame | None:
     return stack[-1] if stack else None
 
 
-def push_frame(storage: Any, mode: Mode) -> contextvars.Token[tuple[Frame, ...]]:
-    return _STACK.set((*_STACK.get(), Frame(storage, mode)))
+def push_frame(storage: Any, mode: Mode, batch: Any = None) -> contextvars.Token[tuple[Frame, ...]]:
+    return _STACK.set((*_STACK.get(), Frame(storage, mode, batch)))
 
 
 def pop_frame(token: contextvars.Token[tuple[Frame, ...]]) -> None:

@@ -129,9 +129,14 @@ class Op:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         frame = current_frame()
-        if frame is not None and frame.mode is Mode.RUN:
-            return frame.storage._engine.call(self, args, kwargs)
-        return self._call_plain(args, kwargs, frame.storage if frame is not None else None)
+        if frame is not None:
+            mode = frame.mode
+            if mode is Mode.RUN:
+                return frame.storage._engine.call(self, args, kwargs)
+            if mode is Mode.BATCH:
+                return frame.batch.call(self, args, kwargs)
+            return self._call_plain(args, kwargs, frame.storage)
+        return self._call_plain(args, kwargs, None)
 
     def _call_plain(self, args: tuple[Any, ...], kwargs: dict[str, Any], storage: Any) -> Any:
         """Run the function itself, with markers replaced by their payloads and refs unwrapped."""

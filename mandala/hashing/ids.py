@@ -30,6 +30,7 @@ __all__ = [
     "global_content_key",
     "version_key",
     "UNKNOWN_GLOBAL_CONTENT",
+    "pending_content_key",
 ]
 
 _ATOM_HISTORY = b"mandala:atom-history\x00"
@@ -40,6 +41,7 @@ _LIST = b"mandala:list\x00"
 _DICT = b"mandala:dict\x00"
 _SET = b"mandala:set\x00"
 _POINTER = b"mandala:pointer\x00"
+_PENDING = b"mandala:pending\x00"
 _SEMANTIC = b"\x00semantic\x00"
 _CODE = b"mandala:code\x00"
 _GLOBAL = b"mandala:global\x00"
@@ -145,3 +147,13 @@ def version_key(kind: str, components: Iterable[tuple[str, str, bytes]]) -> byte
     for module, qualname, key in sorted(components):
         parts += (_name(module), _name(qualname), key)
     return digest(b"".join(parts))
+
+
+def pending_content_key(history_key: bytes) -> bytes:
+    """Stand-in content key of an output that a parallel block has not computed yet.
+
+    Used only to derive the history id of a call whose inputs are still pending (the content
+    ids computed alongside are thrown away); never stored, and it cannot equal a real content
+    key or any other id (its own domain tag).
+    """
+    return digest(_PENDING + history_key)

@@ -1,0 +1,50 @@
+"""Executors for the parallel tests: a real Dask LocalCluster (2 worker processes) and a real
+process pool, plus a log file that counts executions across processes."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def dask_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A ``distributed.Client`` on a LocalCluster of 2 worker processes (started once: slow)."""
+    import distributed  # in the test extra: missing, the tests fail rather than skip
+
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        processes=True,
+        threads_per_worker=1,
+        dashboard_address=None,
+        local_directory=str(tmp_path_factory.mktemp("dask")),
+    )
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture
+def process_pool() -> Iterator[concurrent.futures.ProcessPoolExecutor]:
+    """A pool of 2 worker processes."""
+    with concurrent.futures.ProcessPoolExecutor(2) as pool:
+        yield pool
+
+
+@pytest.fixture(params=["process_pool", "dask"])
+def executor(request: pytest.FixtureRequest) -> Any:
+    """Each supported kind of executor: a process pool, a Dask client."""
+    if request.param == "dask":
+        return request.getfixturevalue("dask_client")
+    return request.getfixturevalue("process_pool")
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> str:
+    """A file the test ops append one line to per real execution (see ops_for_workers)."""
+    return str(tmp_path / "executions.log")
