@@ -15,6 +15,7 @@ import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -204,3 +205,24 @@ def run_snippet(
 def snippet() -> Callable[..., subprocess.CompletedProcess[str]]:
     """:func:`run_snippet` as a fixture."""
     return run_snippet
+
+
+# ---------------------------------------------------------------------------- dask
+
+
+@pytest.fixture(scope="session")
+def dask_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A ``distributed.Client`` on a LocalCluster of 2 worker processes (started once: slow)."""
+    import distributed  # in the test extra: missing, the tests fail rather than skip
+
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        processes=True,
+        threads_per_worker=1,
+        dashboard_address=None,
+        local_directory=str(tmp_path_factory.mktemp("dask")),
+    )
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()

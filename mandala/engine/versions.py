@@ -56,6 +56,11 @@ class VersionResolver(Protocol):
         """
         ...
 
+    def tracing_spec(self) -> Any:
+        """How to trace calls, as picklable data with a ``run(op, args, kwargs)`` method that
+        returns ``(result, trace)``: for calls executed in worker processes."""
+        ...
+
     def remember(
         self, session: Session, op: Op, pre_call_key: bytes, version: ResolvedVersion
     ) -> None:

@@ -44,6 +44,11 @@ class BatchStorage(Protocol):
 
     def commit(self) -> None: ...
 
+    @property
+    def versioned(self) -> bool: ...
+
+    def sync_code(self) -> list[Any]: ...
+
 
 class Batch:
     """A block of op calls computed in parallel when it ends; see ``Storage.parallel``.
@@ -97,8 +102,13 @@ class Batch:
                 "storage.parallel() blocks do not nest: end the outer block first (its calls "
                 "run when it ends)"
             )
+        storage = self.storage
+        if storage.versioned and not any(frame.storage is storage for frame in active_stack()):
+            # As on entering `with storage:`: the driver settles code changes (asking if need
+            # be) before any call is identified; workers never do.
+            storage.sync_code()
         self._used = True
-        self._token = push_frame(self.storage, Mode.BATCH, self)
+        self._token = push_frame(storage, Mode.BATCH, self)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
@@ -174,7 +184,12 @@ class Batch:
             leader = self._by_content.get(call.content)
         index = len(self.nodes)
         outputs = {
-            name: PendingRef.create(ids.output_history_key(call.history, name), op.name, name)
+            name: PendingRef.create(
+                ids.output_history_key(call.history, name),
+                op.name,
+                name,
+                provisional=call.pre_call_key is not None,
+            )
             for name in expected_output_names(op)
         }
         node = Node(

@@ -49,7 +49,7 @@ class Runner(Protocol):
         waiting up to ``timeout`` seconds for the first one."""
 
     def outcomes(self, handles: list[Any]) -> list[tuple[bool, Any]]:
-        """``(True, (result, started_at, duration))`` or ``(False, exception)`` per finished
+        """``(True, (result, started_at, duration, trace))`` or ``(False, exception)`` per finished
         handle."""
 
     def cancel(self, handles: list[Any]) -> None:

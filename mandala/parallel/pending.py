@@ -9,8 +9,11 @@ content id...) raises :class:`~mandala.errors.PendingResultError` saying why and
 When its call completes, the *same object* becomes an ordinary ref (its class is switched to the
 class of the stored ref and its content fields are filled in), so the user's variables, lists and
 dicts hold real refs after the block without any substitution. ``Ref`` declares its fields as
-``__slots__`` and this class adds none, which is what makes the switch legal; the history id, the
-one id field known from the start, never changes.
+``__slots__`` and this class adds none, which is what makes the switch legal. The history id,
+the one id field known from the start, never changes, except in a versioned storage: there a
+call's ids include the code version its execution resolves, so a pending ref's history id is
+provisional (that of the call without a version) and takes the real one when the call completes;
+calls made on it in the block are identified again with the real ids before they are recorded.
 """
 
 from __future__ import annotations
@@ -54,13 +57,16 @@ def identifying() -> Iterator[None]:
 class PendingState:
     """What a pending ref knows about the call that will produce it (kept in its ``obj`` slot)."""
 
-    __slots__ = ("op_name", "output_name", "failure")
+    __slots__ = ("op_name", "output_name", "failure", "provisional")
 
     def __init__(self, op_name: str, output_name: str) -> None:
         self.op_name = op_name
         self.output_name = output_name
         self.failure: str | None = None
         """Why the block ended without computing it (None while the block runs)."""
+        self.provisional = False
+        """Its history id is provisional: in a versioned storage a call's ids include the
+        version its execution resolves, so the ref takes the real id when it is resolved."""
 
 
 class PendingRef(Ref):
@@ -73,12 +79,16 @@ class PendingRef(Ref):
     __slots__ = ()
 
     @classmethod
-    def create(cls, history_key: bytes, op_name: str, output_name: str) -> PendingRef:
+    def create(
+        cls, history_key: bytes, op_name: str, output_name: str, provisional: bool = False
+    ) -> PendingRef:
         ref = object.__new__(cls)
         _HISTORY.__set__(ref, history_key)
         _CONTENT.__set__(ref, b"")
         _IN_MEMORY.__set__(ref, False)
-        _OBJ.__set__(ref, PendingState(op_name, output_name))
+        state = PendingState(op_name, output_name)
+        state.provisional = provisional
+        _OBJ.__set__(ref, state)
         return ref
 
     @property
@@ -188,10 +198,13 @@ for _operator in (*_OPERATORS, "lshift", "rshift", "and", "xor", "or"):
 def resolve(ref: PendingRef, real: Ref) -> None:
     """Turn ``ref`` into the stored ref ``real`` (same history id) in place."""
     if _HISTORY.__get__(ref, Ref) != real.history_key:
-        raise RuntimeError(
-            f"parallel block: the ref {ref.history_id} resolved to a ref of another history "
-            f"({real.history_id}); please report this as a bug"
-        )
+        if _OBJ.__get__(ref, Ref).provisional:
+            _HISTORY.__set__(ref, real.history_key)
+        else:
+            raise RuntimeError(
+                f"parallel block: the ref {ref.history_id} resolved to a ref of another history "
+                f"({real.history_id}); please report this as a bug"
+            )
     _CONTENT.__set__(ref, real.content_key)
     _IN_MEMORY.__set__(ref, real.in_memory)
     _OBJ.__set__(ref, real.obj)

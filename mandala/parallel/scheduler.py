@@ -270,6 +270,16 @@ class Scheduler:
         if call is None:
             self._resolve(node, found, NodeState.FROM_STORE)
             return False
+        if (
+            call.history != node.history
+            and self.engine.versioning is not None
+            and node.identified_only
+        ):
+            # Versioned: the pending inputs' history ids were provisional, and are real now.
+            if node.owns_claim:
+                self.claims.release([node.history])
+                node.owns_claim = False
+            node.history = call.history
         if call.history != node.history:
             changed = OpCallError(
                 f"op {node.op.name!r}: the call's history id changed between the call in the block "
@@ -426,12 +436,14 @@ class Scheduler:
         if not ok:
             self._fail(node, value, "")
             return
-        result, started_at, duration = value
+        result, started_at, duration, trace = value
         try:
             self._check_outputs(node, result)
             if node.identified_only and not self._prepare_again(node):
                 return  # found in the store once its inputs were known
-            returned = self.engine.complete(node.call, result, started_at, duration)
+            resolver = self.engine.versioning
+            version = resolver.resolve(node.op, trace) if resolver is not None else None
+            returned = self.engine.complete(node.call, result, started_at, duration, version)
         except Exception as error:
             self._fail(node, error, traceback.format_exc())
             return

@@ -159,14 +159,19 @@ class Task:
     slots: tuple[Slot, ...] = ()
     upstream_ops: tuple[OpHandle, ...] = ()
     """The op of each upstream result (to split its outputs)."""
+    tracing: Any = None
+    """For a versioned storage: how to trace the call (a ``TracingSpec``); the worker returns
+    what the call used, and the driver resolves its version (workers never read the code
+    state, let alone ask about changes)."""
 
 
 class WorkerFailure(Exception):
     """An op raised on a worker an exception that cannot travel back (it does not pickle)."""
 
 
-def run_task(task: Task, *upstream: tuple[Any, float, float]) -> tuple[Any, float, float]:
-    """Run the call on this worker; returns ``(result, started_at, duration)``.
+def run_task(task: Task, *upstream: tuple[Any, ...]) -> tuple[Any, float, float, Any]:
+    """Run the call on this worker; returns ``(result, started_at, duration, trace)`` (the
+    trace is None unless the task is versioned).
 
     Nested op calls in the body are plain function calls (as in a memoized call on the
     driver). An exception propagates with the worker's traceback attached as text.
@@ -179,8 +184,12 @@ def run_task(task: Task, *upstream: tuple[Any, float, float]) -> tuple[Any, floa
     token = push_frame(None, Mode.PLAIN)
     started_at = time.time()
     start = time.perf_counter()
+    trace = None
     try:
-        result = op.func(*args, **kwargs)
+        if task.tracing is not None:
+            result, trace = task.tracing.run(op, args, kwargs)
+        else:
+            result = op.func(*args, **kwargs)
     except Exception as error:
         text = traceback.format_exc()
         try:
@@ -191,12 +200,12 @@ def run_task(task: Task, *upstream: tuple[Any, float, float]) -> tuple[Any, floa
         raise
     finally:
         pop_frame(token)
-    return result, started_at, time.perf_counter() - start
+    return result, started_at, time.perf_counter() - start, trace
 
 
 def run_task_with_upstream(
-    task: Task, upstream: tuple[tuple[Any, float, float], ...]
-) -> tuple[Any, float, float]:
+    task: Task, upstream: tuple[tuple[Any, ...], ...]
+) -> tuple[Any, float, float, Any]:
     """:func:`run_task` with the upstream results as one tuple (the shape ``client.map`` takes)."""
     return run_task(task, *upstream)
 
@@ -251,8 +260,9 @@ def task_for(
 ) -> Task:
     """The task of a call; ``upstream_of`` maps the history key of each pending input that will
     be passed as an upstream result to its position (None when every input is computed)."""
+    tracing = engine.versioning.tracing_spec() if engine.versioning is not None else None
     if not upstream_of:
-        return Task(handle, engine.argument_values(call))
+        return Task(handle, engine.argument_values(call), tracing=tracing)
     slots: list[Slot] = []
     values: dict[str, Any] = {}
     for parameter in call.op.plan.parameters:
@@ -268,7 +278,7 @@ def task_for(
             }
         else:
             values[name] = _convert(engine, value, name, (), upstream_of, slots)
-    return Task(handle, values, tuple(slots), upstream_ops)
+    return Task(handle, values, tuple(slots), upstream_ops, tracing)
 
 
 def _convert(

@@ -12,6 +12,7 @@ import enum
 import importlib
 import inspect
 import linecache
+import marshal
 import os
 import sys
 import textwrap
@@ -22,6 +23,7 @@ from typing import Any, NamedTuple
 from mandala.engine.op import Op
 from mandala.errors import UnhashableValueError
 from mandala.hashing import ids
+from mandala.hashing.digest import digest
 from mandala.hashing.values import content_key
 from mandala.model.refs import Ref
 
@@ -38,6 +40,7 @@ __all__ = [
     "resolve",
     "source_file",
     "MISSING",
+    "code_fingerprint",
 ]
 
 TRACKED_ATTRIBUTE = "__mandala_tracked__"
@@ -190,6 +193,26 @@ def resolve(key: ComponentKey, import_missing: bool = True) -> Any:
             return MISSING
         obj = found
     return obj
+
+
+_FINGERPRINTS: dict[int, tuple[Any, bytes]] = {}
+
+
+def code_fingerprint(obj: Any) -> bytes | None:
+    """A hash of the compiled code of a function as loaded in this process (None for objects
+    without code). Two processes that loaded the same source agree; a process still running an
+    older version of a module does not, even though the file (and so the source) is new."""
+    code = getattr(original_function(obj), "__code__", None)
+    if code is None:
+        return None
+    cached = _FINGERPRINTS.get(id(code))
+    if cached is not None and cached[0] is code:
+        return cached[1]
+    fingerprint = digest(marshal.dumps(code))
+    if len(_FINGERPRINTS) > 100_000:
+        _FINGERPRINTS.clear()
+    _FINGERPRINTS[id(code)] = (code, fingerprint)
+    return fingerprint
 
 
 def source_file(obj: Any) -> str | None:

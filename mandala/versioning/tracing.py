@@ -32,6 +32,7 @@ from mandala.versioning.components import (
     TRACKED_ATTRIBUTE,
     ComponentKey,
     Roots,
+    code_fingerprint,
     global_content,
     original_function,
 )
@@ -220,10 +221,16 @@ class Trace:
     def summary(self) -> TraceSummary:
         """What the version resolver needs of this trace, without live objects (picklable, so
         a worker process can send it back to the driver)."""
+        fingerprints = {}
+        for key, obj in self.code.items():
+            fingerprint = code_fingerprint(obj) if obj is not None else None
+            if fingerprint is not None:
+                fingerprints[key] = fingerprint
         return TraceSummary(
             dict.fromkeys(self.code),
             {k: (c, d, None, h) for k, (c, d, _, h) in self.globals.items()},
             list(self.warnings),
+            fingerprints,
         )
 
 
@@ -233,6 +240,9 @@ class TraceSummary(NamedTuple):
     code: dict[ComponentKey, Any]
     globals: dict[ComponentKey, tuple[bytes, str, Any, bool]]
     warnings: list[str]
+    fingerprints: dict[ComponentKey, bytes]
+    """Compiled-code hashes of the functions as the worker had them loaded (see
+    ``components.code_fingerprint``): the driver checks the worker ran the code it has."""
 
 
 class TracingSpec(NamedTuple):

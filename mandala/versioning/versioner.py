@@ -42,6 +42,7 @@ from mandala.versioning.components import (
     Kind,
     Roots,
     code_content,
+    code_fingerprint,
     global_content,
     is_tracked,
     original_function,
@@ -558,6 +559,8 @@ class Versioner:
         return result, trace
 
     def resolve(self, op: Op, trace: Trace | TraceSummary) -> ResolvedVersion:
+        if isinstance(trace, TraceSummary):
+            self._check_worker_code(op, trace)
         code: dict[ComponentKey, Any] = dict(trace.code)
         for dep in op.deps:
             target = original_function(dep)
@@ -626,6 +629,26 @@ class Versioner:
             ids.version_key("content", content_parts).hex(),
             tuple(support),
         )
+
+    def _check_worker_code(self, op: Op, trace: TraceSummary) -> None:
+        """Raise if a worker ran other code than this process has loaded (a long-lived worker
+        that imported a module before it was edited): its result would be stored under the
+        driver's version."""
+        stale = []
+        for key, fingerprint in trace.fingerprints.items():
+            here = resolve(key, import_missing=False)
+            if here is MISSING:
+                continue
+            mine = code_fingerprint(here)
+            if mine is not None and mine != fingerprint:
+                stale.append(f"{key.module}.{key.qualname}")
+        if stale:
+            raise VersioningError(
+                f"op {op.name!r} ran on a worker whose code differs from this process's for "
+                f"{stale}: the worker loaded those modules before they were last changed. "
+                "Restart the workers (a new process pool, client.restart() on Dask) so that they "
+                "import the current code; the result was not stored"
+            )
 
     def _commit_sighting(
         self,

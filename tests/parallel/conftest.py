@@ -11,24 +11,6 @@ from typing import Any
 import pytest
 
 
-@pytest.fixture(scope="session")
-def dask_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A ``distributed.Client`` on a LocalCluster of 2 worker processes (started once: slow)."""
-    import distributed  # in the test extra: missing, the tests fail rather than skip
-
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        processes=True,
-        threads_per_worker=1,
-        dashboard_address=None,
-        local_directory=str(tmp_path_factory.mktemp("dask")),
-    )
-    client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
-
-
 @pytest.fixture
 def process_pool() -> Iterator[concurrent.futures.ProcessPoolExecutor]:
     """A pool of 2 worker processes."""
