@@ -148,22 +148,44 @@ class Engine:
         content = ids.call_key(
             op.key, [(name, ref.content_key) for name, ref in inputs.items()], semantic_version
         )
-        found, prototype = session.find(history, content)
-        if found is not None:
-            return op.order_outputs(self._refs_of_outputs(found)), None
+        reused = self._find_or_restamp(op, inputs, history, content, None, None, builder)
+        if reused is not None:
+            return reused, None
+        self._check_new_calls_allowed(op)
         if builder is None:
             builder = self._builder(op)
-        if prototype is not None:
-            outputs = self._restamped_outputs(prototype, history, builder)
-            call = Call(op.spec, content, history, inputs, outputs, semantic_version)
-            self._record(op, call, builder)
-            return op.order_outputs(outputs), None
+        return None, PendingCall(op, inputs, passed, builder, history, content, semantic_version)
+
+    def _find_or_restamp(
+        self,
+        op: Op,
+        inputs: dict[str, Ref],
+        history: bytes,
+        content: bytes,
+        semantic_version: str | None,
+        content_version: str | None,
+        builder: Builder | None,
+    ) -> Any:
+        """The outputs of the call if it is stored (by history, or by content: then a new call
+        re-stamps the stored outputs with this history), else None."""
+        found, prototype = self.session.find(history, content)
+        if found is not None:
+            return op.order_outputs(self._refs_of_outputs(found))
+        if prototype is None:
+            return None
+        if builder is None:
+            builder = self._builder(op)
+        outputs = self._restamped_outputs(prototype, history, builder)
+        call = Call(op.spec, content, history, inputs, outputs, semantic_version, content_version)
+        self._record(op, call, builder)
+        return op.order_outputs(outputs)
+
+    def _check_new_calls_allowed(self, op: Op) -> None:
         if not self.allow_new_calls:
             raise NewCallsNotAllowedError(
                 f"Call to {op.name} does not exist and new calls are not allowed. "
                 "Call storage.allow_new_calls(True) to compute it."
             )
-        return None, PendingCall(op, inputs, passed, builder, history, content, semantic_version)
 
     def _prepare_versioned(
         self,
@@ -185,23 +207,12 @@ class Engine:
             if found is not None:
                 return op.order_outputs(self._refs_of_outputs(found)), None
             content = ids.call_key(op.key, content_pairs, semantic_version)
-            found, prototype = session.find(history, content)
-            if found is not None:
-                return op.order_outputs(self._refs_of_outputs(found)), None
-            if prototype is not None:
-                if builder is None:
-                    builder = self._builder(op)
-                outputs = self._restamped_outputs(prototype, history, builder)
-                call = Call(
-                    op.spec, content, history, inputs, outputs, semantic_version, content_version
-                )
-                self._record(op, call, builder)
-                return op.order_outputs(outputs), None
-        if not self.allow_new_calls:
-            raise NewCallsNotAllowedError(
-                f"Call to {op.name} does not exist and new calls are not allowed. "
-                "Call storage.allow_new_calls(True) to compute it."
+            reused = self._find_or_restamp(
+                op, inputs, history, content, semantic_version, content_version, builder
             )
+            if reused is not None:
+                return reused, None
+        self._check_new_calls_allowed(op)
         if builder is None:
             builder = self._builder(op)
         pre_history = ids.call_key(op.key, history_pairs)
