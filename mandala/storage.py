@@ -16,7 +16,7 @@ from mandala.backends.blobs import BlobStore, LocalBlobStore
 from mandala.backends.fsspec_blobs import open_blob_store
 from mandala.backends.integrity import VerificationReport, verify
 from mandala.backends.postgres import PostgresBackend, is_postgres_url
-from mandala.backends.records import KIND_ATOM, KIND_POINTER, StoredCall
+from mandala.backends.records import KIND_ATOM, KIND_POINTER, CallRows, StoredCall
 from mandala.backends.sql import SqlBackend
 from mandala.backends.sqlite import SqliteBackend
 from mandala.backends.transfer import CopyReport, copy_calls
@@ -601,6 +601,18 @@ class _FrameSource:
 
     def describe_refs(self, ref_keys: Any) -> dict[bytes, tuple[bytes, int]]:
         return self.backend.load_refs(ref_keys)
+
+    def call_rows_of_op(self, name: str) -> CallRows:
+        return self.backend.load_call_rows_of_op(name)
+
+    def call_rows_touching(self, ref_keys: Any, direction: int) -> CallRows:
+        return self.backend.load_call_rows_touching(ref_keys, direction)
+
+    def call_rows_by_keys(self, call_keys: Any) -> CallRows:
+        return self.backend.load_call_rows_set(call_keys)
+
+    def op_spec(self, name: str, version: int) -> OpSpec:
+        return self.storage._spec(name, version)
 
     def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
         return self.storage.session.load_values(content_keys)

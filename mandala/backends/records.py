@@ -26,6 +26,7 @@ __all__ = [
     "StoredValue",
     "ShapeItem",
     "StoreCounts",
+    "CallRows",
 ]
 
 DIRECTION_IN = 0
@@ -125,3 +126,20 @@ class StoreCounts:
     refs: int
     values: int
     ops: int
+
+
+class CallRows(NamedTuple):
+    """Calls read in bulk as plain rows, for a reader that turns them into columns (a
+    computation frame) instead of one object per call and per edge.
+
+    Attributes:
+        heads: ``(call_id, history_key, content_key, op_id, semantic_version, content_version,
+            started_at, duration)``, ordered by ``call_id``.
+        edges: ``(call_id, direction, name, ref_key, ref_content_key, ref_kind)`` of those
+            calls, ordered by ``(call_id, direction, name)``.
+        ops: ``op_id -> (name, version)`` for the ``op_id`` values in ``heads``.
+    """
+
+    heads: list[tuple]
+    edges: list[tuple]
+    ops: dict[int, tuple[str, int]]

@@ -24,6 +24,7 @@ from mandala.backends import schema
 from mandala.backends.records import (
     DIRECTION_IN,
     DIRECTION_OUT,
+    CallRows,
     ShapeItem,
     StoreCounts,
     StoredCall,
@@ -32,6 +33,7 @@ from mandala.backends.records import (
     WriteBatch,
 )
 from mandala.errors import SchemaVersionError, StorageError
+from mandala.hashing.digest import KEY_SIZE
 
 __all__ = ["SqlBackend"]
 
@@ -455,6 +457,95 @@ class SqlBackend(ABC):
             self._fill_temp_keys(list(call_keys))
             return self._calls_from_query(
                 f"SELECT {self._HEAD_COLUMNS} FROM lookup_keys k"
+                " JOIN calls c ON c.history_key = k.key",
+                f"SELECT {self._EDGE_COLUMNS} FROM lookup_keys k"
+                " JOIN calls c ON c.history_key = k.key JOIN call_edges e ON e.call_id = c.call_id",
+                (),
+            )
+
+    # ---------------------------------------------------------------- bulk reads as rows
+
+    def _fill_lookup_keys(self, keys: Sequence[bytes]) -> None:
+        """Put ``keys`` in the temp table ``lookup_keys`` in one statement.
+
+        ``executemany`` steps once per key (several microseconds each); here the keys travel as
+        one parameter: a concatenation of 16-byte keys cut apart by a recursive CTE (SQLite), or
+        an array (PostgreSQL). Other keys go through :meth:`_fill_temp_keys`.
+        """
+        unique = sorted(set(keys))
+        blob = b"".join(unique)
+        if self.dialect == "sqlite" and len(blob) == KEY_SIZE * len(unique):
+            self._execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS lookup_keys (key {self.blob_type} PRIMARY KEY)"
+            )
+            self._execute("DELETE FROM lookup_keys")
+            if unique:
+                self._execute(
+                    "INSERT INTO lookup_keys (key) WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL"
+                    " SELECT i + 1 FROM k WHERE i + 1 < ?) SELECT substr(?, i * ? + 1, ?) FROM k",
+                    (len(unique), blob, KEY_SIZE, KEY_SIZE),
+                )
+        elif self.dialect == "postgresql":
+            self._execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS lookup_keys (key {self.blob_type} PRIMARY KEY)"
+            )
+            self._execute("DELETE FROM lookup_keys")
+            if unique:
+                self._execute(
+                    "INSERT INTO lookup_keys (key) SELECT unnest(CAST(? AS BYTEA[]))", (unique,)
+                )
+        else:
+            self._fill_temp_keys(unique)
+
+    _ROW_HEAD_COLUMNS = (
+        "c.call_id, c.history_key, c.content_key, c.op_id, c.semantic_version,"
+        " c.content_version, c.started_at, c.duration"
+    )
+
+    def _call_rows(self, head_sql: str, edge_sql: str, params: tuple) -> CallRows:
+        heads = self._execute(head_sql, params).fetchall()
+        edges = self._execute(edge_sql, params).fetchall() if heads else []
+        ops = {op_id: self._op_name(op_id) for op_id in {head[3] for head in heads}}
+        return CallRows(heads, edges, ops)
+
+    def load_call_rows_of_op(self, name: str) -> CallRows:
+        """Every stored call of the op ``name`` (all versions) as rows, unordered: two scans."""
+        with self._lock:
+            return self._call_rows(
+                f"SELECT {self._ROW_HEAD_COLUMNS} FROM calls c JOIN ops o ON o.op_id = c.op_id"
+                " WHERE o.name = ?",
+                f"SELECT {self._EDGE_COLUMNS} FROM calls c JOIN ops o ON o.op_id = c.op_id"
+                " JOIN call_edges e ON e.call_id = c.call_id WHERE o.name = ?",
+                (name,),
+            )
+
+    def load_call_rows_touching(self, ref_keys: Sequence[bytes], direction: int) -> CallRows:
+        """Calls that output (``direction`` 1) or take as input (0) any of ``ref_keys``, as
+        rows, unordered."""
+        with self._lock:
+            self._fill_lookup_keys(ref_keys)
+            self._execute("CREATE TEMP TABLE IF NOT EXISTS lookup_calls (id BIGINT PRIMARY KEY)")
+            self._execute("DELETE FROM lookup_calls")
+            self._execute(
+                "INSERT INTO lookup_calls (id) SELECT DISTINCT e.call_id"
+                " FROM lookup_keys k JOIN call_edges e"
+                " ON e.ref_key = k.key AND e.direction = ? ON CONFLICT DO NOTHING",
+                (direction,),
+            )
+            return self._call_rows(
+                f"SELECT {self._ROW_HEAD_COLUMNS} FROM lookup_calls l"
+                " JOIN calls c ON c.call_id = l.id",
+                f"SELECT {self._EDGE_COLUMNS} FROM lookup_calls l"
+                " JOIN call_edges e ON e.call_id = l.id",
+                (),
+            )
+
+    def load_call_rows_set(self, call_keys: Sequence[bytes]) -> CallRows:
+        """Calls by history key as rows, unordered (missing keys are skipped)."""
+        with self._lock:
+            self._fill_lookup_keys(call_keys)
+            return self._call_rows(
+                f"SELECT {self._ROW_HEAD_COLUMNS} FROM lookup_keys k"
                 " JOIN calls c ON c.history_key = k.key",
                 f"SELECT {self._EDGE_COLUMNS} FROM lookup_keys k"
                 " JOIN calls c ON c.history_key = k.key JOIN call_edges e ON e.call_id = c.call_id",

@@ -62,15 +62,15 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
     def from_op(cls, source: FrameSource, name: str) -> ComputationFrame:
         """All stored calls of an op, as one function node with its input and output variables."""
         frame = cls(source)
-        calls = frame.index.add_calls(source.calls_of_op(name))
+        blocks = frame.index.add_rows(source.call_rows_of_op(name))
         frame._add_func(name, name)
         inputs: dict[str, set[bytes]] = {}
         outputs: dict[str, set[bytes]] = {}
-        for call in calls:
-            for edge in call.inputs:
-                inputs.setdefault(edge_label(name, edge.name), set()).add(edge.history_key)
-            for edge in call.outputs:
-                outputs.setdefault(edge.name, set()).add(edge.history_key)
+        for block in blocks:
+            for input_name, slot in block.inputs.items():
+                inputs.setdefault(edge_label(name, input_name), set()).update(slot.refs)
+            for output_name, slot in block.outputs.items():
+                outputs.setdefault(output_name, set()).update(slot.refs)
         for label in sorted(inputs):
             var = frame.new_name(label)
             frame._add_var(var)
@@ -81,7 +81,7 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
             frame._add_var(var)
             frame.vs[var] |= outputs[label]
             frame._add_edge(name, var, label)
-        frame.fs[name] = {call.history_key for call in calls}
+        frame.fs[name] = set().union(*(block.keys for block in blocks))
         return frame
 
     @classmethod

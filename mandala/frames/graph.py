@@ -14,13 +14,15 @@ ever grows, with facts read from the store, so sharing it is safe and makes copi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from bisect import bisect_right
+from collections.abc import Collection, Iterable, Iterator, MutableMapping
 from typing import Any
 
-from mandala.backends.records import StoredCall
+from mandala.backends.records import CallRows, StoredCall
+from mandala.frames.blocks import CallBlock, Slot, blocks_from_calls, blocks_from_rows
 from mandala.frames.source import FrameSource
 
-__all__ = ["ElementIndex", "FrameGraph", "edge_label", "COLLECTION_OPS"]
+__all__ = ["ElementIndex", "CallView", "FrameGraph", "edge_label", "block_slots", "COLLECTION_OPS"]
 
 COLLECTION_OPS = frozenset({"__make_list__", "__make_set__", "__make_dict__"})
 """Structural ops whose many inputs (one per element) are shown as one edge, ``elts``."""
@@ -35,15 +37,56 @@ def edge_label(op_name: str, input_name: str) -> str:
     return input_name
 
 
+class CallView(MutableMapping[bytes, StoredCall]):
+    """The calls of an :class:`ElementIndex` by history key, as :class:`StoredCall` objects
+    made (and kept) on first access; assigning replaces what a key reads as."""
+
+    def __init__(self, index: ElementIndex) -> None:
+        self._index = index
+        self._made: dict[bytes, StoredCall] = {}
+
+    def __getitem__(self, key: bytes) -> StoredCall:
+        found = self._made.get(key)
+        if found is None:
+            block, row = self._index.locate(key)
+            found = self._made[key] = block.stored(row)
+        return found
+
+    def __setitem__(self, key: bytes, call: StoredCall) -> None:
+        self._made[key] = call
+
+    def __delitem__(self, key: bytes) -> None:
+        del self._made[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index.row_of or key in self._made
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._index.row_of)
+
+    def __len__(self) -> int:
+        return len(self._index.row_of)
+
+
 class ElementIndex:
-    """Calls and refs seen by a family of frames, with creator and consumer indexes."""
+    """Calls and refs seen by a family of frames, with creator and consumer indexes.
+
+    Calls are kept as columns (:class:`CallBlock`, one per op version and signature, in
+    ``blocks_by_op``); ``calls`` reads one of them as a :class:`StoredCall`.
+    """
 
     def __init__(self, source: FrameSource) -> None:
         self.source = source
-        self.calls: dict[bytes, StoredCall] = {}
+        self.blocks_by_op: dict[str, list[CallBlock]] = {}
+        self.row_of: dict[bytes, int] = {}
+        """Call key -> its row among all blocks (in the order they were added)."""
+        self._blocks: list[CallBlock] = []
+        self._starts: list[int] = []
+        self._rows = 0
+        self.calls = CallView(self)
         self.refs: dict[bytes, tuple[bytes, int]] = {}
         self.creator: dict[bytes, bytes] = {}
-        self.consumers: dict[bytes, set[bytes]] = {}
+        self._consumers: dict[bytes, set[bytes]] | None = None
         self.values: dict[bytes, Any] = {}
         """Values kept by ``attach()``, by content key (a frame otherwise loads on demand)."""
 
@@ -56,25 +99,129 @@ class ElementIndex:
         loaded.update((key, kept[key]) for key in wanted if key in kept)
         return loaded
 
-    def add_calls(self, calls: Iterable[StoredCall]) -> list[StoredCall]:
-        """Index calls (and the refs on their edges); returns them."""
-        added = []
+    # ------------------------------------------------------------------ adding facts
+
+    def add_rows(self, rows: CallRows) -> list[CallBlock]:
+        """Index calls read from the store; returns all of them as blocks (known ones too)."""
+        blocks = blocks_from_rows(rows)
+        for block in blocks:
+            self._add_block(block)
+        return blocks
+
+    def add_calls(self, calls: Iterable[StoredCall]) -> None:
+        """Index calls given as objects (the facts of another frame's index)."""
+        for block in blocks_from_calls(calls):
+            self._add_block(block)
+
+    def _add_block(self, block: CallBlock) -> None:
+        row_of = self.row_of
+        fresh = [key not in row_of for key in block.keys]
+        if not all(fresh):
+            block = block.take([i for i, new in enumerate(fresh) if new])
+            if not len(block):
+                return
+        start = self._rows
+        self._blocks.append(block)
+        self._starts.append(start)
+        self._rows += len(block)
+        row_of.update(zip(block.keys, range(start, self._rows)))
+        self.blocks_by_op.setdefault(block.op_name, []).append(block)
         refs = self.refs
-        for call in calls:
-            key = call.history_key
-            if key not in self.calls:
-                self.calls[key] = call
-                for edge in call.inputs:
-                    refs[edge.history_key] = (edge.content_key, edge.kind)
-                    self.consumers.setdefault(edge.history_key, set()).add(key)
-                for edge in call.outputs:
-                    refs[edge.history_key] = (edge.content_key, edge.kind)
-                    self.creator[edge.history_key] = key
-            added.append(self.calls[key])
-        return added
+        for slot in (*block.inputs.values(), *block.outputs.values()):
+            refs.update(zip(slot.refs, zip(slot.contents, slot.kinds)))
+        for slot in block.outputs.values():
+            self.creator.update(zip(slot.refs, block.keys))
+        self._consumers = None
 
     def add_ref(self, history_key: bytes, content_key: bytes, kind: int) -> None:
         self.refs.setdefault(history_key, (content_key, kind))
+
+    # ------------------------------------------------------------------ reading facts
+
+    @property
+    def consumers(self) -> dict[bytes, set[bytes]]:
+        """Ref key -> keys of the indexed calls that take it as an input (built on first use)."""
+        if self._consumers is None:
+            consumers: dict[bytes, set[bytes]] = {}
+            for block in self._blocks:
+                for slot in block.inputs.values():
+                    for ref, key in zip(slot.refs, block.keys):
+                        found = consumers.get(ref)
+                        if found is None:
+                            consumers[ref] = {key}
+                        else:
+                            found.add(key)
+            self._consumers = consumers
+        return self._consumers
+
+    def locate(self, key: bytes) -> tuple[CallBlock, int]:
+        """The block of a call and its row there.
+
+        Raises:
+            KeyError: the call is not indexed.
+        """
+        row = self.row_of[key]
+        i = bisect_right(self._starts, row) - 1
+        return self._blocks[i], row - self._starts[i]
+
+    def selected(
+        self, op_name: str, call_keys: Collection[bytes]
+    ) -> list[tuple[CallBlock, list[int] | None]]:
+        """The blocks of ``op_name`` holding calls of ``call_keys``, with the rows of those
+        calls (None: every row of the block)."""
+        blocks = self.blocks_by_op.get(op_name, ())
+        if not call_keys or not blocks:
+            return []
+        total = sum(len(block) for block in blocks)
+        if len(call_keys) * 4 < total:  # a few calls: find each one
+            found: dict[int, tuple[CallBlock, list[int]]] = {}
+            for key in call_keys:
+                if key not in self.row_of:
+                    continue
+                block, row = self.locate(key)
+                if block.op_name == op_name:
+                    found.setdefault(id(block), (block, []))[1].append(row)
+            return [
+                (block, None if len(rows) == len(block) else sorted(rows))
+                for block, rows in found.values()
+            ]
+        selected: list[tuple[CallBlock, list[int] | None]] = []
+        for block in blocks:
+            rows = [i for i, key in enumerate(block.keys) if key in call_keys]
+            if len(rows) == len(block):
+                selected.append((block, None))
+            elif rows:
+                selected.append((block, rows))
+        return selected
+
+    def pairs(
+        self, op_name: str, call_keys: Collection[bytes], label: str, is_input: bool
+    ) -> tuple[list[bytes], list[bytes]]:
+        """``(calls, refs)``, aligned: the refs that calls of ``call_keys`` have on edges
+        labelled ``label`` (inputs, or outputs)."""
+        calls: list[bytes] = []
+        refs: list[bytes] = []
+        for block, rows in self.selected(op_name, call_keys):
+            for slot in block_slots(block, label, is_input):
+                if rows is None:
+                    calls += block.keys
+                    refs += slot.refs
+                else:
+                    keys, column = block.keys, slot.refs
+                    calls += [keys[i] for i in rows]
+                    refs += [column[i] for i in rows]
+        return calls, refs
+
+
+def block_slots(block: CallBlock, label: str, is_input: bool) -> list[Slot]:
+    """The slots of a block that travel on edges labelled ``label``."""
+    if not is_input:
+        slot = block.outputs.get(label)
+        return [] if slot is None else [slot]
+    if block.op_name in COLLECTION_OPS:
+        return list(block.inputs.values()) if label == "elts" else []
+    slot = block.inputs.get(label)
+    return [] if slot is None else [slot]
 
 
 class FrameGraph:
@@ -249,38 +396,39 @@ class FrameGraph:
     def created_in_frame(self, var: str) -> dict[bytes, list[tuple[str, bytes]]]:
         """For the refs of ``var`` created by calls of the frame: their (function node, call).
 
-        One pass over the calls of the function nodes on edges into ``var``.
+        One pass over the output columns of the function nodes on edges into ``var``.
         """
         held = self.vs[var]
-        calls = self.index.calls
         found: dict[bytes, list[tuple[str, bytes]]] = {}
         for label, funcs in self.inp.get(var, {}).items():
             for func in funcs:
-                for call_key in self.fs[func]:
-                    for edge in calls[call_key].outputs:
-                        if edge.name == label and edge.history_key in held:
-                            found.setdefault(edge.history_key, []).append((func, call_key))
+                calls, refs = self.index.pairs(self.op_of[func], self.fs[func], label, False)
+                for call_key, ref in zip(calls, refs):
+                    if ref in held:
+                        found.setdefault(ref, []).append((func, call_key))
         return found
+
+    def created_refs(self, var: str) -> set[bytes]:
+        """The refs of ``var`` created by calls of the frame (on an edge into ``var``)."""
+        found: set[bytes] = set()
+        for label, funcs in self.inp.get(var, {}).items():
+            for func in funcs:
+                found.update(self.index.pairs(self.op_of[func], self.fs[func], label, False)[1])
+        return found & self.vs[var]
 
     def consumed_in_frame(self, var: str) -> set[bytes]:
         """Refs of ``var`` that some call of the frame takes as an input from ``var``."""
-        held = self.vs[var]
-        calls = self.index.calls
         found: set[bytes] = set()
         for label, funcs in self.out.get(var, {}).items():
             for func in funcs:
-                op_name = self.op_of[func]
-                for call_key in self.fs[func]:
-                    for edge in calls[call_key].inputs:
-                        if edge.history_key in held and edge_label(op_name, edge.name) == label:
-                            found.add(edge.history_key)
-        return found
+                found.update(self.index.pairs(self.op_of[func], self.fs[func], label, True)[1])
+        return found & self.vs[var]
 
     def source_elements(self, var: str) -> set[bytes]:
         """Refs of ``var`` with no creator call in the frame (on an edge into ``var``)."""
         if not self.inp.get(var):
             return set(self.vs[var])
-        return self.vs[var] - self.created_in_frame(var).keys()
+        return self.vs[var] - self.created_refs(var)
 
     def sink_elements(self, var: str) -> set[bytes]:
         """Refs of ``var`` that no call of the frame consumes (on an edge out of ``var``)."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from mandala.backends.records import StoredCall
-from mandala.model.calls import Call
+from mandala.backends.records import CallRows, StoredCall
+from mandala.model.calls import Call, OpSpec
 
 __all__ = ["FrameSource"]
 
@@ -24,6 +24,18 @@ class FrameSource(Protocol):
 
     def calls_by_keys(self, call_keys: Sequence[bytes]) -> list[StoredCall]:
         """Calls by history key."""
+
+    def call_rows_of_op(self, name: str) -> CallRows:
+        """:meth:`calls_of_op` as rows (a frame keeps them as columns, not objects)."""
+
+    def call_rows_touching(self, ref_keys: Sequence[bytes], direction: int) -> CallRows:
+        """:meth:`calls_touching` as rows."""
+
+    def call_rows_by_keys(self, call_keys: Sequence[bytes]) -> CallRows:
+        """:meth:`calls_by_keys` as rows."""
+
+    def op_spec(self, name: str, version: int) -> OpSpec:
+        """What the store knows of an op version (the ``op`` of the calls a frame hands out)."""
 
     def describe_refs(self, ref_keys: Sequence[bytes]) -> dict[bytes, tuple[bytes, int]]:
         """``history_key -> (content_key, kind)`` of stored refs."""

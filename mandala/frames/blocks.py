@@ -1,0 +1,270 @@
+"""Stored calls held as columns: one block per op version and signature.
+
+A frame over a million calls must not build a million call objects (and one more per edge) just
+to index them. The rows read from the store are pivoted with numpy into blocks: the calls of
+one op version that have the same input and output names, with one column of ref keys (and
+content keys, and kinds) per name. Frames work on these columns; a :class:`StoredCall` is only
+made for a call that code asks about by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from mandala.backends.records import DIRECTION_IN, CallRows, StoredCall, StoredOutput
+
+__all__ = ["Slot", "CallBlock", "blocks_from_rows", "blocks_from_calls"]
+
+_MASK_BITS = 62
+"""Blocks are told apart by a bit mask of the names a call has while there are at most this
+many names in one read (a signed 64-bit integer), else by packed bit rows."""
+
+
+class Slot(NamedTuple):
+    """One input or output name of a block: aligned columns, one entry per call."""
+
+    refs: list[bytes]
+    contents: list[bytes]
+    kinds: list[int]
+
+    def take(self, rows: Sequence[int]) -> Slot:
+        return Slot(
+            [self.refs[i] for i in rows],
+            [self.contents[i] for i in rows],
+            [self.kinds[i] for i in rows],
+        )
+
+
+class CallBlock:
+    """Calls of one op version with the same input and output names, as columns.
+
+    Attributes:
+        op_name / op_version: the op of every call of the block.
+        keys: the calls' history keys; row ``i`` of every column belongs to ``keys[i]``.
+        content_keys, semantic_versions, content_versions, started_at, durations: the other
+            fields of the calls' rows.
+        inputs / outputs: a :class:`Slot` by input / output name, in name order.
+    """
+
+    __slots__ = (
+        "op_name",
+        "op_version",
+        "keys",
+        "content_keys",
+        "semantic_versions",
+        "content_versions",
+        "started_at",
+        "durations",
+        "inputs",
+        "outputs",
+    )
+
+    def __init__(
+        self,
+        op_name: str,
+        op_version: int,
+        keys: list[bytes],
+        heads: Sequence[list[Any]],
+        inputs: dict[str, Slot],
+        outputs: dict[str, Slot],
+    ) -> None:
+        self.op_name = op_name
+        self.op_version = op_version
+        self.keys = keys
+        (
+            self.content_keys,
+            self.semantic_versions,
+            self.content_versions,
+            self.started_at,
+            self.durations,
+        ) = heads
+        self.inputs = dict(sorted(inputs.items()))
+        self.outputs = dict(sorted(outputs.items()))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def heads(self) -> tuple[list[Any], ...]:
+        return (
+            self.content_keys,
+            self.semantic_versions,
+            self.content_versions,
+            self.started_at,
+            self.durations,
+        )
+
+    def take(self, rows: Sequence[int]) -> CallBlock:
+        """The block of the given rows only."""
+        return CallBlock(
+            self.op_name,
+            self.op_version,
+            [self.keys[i] for i in rows],
+            [[column[i] for i in rows] for column in self.heads()],
+            {name: slot.take(rows) for name, slot in self.inputs.items()},
+            {name: slot.take(rows) for name, slot in self.outputs.items()},
+        )
+
+    def stored(self, row: int) -> StoredCall:
+        """The call of row ``row`` as a :class:`StoredCall` (edges in name order)."""
+        return StoredCall(
+            self.keys[row],
+            self.content_keys[row],
+            self.op_name,
+            self.op_version,
+            self.semantic_versions[row],
+            self.content_versions[row],
+            self.started_at[row],
+            self.durations[row],
+            tuple(
+                StoredOutput(name, slot.refs[row], slot.contents[row], slot.kinds[row])
+                for name, slot in self.inputs.items()
+            ),
+            tuple(
+                StoredOutput(name, slot.refs[row], slot.contents[row], slot.kinds[row])
+                for name, slot in self.outputs.items()
+            ),
+        )
+
+
+def _objects(values: Sequence[Any]) -> np.ndarray:
+    """A numpy object array of ``values`` (never a multi-dimensional one)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+def blocks_from_rows(rows: CallRows) -> list[CallBlock]:
+    """Pivot rows read from the store into blocks, whatever order the rows come in."""
+    heads = rows.heads
+    if not heads:
+        return []
+    count = len(heads)
+    call_ids, keys, content_keys, op_ids, semantic, content_versions, started, durations = zip(
+        *heads
+    )
+    ids = np.fromiter(call_ids, dtype=np.int64, count=count)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    # (direction, name) -> (refs, contents, kinds, present), each a column over all calls
+    columns: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+    if rows.edges:
+        edge_calls, directions, names, refs, contents, kinds = zip(*rows.edges)
+        size = len(edge_calls)
+        edge_ids = np.fromiter(edge_calls, dtype=np.int64, count=size)
+        at = np.minimum(np.searchsorted(sorted_ids, edge_ids), count - 1)
+        if not np.array_equal(sorted_ids[at], edge_ids):
+            raise ValueError("an edge row names a call that is not among the call rows")
+        position = order[at]
+        name_codes, name_values = pd.factorize(_objects(names))
+        slot_codes = name_codes.astype(np.int64) * 2 + np.fromiter(
+            directions, dtype=np.int64, count=size
+        )
+        ref_array = _objects(refs)
+        content_array = _objects(contents)
+        kind_array = np.fromiter(kinds, dtype=np.int64, count=size)
+        by_slot = np.argsort(slot_codes, kind="stable")
+        bounds = np.flatnonzero(np.diff(slot_codes[by_slot])) + 1
+        for part in np.split(by_slot, bounds):
+            code = int(slot_codes[part[0]])
+            where = position[part]
+            ref_column = np.empty(count, dtype=object)
+            ref_column[where] = ref_array[part]
+            content_column = np.empty(count, dtype=object)
+            content_column[where] = content_array[part]
+            kind_column = np.zeros(count, dtype=np.int64)
+            kind_column[where] = kind_array[part]
+            present = np.zeros(count, dtype=bool)
+            present[where] = True
+            columns[(code % 2, str(name_values[code // 2]))] = (
+                ref_column,
+                content_column,
+                kind_column,
+                present,
+            )
+    slots = list(columns)
+    signature = _signatures([columns[slot][3] for slot in slots], count)
+    groups = (
+        pd.DataFrame({"op": np.fromiter(op_ids, dtype=np.int64, count=count), "sig": signature})
+        .groupby(["op", "sig"], sort=True)
+        .indices
+    )
+    key_array = _objects(keys)
+    head_arrays = [
+        _objects(column) for column in (content_keys, semantic, content_versions, started, durations)
+    ]
+    blocks = []
+    for (op_id, _), members in groups.items():
+        members = members[np.argsort(ids[members], kind="stable")]
+        first = members[0]
+        inputs: dict[str, Slot] = {}
+        outputs: dict[str, Slot] = {}
+        for slot in slots:
+            ref_column, content_column, kind_column, present = columns[slot]
+            if not present[first]:
+                continue
+            direction, name = slot
+            (inputs if direction == DIRECTION_IN else outputs)[name] = Slot(
+                ref_column[members].tolist(),
+                content_column[members].tolist(),
+                kind_column[members].tolist(),
+            )
+        op_name, op_version = rows.ops[int(op_id)]
+        blocks.append(
+            CallBlock(
+                op_name,
+                op_version,
+                key_array[members].tolist(),
+                [array[members].tolist() for array in head_arrays],
+                inputs,
+                outputs,
+            )
+        )
+    return blocks
+
+
+def _signatures(present: list[np.ndarray], count: int) -> np.ndarray:
+    """An integer per call that is equal for calls with the same names present."""
+    if not present:
+        return np.zeros(count, dtype=np.int64)
+    if len(present) <= _MASK_BITS:
+        mask = np.zeros(count, dtype=np.int64)
+        for bit, column in enumerate(present):
+            mask |= column.astype(np.int64) << bit
+        return mask
+    packed = np.packbits(np.stack(present, axis=1), axis=1)
+    _, inverse = np.unique(packed, axis=0, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64)
+
+
+def blocks_from_calls(calls: Iterable[StoredCall]) -> list[CallBlock]:
+    """Blocks of calls given as :class:`StoredCall` objects (e.g. another frame's facts)."""
+    heads: list[tuple] = []
+    edges: list[tuple] = []
+    ops: dict[int, tuple[str, int]] = {}
+    op_ids: dict[tuple[str, int], int] = {}
+    for number, call in enumerate(calls):
+        op = (call.op_name, call.op_version)
+        op_id = op_ids.setdefault(op, len(op_ids))
+        ops[op_id] = op
+        heads.append(
+            (
+                number,
+                call.history_key,
+                call.content_key,
+                op_id,
+                call.semantic_version,
+                call.content_version,
+                call.started_at,
+                call.duration,
+            )
+        )
+        for direction, side in enumerate((call.inputs, call.outputs)):
+            for edge in side:
+                edges.append(
+                    (number, direction, edge.name, edge.history_key, edge.content_key, edge.kind)
+                )
+    return blocks_from_rows(CallRows(heads, edges, ops))
