@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mandala.backends.records import DIRECTION_IN, DIRECTION_OUT
-from mandala.frames.blocks import CallBlock
+from mandala.frames.blocks import CallBlock, paused_gc
 from mandala.frames.graph import FrameGraph, edge_label
 
 __all__ = ["expand"]
@@ -37,12 +37,13 @@ def expand(
             f"Nodes {sorted(unknown)} not found in the CF (variables: {sorted(frame.vs)})"
         )
     touched: set[str] = set()
-    while pending:
-        changed = _expand_step(frame, sorted(pending), back, skip_existing, reuse_existing)
-        touched |= changed
-        if not recursive:
-            break
-        pending = changed
+    with paused_gc():
+        while pending:
+            changed = _expand_step(frame, sorted(pending), back, skip_existing, reuse_existing)
+            touched |= changed
+            if not recursive:
+                break
+            pending = changed
     return touched
 
 

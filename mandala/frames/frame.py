@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, overload
 
+import numpy as np
 import pandas as pd
 
 from mandala.backends.records import KIND_ATOM, KIND_DICT, KIND_LIST, KIND_POINTER, KIND_SET
 from mandala.frames.algebra import AlgebraMixin
+from mandala.frames.blocks import paused_gc
 from mandala.frames.collections import CallCollection, RefCollection, ValueCollection
 from mandala.frames.display import DisplayMixin
 from mandala.frames.expansion import expand
@@ -62,7 +64,8 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
     def from_op(cls, source: FrameSource, name: str) -> ComputationFrame:
         """All stored calls of an op, as one function node with its input and output variables."""
         frame = cls(source)
-        blocks = frame.index.add_rows(source.call_rows_of_op(name))
+        with paused_gc():
+            blocks = frame.index.add_rows(source.call_rows_of_op(name))
         frame._add_func(name, name)
         inputs: dict[str, set[bytes]] = {}
         outputs: dict[str, set[bytes]] = {}
@@ -112,7 +115,7 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         return _REF_CLASSES[kind](content_key, key, False, None)
 
     def _call(self, key: bytes) -> Call:
-        return self.source.to_call(self.index.calls[key])
+        return self.index.public_call(key)
 
     def refs_by_var(self) -> dict[str, set[Ref]]:
         """``{variable: refs}`` (lazy refs)."""
@@ -284,6 +287,17 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         """
         if values not in ("objs", "refs"):
             raise ValueError(f"values must be 'objs' or 'refs', got {values!r}")
+        with paused_gc():
+            return self._df(nodes, values, lazy_vars, include_calls, join_how)
+
+    def _df(
+        self,
+        nodes: tuple[str, ...],
+        values: str,
+        lazy_vars: Iterable[str] | None,
+        include_calls: bool,
+        join_how: str,
+    ) -> pd.DataFrame:
         frame: ComputationFrame = self if not nodes else self.midstream(*nodes)
         variables = [
             v for v in frame.sort_nodes(frame.vs) if frame.vs[v] and frame.sink_elements(v)
@@ -301,24 +315,30 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
             columns = [c for c in columns if c in nodes]
         lazy = set(lazy_vars or ())
         load = values == "objs"
+        # each column's distinct codes, decoded once; cells are then taken by position
+        distinct = {column: np.unique(codes_table[column].to_numpy(), return_inverse=True)
+                    for column in columns}
         to_load: set[bytes] = set()
         if load:
+            refs = self.index.refs
             for column in columns:
                 if column in frame.vs and column not in lazy:
-                    for code in set(codes_table[column].tolist()):
+                    for code in distinct[column][0].tolist():
                         if code >= 0:
                             cell = cells[code]
-                            keys = cell if isinstance(cell, frozenset) else (cell,)
-                            for k in keys:
-                                content_key, kind = self.index.refs[k]
+                            for k in cell if isinstance(cell, frozenset) else (cell,):
+                                content_key, kind = refs[k]
                                 if kind in (KIND_ATOM, KIND_POINTER):
                                     to_load.add(content_key)
         loaded = frame._load_values(to_load)
-        result: dict[str, list[Any]] = {}
+        result: dict[str, Any] = {}
         for column in columns:
             is_var = column in frame.vs
             decode = self._decoder(cells, is_var, load and column not in lazy, loaded)
-            result[column] = [decode(code) for code in codes_table[column].tolist()]
+            found, inverse = distinct[column]
+            decoded = np.empty(len(found), dtype=object)
+            decoded[:] = [decode(code) for code in found.tolist()]
+            result[column] = decoded[inverse.reshape(-1)]
         return pd.DataFrame(result, columns=columns)
 
     def _load_values(self, content_keys: set[bytes]) -> dict[bytes, Any]:

@@ -16,11 +16,15 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Collection, Iterable, Iterator, MutableMapping
+from functools import partial
 from typing import Any
 
 from mandala.backends.records import CallRows, StoredCall
+from mandala.engine.session import ref_from_kind
 from mandala.frames.blocks import CallBlock, Slot, blocks_from_calls, blocks_from_rows
 from mandala.frames.source import FrameSource
+from mandala.model.calls import Call, LazyCall, OpSpec
+from mandala.model.refs import Ref
 
 __all__ = ["ElementIndex", "CallView", "FrameGraph", "edge_label", "block_slots", "COLLECTION_OPS"]
 
@@ -44,6 +48,10 @@ class CallView(MutableMapping[bytes, StoredCall]):
     def __init__(self, index: ElementIndex) -> None:
         self._index = index
         self._made: dict[bytes, StoredCall] = {}
+
+    def made(self, key: bytes) -> StoredCall | None:
+        """The object a key reads as if one was made or assigned already, else None."""
+        return self._made.get(key)
 
     def __getitem__(self, key: bytes) -> StoredCall:
         found = self._made.get(key)
@@ -89,6 +97,7 @@ class ElementIndex:
         self._consumers: dict[bytes, set[bytes]] | None = None
         self.values: dict[bytes, Any] = {}
         """Values kept by ``attach()``, by content key (a frame otherwise loads on demand)."""
+        self._specs: dict[tuple[str, int], OpSpec] = {}
 
     def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
         """Values by content key: kept ones from memory, the rest in one request."""
@@ -135,6 +144,28 @@ class ElementIndex:
 
     def add_ref(self, history_key: bytes, content_key: bytes, kind: int) -> None:
         self.refs.setdefault(history_key, (content_key, kind))
+
+    def public_call(self, key: bytes) -> Call:
+        """The :class:`Call` of an indexed call, with refs made from the columns on first use
+        (a table hands out one per cell: making its refs up front would dominate the cost)."""
+        made = self.calls.made(key)
+        if made is not None:
+            return self.source.to_call(made)
+        block, row = self.locate(key)
+        spec_key = (block.op_name, block.op_version)
+        spec = self._specs.get(spec_key)
+        if spec is None:
+            spec = self._specs[spec_key] = self.source.op_spec(*spec_key)
+        return LazyCall(
+            spec,
+            block.content_keys[row],
+            key,
+            partial(_call_refs, block, row),
+            block.semantic_versions[row],
+            block.content_versions[row],
+            block.started_at[row],
+            block.durations[row],
+        )
 
     # ------------------------------------------------------------------ reading facts
 
@@ -211,6 +242,19 @@ class ElementIndex:
                     calls += [keys[i] for i in rows]
                     refs += [column[i] for i in rows]
         return calls, refs
+
+
+def _call_refs(block: CallBlock, row: int) -> tuple[dict[str, Ref], dict[str, Ref]]:
+    return (
+        {
+            name: ref_from_kind(slot.kinds[row], slot.contents[row], slot.refs[row])
+            for name, slot in block.inputs.items()
+        },
+        {
+            name: ref_from_kind(slot.kinds[row], slot.contents[row], slot.refs[row])
+            for name, slot in block.outputs.items()
+        },
+    )
 
 
 def block_slots(block: CallBlock, label: str, is_input: bool) -> list[Slot]:

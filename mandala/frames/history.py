@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from mandala.frames.graph import COLLECTION_OPS, FrameGraph, edge_label
+from mandala.frames.graph import COLLECTION_OPS, FrameGraph, block_slots, edge_label
 
 __all__ = ["history_table", "joint_history_table", "Element"]
 
@@ -232,6 +233,9 @@ def _columnar_tables(
     function node leads to one variable and no node holds several elements of one history. It
     returns None when the frame is not of that shape (or a merge shows it is not), and the
     element-by-element computation takes over.
+
+    The tables are built on the element keys themselves (taken from the index's columns, no
+    object per call), and turned into integer codes at the end, all columns at once.
     """
     order = {node: i for i, node in enumerate(frame.topsort())}
     for source, target, _ in frame.edges():
@@ -246,44 +250,48 @@ def _columnar_tables(
                 if len(variables_on_label) != 1 or variables_on_label & seen:
                     return None
                 seen |= variables_on_label
-    calls = frame.index.calls
-    code = codes.code
-    func_tables: dict[str, pd.DataFrame] = {}
+    index = frame.index
+    func_tables: dict[str, pd.DataFrame | None] = {}
 
     def func_table(func: str) -> pd.DataFrame | None:
         if func in func_tables:
             return func_tables[func]
-        inputs = {label: next(iter(v)) for label, v in frame.inp[func].items()}
-        outputs = {label: next(iter(v)) for label, v in frame.out[func].items()}
-        columns: dict[str, list[int]] = {func: []}
-        for var in (*inputs.values(), *outputs.values()):
-            columns[var] = []
-        for call_key in frame.fs[func]:
-            call = calls[call_key]
-            row = {func: code(call_key)}
-            for edge in call.inputs:
-                target = inputs.get(edge.name)
-                if target is not None:
-                    row[target] = code(edge.history_key)
-            for edge in call.outputs:
-                target = outputs.get(edge.name)
-                if target is not None:
-                    row[target] = code(edge.history_key)
-            if len(row) != len(columns):
-                return None
-            for column, value in row.items():
-                columns[column].append(value)
-        table = pd.DataFrame(columns, dtype="int64")
+        sides = (
+            (True, {label: next(iter(v)) for label, v in frame.inp[func].items()}),
+            (False, {label: next(iter(v)) for label, v in frame.out[func].items()}),
+        )
+        names = [func] + [var for _, by_label in sides for var in by_label.values()]
+        columns: dict[str, list[bytes]] = {name: [] for name in names}
+        table: pd.DataFrame | None = None
+        for block, rows in index.selected(frame.op_of[func], frame.fs[func]):
+            part = {func: block.keys}
+            for is_input, by_label in sides:
+                for label, var in by_label.items():
+                    slots = block_slots(block, label, is_input)
+                    if len(slots) != 1:
+                        break  # a call without a ref on a connected label
+                    part[var] = slots[0].refs
+                else:
+                    continue
+                break
+            else:
+                for name, column in part.items():
+                    columns[name] += column if rows is None else [column[i] for i in rows]
+                continue
+            break
+        else:
+            table = pd.DataFrame(columns, columns=names, dtype=object)
         func_tables[func] = table
         return table
 
-    histories: dict[str, pd.DataFrame] = {}
+    histories: dict[str, pd.DataFrame | None] = {}
 
     def history(var: str) -> pd.DataFrame | None:
         if var in histories:
             return histories[var]
+        histories[var] = None  # until done (the frame is acyclic: never read meanwhile)
         parts = []
-        created: set[int] = set()
+        created: set[bytes] = set()
         for funcs in frame.inp[var].values():
             for func in funcs:
                 table = func_table(func)
@@ -302,27 +310,51 @@ def _columnar_tables(
                     part = merged
                 created.update(part[var].tolist())
                 parts.append(part)
-        own = [code(ref) for ref in frame.vs[var]]
-        sources = [c for c in own if c not in created]
+        sources = frame.vs[var] - created
         if sources:
-            parts.append(pd.DataFrame({var: sources}, dtype="int64"))
-        result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({var: []})
+            parts.append(pd.DataFrame({var: list(sources)}, dtype=object))
+        result = (
+            pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({var: []}, dtype=object)
+        )
         if result[var].duplicated().any():
             return None  # one element with two histories (a call in two function nodes)
         histories[var] = result
         return result
 
-    tables: dict[str, pd.DataFrame] = {}
+    keyed: dict[str, pd.DataFrame] = {}
     for var in variables:
         full = history(var)
         if full is None:
             return None
-        sinks = {code(ref) for ref in frame.sink_elements(var)}
-        table = full[full[var].isin(sinks)].reset_index(drop=True)
+        sinks = frame.sink_elements(var)
+        # not Series.isin: it may turn the keys into a numpy bytes array, which drops trailing
+        # NUL bytes (and so misses keys that end with one)
+        is_sink = np.fromiter((key in sinks for key in full[var].tolist()), bool, len(full))
+        keyed[var] = full[is_sink].reset_index(drop=True)
+    return _to_codes(keyed, codes)
+
+
+def _to_codes(tables: dict[str, pd.DataFrame], codes: _Codes) -> dict[str, pd.DataFrame]:
+    """Tables of element keys as tables of integer codes (one factorization for them all);
+    each missing cell gets its own negative code, so that it never joins another."""
+    pieces = [table[column].to_numpy() for table in tables.values() for column in table.columns]
+    if not pieces:
+        return {var: pd.DataFrame(table, dtype="int64") for var, table in tables.items()}
+    keys = np.concatenate(pieces)
+    found, uniques = pd.factorize(keys, use_na_sentinel=True)
+    found = found.astype(np.int64)
+    missing = np.flatnonzero(found < 0)
+    if len(missing):
+        found[missing] = np.arange(codes.missing - 1, codes.missing - 1 - len(missing), -1)
+        codes.missing -= len(missing)
+    codes.cells = list(uniques)
+    codes.code_of = {}
+    result: dict[str, pd.DataFrame] = {}
+    start = 0
+    for var, table in tables.items():
+        columns = {}
         for column in table.columns:
-            missing = table[column].isna()
-            if missing.any():  # each missing cell its own code: it must never join another
-                fresh = [codes.fresh_missing() for _ in range(int(missing.sum()))]
-                table.loc[missing, column] = fresh
-        tables[var] = table.astype("int64")
-    return tables
+            columns[column] = found[start : start + len(table)]
+            start += len(table)
+        result[var] = pd.DataFrame(columns, columns=list(table.columns), dtype="int64")
+    return result
