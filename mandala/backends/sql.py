@@ -43,6 +43,7 @@ _T = TypeVar("_T")
 
 _MAX_ATTEMPTS = 12
 _CHUNK = 500  # keys per IN (...) clause, below every dialect's parameter limit
+_JOIN_AT = 5000  # from this many keys, one join through a temp table beats IN (...) chunks
 
 
 def _first(row: tuple) -> Any:
@@ -521,22 +522,26 @@ class SqlBackend(ABC):
 
     def load_call_rows_touching(self, ref_keys: Sequence[bytes], direction: int) -> CallRows:
         """Calls that output (``direction`` 1) or take as input (0) any of ``ref_keys``, as
-        rows, unordered."""
+        rows, unordered.
+
+        The temp tables are joined through ``IN (SELECT ...)``: with plain joins SQLite (which
+        has no statistics on them) scans the whole edge table instead of probing it by key.
+        """
         with self._lock:
             self._fill_lookup_keys(ref_keys)
             self._execute("CREATE TEMP TABLE IF NOT EXISTS lookup_calls (id BIGINT PRIMARY KEY)")
             self._execute("DELETE FROM lookup_calls")
             self._execute(
-                "INSERT INTO lookup_calls (id) SELECT DISTINCT e.call_id"
-                " FROM lookup_keys k JOIN call_edges e"
-                " ON e.ref_key = k.key AND e.direction = ? ON CONFLICT DO NOTHING",
+                "INSERT INTO lookup_calls (id) SELECT e.call_id FROM call_edges e"
+                " WHERE e.ref_key IN (SELECT key FROM lookup_keys) AND e.direction = ?"
+                " ON CONFLICT DO NOTHING",
                 (direction,),
             )
             return self._call_rows(
-                f"SELECT {self._ROW_HEAD_COLUMNS} FROM lookup_calls l"
-                " JOIN calls c ON c.call_id = l.id",
-                f"SELECT {self._EDGE_COLUMNS} FROM lookup_calls l"
-                " JOIN call_edges e ON e.call_id = l.id",
+                f"SELECT {self._ROW_HEAD_COLUMNS} FROM calls c"
+                " WHERE c.call_id IN (SELECT id FROM lookup_calls)",
+                f"SELECT {self._EDGE_COLUMNS} FROM call_edges e"
+                " WHERE e.call_id IN (SELECT id FROM lookup_calls)",
                 (),
             )
 
@@ -545,10 +550,10 @@ class SqlBackend(ABC):
         with self._lock:
             self._fill_lookup_keys(call_keys)
             return self._call_rows(
-                f"SELECT {self._ROW_HEAD_COLUMNS} FROM lookup_keys k"
-                " JOIN calls c ON c.history_key = k.key",
-                f"SELECT {self._EDGE_COLUMNS} FROM lookup_keys k"
-                " JOIN calls c ON c.history_key = k.key JOIN call_edges e ON e.call_id = c.call_id",
+                f"SELECT {self._ROW_HEAD_COLUMNS} FROM calls c"
+                " WHERE c.history_key IN (SELECT key FROM lookup_keys)",
+                f"SELECT {self._EDGE_COLUMNS} FROM call_edges e WHERE e.call_id IN"
+                " (SELECT c.call_id FROM calls c WHERE c.history_key IN (SELECT key FROM lookup_keys))",
                 (),
             )
 
@@ -616,6 +621,8 @@ class SqlBackend(ABC):
         return found
 
     def load_values(self, content_keys: Sequence[bytes]) -> dict[bytes, StoredValue]:
+        if len(content_keys) >= _JOIN_AT:
+            return self.load_values_set(content_keys)
         with self._lock:
             return {
                 row[0]: StoredValue._make(row)
@@ -623,6 +630,19 @@ class SqlBackend(ABC):
                     "SELECT content_key, format, size, data, blob_key, checksum FROM stored_values"
                     " WHERE content_key IN ({marks})",
                     content_keys,
+                )
+            }
+
+    def load_values_set(self, content_keys: Sequence[bytes]) -> dict[bytes, StoredValue]:
+        """:meth:`load_values` for many keys: one join through a temp table, not one
+        ``IN (...)`` query per 500 keys (a frame's table loads every value it shows)."""
+        with self._lock:
+            self._fill_lookup_keys(content_keys)
+            return {
+                row[0]: StoredValue._make(row)
+                for row in self._execute(
+                    "SELECT v.content_key, v.format, v.size, v.data, v.blob_key, v.checksum"
+                    " FROM stored_values v WHERE v.content_key IN (SELECT key FROM lookup_keys)"
                 )
             }
 

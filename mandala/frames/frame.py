@@ -316,8 +316,10 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         lazy = set(lazy_vars or ())
         load = values == "objs"
         # each column's distinct codes, decoded once; cells are then taken by position
-        distinct = {column: np.unique(codes_table[column].to_numpy(), return_inverse=True)
-                    for column in columns}
+        distinct = {
+            column: np.unique(codes_table[column].to_numpy(), return_inverse=True)
+            for column in columns
+        }
         to_load: set[bytes] = set()
         if load:
             refs = self.index.refs
@@ -331,50 +333,60 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
                                 if kind in (KIND_ATOM, KIND_POINTER):
                                     to_load.add(content_key)
         loaded = frame._load_values(to_load)
-        result: dict[str, Any] = {}
-        for column in columns:
-            is_var = column in frame.vs
-            decode = self._decoder(cells, is_var, load and column not in lazy, loaded)
-            found, inverse = distinct[column]
-            decoded = np.empty(len(found), dtype=object)
-            decoded[:] = [decode(code) for code in found.tolist()]
-            result[column] = decoded[inverse.reshape(-1)]
+        result = {
+            column: self._cells(
+                *distinct[column], cells, column in frame.vs, load and column not in lazy, loaded
+            )
+            for column in columns
+        }
         return pd.DataFrame(result, columns=columns)
 
     def _load_values(self, content_keys: set[bytes]) -> dict[bytes, Any]:
         return self.index.load_values(content_keys) if content_keys else {}
 
-    def _decoder(self, cells: list[Any], is_var: bool, load: bool, loaded: dict[bytes, Any]) -> Any:
-        cache: dict[int, Any] = {}
+    def _cells(
+        self,
+        found: np.ndarray,
+        inverse: np.ndarray,
+        cells: list[Any],
+        is_var: bool,
+        load: bool,
+        loaded: dict[bytes, Any],
+    ) -> np.ndarray:
+        """A table column from its distinct codes (``found``) and where each row takes one
+        (``inverse``): each distinct cell is decoded once."""
+        one: Any
+        if not is_var:
+            one = self.index.public_call
+        elif load:
+            refs = self.index.refs
 
-        def one(key: bytes) -> Any:
-            if not is_var:
-                return self._call(key)
-            if load:
-                return self._value(key, loaded)
-            return self._ref(key)
-
-        def decode(code: int) -> Any:
+            def one(key: bytes) -> Any:
+                content_key, kind = refs[key]
+                if kind in (KIND_ATOM, KIND_POINTER):
+                    return loaded.get(content_key)
+                return self.source.unwrap(self._ref(key))
+        else:
+            one = self._ref
+        decoded = []
+        for code in found.tolist():
             if code < 0:
-                return None
-            found = cache.get(code)
-            if found is None and code not in cache:
-                cell = cells[code]
-                if isinstance(cell, frozenset):
-                    keys = sorted(cell)
-                    items = [one(k) for k in keys]
-                    if not is_var:
-                        found = CallCollection(items)
-                    elif load:
-                        found = ValueCollection(items)
-                    else:
-                        found = RefCollection(items)
-                else:
-                    found = one(cell)
-                cache[code] = found
-            return found
-
-        return decode
+                decoded.append(None)
+                continue
+            cell = cells[code]
+            if not isinstance(cell, frozenset):
+                decoded.append(one(cell))
+                continue
+            items = [one(k) for k in sorted(cell)]
+            if not is_var:
+                decoded.append(CallCollection(items))
+            elif load:
+                decoded.append(ValueCollection(items))
+            else:
+                decoded.append(RefCollection(items))
+        column = np.empty(len(decoded), dtype=object)
+        column[:] = decoded
+        return column[inverse.reshape(-1)]
 
     def _value(self, key: bytes, loaded: dict[bytes, Any]) -> Any:
         content_key, kind = self.index.refs[key]
@@ -416,13 +428,20 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         if codes_table.empty:
             return pd.DataFrame()
         columns = [c for c in self.sort_nodes(codes_table.columns) if include_calls or c in self.vs]
-        return pd.DataFrame(
-            {
-                c: [self._decoder(cells, c in self.vs, False, {})(code) for code in codes_table[c]]
-                for c in columns
-            },
-            columns=columns,
-        )
+        with paused_gc():
+            return pd.DataFrame(
+                {
+                    c: self._cells(
+                        *np.unique(codes_table[c].to_numpy(), return_inverse=True),
+                        cells,
+                        c in self.vs,
+                        False,
+                        {},
+                    )
+                    for c in columns
+                },
+                columns=columns,
+            )
 
     def get_func_table(self, fname: str) -> pd.DataFrame:
         """One row per call of a function node: its input and output refs by name."""
