@@ -355,44 +355,49 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
     ) -> np.ndarray:
         """A table column from its distinct codes (``found``) and where each row takes one
         (``inverse``): each distinct cell is decoded once."""
-        one: Any
+        many: Any
         if not is_var:
-            one = self.index.public_call
+            many = self.index.public_calls
         elif load:
             refs = self.index.refs
 
-            def one(key: bytes) -> Any:
-                content_key, kind = refs[key]
-                if kind in (KIND_ATOM, KIND_POINTER):
-                    return loaded.get(content_key)
-                return self.source.unwrap(self._ref(key))
+            def many(keys: list[bytes]) -> list[Any]:
+                found = []
+                for key in keys:
+                    content_key, kind = refs[key]
+                    if kind in (KIND_ATOM, KIND_POINTER):
+                        found.append(loaded.get(content_key))
+                    else:
+                        found.append(self.source.unwrap(self._ref(key)))
+                return found
         else:
-            one = self._ref
-        decoded = []
-        for code in found.tolist():
+
+            def many(keys: list[bytes]) -> list[Any]:
+                return [self._ref(key) for key in keys]
+
+        decoded: list[Any] = [None] * len(found)
+        positions: list[int] = []
+        keys: list[bytes] = []
+        for position, code in enumerate(found.tolist()):
             if code < 0:
-                decoded.append(None)
                 continue
             cell = cells[code]
             if not isinstance(cell, frozenset):
-                decoded.append(one(cell))
+                positions.append(position)
+                keys.append(cell)
                 continue
-            items = [one(k) for k in sorted(cell)]
+            items = many(sorted(cell))
             if not is_var:
-                decoded.append(CallCollection(items))
+                decoded[position] = CallCollection(items)
             elif load:
-                decoded.append(ValueCollection(items))
+                decoded[position] = ValueCollection(items)
             else:
-                decoded.append(RefCollection(items))
-        column = np.empty(len(decoded), dtype=object)
-        column[:] = decoded
+                decoded[position] = RefCollection(items)
+        for position, item in zip(positions, many(keys)):
+            decoded[position] = item
+        # fromiter, not slice assignment: that would unpack cells that are sequences
+        column = np.fromiter(decoded, dtype=object, count=len(decoded))
         return column[inverse.reshape(-1)]
-
-    def _value(self, key: bytes, loaded: dict[bytes, Any]) -> Any:
-        content_key, kind = self.index.refs[key]
-        if kind in (KIND_ATOM, KIND_POINTER):
-            return loaded.get(content_key)
-        return self.source.unwrap(self._ref(key))
 
     def eval(self, *nodes: str, values: str = "objs", verbose: bool = True) -> pd.DataFrame:
         """The table of :meth:`df`, calls included."""

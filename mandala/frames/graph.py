@@ -103,7 +103,7 @@ class ElementIndex:
         """Values by content key: kept ones from memory, the rest in one request."""
         kept = self.values
         wanted = set(content_keys)
-        missing = sorted(wanted - kept.keys())
+        missing = list(wanted - kept.keys())
         loaded = self.source.load_values(missing) if missing else {}
         loaded.update((key, kept[key]) for key in wanted if key in kept)
         return loaded
@@ -146,26 +146,50 @@ class ElementIndex:
         self.refs.setdefault(history_key, (content_key, kind))
 
     def public_call(self, key: bytes) -> Call:
-        """The :class:`Call` of an indexed call, with refs made from the columns on first use
-        (a table hands out one per cell: making its refs up front would dominate the cost)."""
-        made = self.calls.made(key)
-        if made is not None:
-            return self.source.to_call(made)
-        block, row = self.locate(key)
-        spec_key = (block.op_name, block.op_version)
-        spec = self._specs.get(spec_key)
+        """The :class:`Call` of an indexed call (see :meth:`public_calls`)."""
+        return self.public_calls([key])[0]
+
+    def public_calls(self, keys: Iterable[bytes]) -> list[Call]:
+        """The :class:`Call` objects of indexed calls, with refs made from the columns on first
+        use (a table hands out one per cell: making their refs up front would dominate)."""
+        made = self.calls.made
+        row_of = self.row_of
+        starts = self._starts
+        blocks = self._blocks
+        specs: dict[int, OpSpec] = {}
+        result: list[Call] = []
+        append = result.append
+        for key in keys:
+            stored = made(key)
+            if stored is not None:
+                append(self.source.to_call(stored))
+                continue
+            row = row_of[key]
+            i = bisect_right(starts, row) - 1
+            block = blocks[i]
+            row -= starts[i]
+            spec = specs.get(i)
+            if spec is None:
+                spec = specs[i] = self._spec(block.op_name, block.op_version)
+            append(
+                LazyCall(
+                    spec,
+                    block.content_keys[row],
+                    key,
+                    partial(_call_refs, block, row),
+                    block.semantic_versions[row],
+                    block.content_versions[row],
+                    block.started_at[row],
+                    block.durations[row],
+                )
+            )
+        return result
+
+    def _spec(self, op_name: str, op_version: int) -> OpSpec:
+        spec = self._specs.get((op_name, op_version))
         if spec is None:
-            spec = self._specs[spec_key] = self.source.op_spec(*spec_key)
-        return LazyCall(
-            spec,
-            block.content_keys[row],
-            key,
-            partial(_call_refs, block, row),
-            block.semantic_versions[row],
-            block.content_versions[row],
-            block.started_at[row],
-            block.durations[row],
-        )
+            spec = self._specs[(op_name, op_version)] = self.source.op_spec(op_name, op_version)
+        return spec
 
     # ------------------------------------------------------------------ reading facts
 
