@@ -241,7 +241,11 @@ class ElementIndex:
                 for block, rows in found.values()
             ]
         selected: list[tuple[CallBlock, list[int] | None]] = []
+        issuperset = call_keys.issuperset if isinstance(call_keys, (set, frozenset)) else None
         for block in blocks:
+            if issuperset is not None and issuperset(block.keys):
+                selected.append((block, None))
+                continue
             rows = [i for i, key in enumerate(block.keys) if key in call_keys]
             if len(rows) == len(block):
                 selected.append((block, None))
