@@ -234,8 +234,8 @@ def _columnar_tables(
     returns None when the frame is not of that shape (or a merge shows it is not), and the
     element-by-element computation takes over.
 
-    The tables are built on the element keys themselves (taken from the index's columns, no
-    object per call), and turned into integer codes at the end, all columns at once.
+    Element keys are turned into integer codes as they are read from the index's columns
+    (no object per call), so every merge joins integers.
     """
     order = {node: i for i, node in enumerate(frame.topsort())}
     for source, target, _ in frame.edges():
@@ -251,6 +251,14 @@ def _columnar_tables(
                     return None
                 seen |= variables_on_label
     index = frame.index
+    code_of = codes.code_of
+
+    def coded(keys: list[Any]) -> np.ndarray:
+        # a new key gets the next code (len is read before setdefault inserts)
+        return np.fromiter(
+            [code_of.setdefault(key, len(code_of)) for key in keys], dtype=np.int64, count=len(keys)
+        )
+
     func_tables: dict[str, pd.DataFrame | None] = {}
 
     def func_table(func: str) -> pd.DataFrame | None:
@@ -280,7 +288,9 @@ def _columnar_tables(
                 continue
             break
         else:
-            table = pd.DataFrame(columns, columns=names, dtype=object)
+            table = pd.DataFrame(
+                {name: coded(column) for name, column in columns.items()}, columns=names
+            )
         func_tables[func] = table
         return table
 
@@ -289,9 +299,8 @@ def _columnar_tables(
     def history(var: str) -> pd.DataFrame | None:
         if var in histories:
             return histories[var]
-        histories[var] = None  # until done (the frame is acyclic: never read meanwhile)
         parts = []
-        created: set[bytes] = set()
+        created: set[int] = set()
         for funcs in frame.inp[var].values():
             for func in funcs:
                 table = func_table(func)
@@ -310,51 +319,33 @@ def _columnar_tables(
                     part = merged
                 created.update(part[var].tolist())
                 parts.append(part)
-        sources = frame.vs[var] - created
+        own = coded(list(frame.vs[var]))
+        sources = [code for code in own.tolist() if code not in created]
         if sources:
-            parts.append(pd.DataFrame({var: list(sources)}, dtype=object))
-        result = (
-            pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({var: []}, dtype=object)
-        )
+            parts.append(pd.DataFrame({var: sources}, dtype="int64"))
+        result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({var: []})
         if result[var].duplicated().any():
             return None  # one element with two histories (a call in two function nodes)
         histories[var] = result
         return result
 
-    keyed: dict[str, pd.DataFrame] = {}
+    tables: dict[str, pd.DataFrame] = {}
     for var in variables:
         full = history(var)
         if full is None:
             return None
-        sinks = frame.sink_elements(var)
-        # not Series.isin: it may turn the keys into a numpy bytes array, which drops trailing
-        # NUL bytes (and so misses keys that end with one)
-        is_sink = np.fromiter((key in sinks for key in full[var].tolist()), bool, len(full))
-        keyed[var] = full[is_sink].reset_index(drop=True)
-    return _to_codes(keyed, codes)
-
-
-def _to_codes(tables: dict[str, pd.DataFrame], codes: _Codes) -> dict[str, pd.DataFrame]:
-    """Tables of element keys as tables of integer codes (one factorization for them all);
-    each missing cell gets its own negative code, so that it never joins another."""
-    pieces = [table[column].to_numpy() for table in tables.values() for column in table.columns]
-    if not pieces:
-        return {var: pd.DataFrame(table, dtype="int64") for var, table in tables.items()}
-    keys = np.concatenate(pieces)
-    found, uniques = pd.factorize(keys, use_na_sentinel=True)
-    found = found.astype(np.int64)
-    missing = np.flatnonzero(found < 0)
-    if len(missing):
-        found[missing] = np.arange(codes.missing - 1, codes.missing - 1 - len(missing), -1)
-        codes.missing -= len(missing)
-    codes.cells = list(uniques)
-    codes.code_of = {}
-    result: dict[str, pd.DataFrame] = {}
-    start = 0
-    for var, table in tables.items():
+        sinks = {code_of[ref] for ref in frame.sink_elements(var)}
+        is_sink = np.fromiter((c in sinks for c in full[var].tolist()), dtype=bool, count=len(full))
+        table = full[is_sink].reset_index(drop=True)
         columns = {}
         for column in table.columns:
-            columns[column] = found[start : start + len(table)]
-            start += len(table)
-        result[var] = pd.DataFrame(columns, columns=list(table.columns), dtype="int64")
-    return result
+            values = table[column].to_numpy()
+            missing = np.flatnonzero(pd.isna(values))
+            if len(missing):  # each missing cell its own code: it must never join another
+                values = values.copy()
+                values[missing] = np.arange(codes.missing - 1, codes.missing - 1 - len(missing), -1)
+                codes.missing -= len(missing)
+            columns[column] = values.astype(np.int64)
+        tables[var] = pd.DataFrame(columns, columns=list(table.columns))
+    codes.cells = list(code_of)
+    return tables
