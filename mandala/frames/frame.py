@@ -395,7 +395,7 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
                 decoded[position] = RefCollection(items)
         for position, item in zip(positions, many(keys)):
             decoded[position] = item
-        # fromiter, not slice assignment: that would unpack cells that are sequences
+        # an object array of the cells as they are (lists, arrays and tuples stay whole)
         column = np.fromiter(decoded, dtype=object, count=len(decoded))
         return column[inverse.reshape(-1)]
 
