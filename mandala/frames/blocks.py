@@ -213,7 +213,8 @@ def blocks_from_rows(rows: CallRows) -> list[CallBlock]:
     )
     key_array = _objects(keys)
     head_arrays = [
-        _objects(column) for column in (content_keys, semantic, content_versions, started, durations)
+        _objects(column)
+        for column in (content_keys, semantic, content_versions, started, durations)
     ]
     blocks = []
     for (op_id, _), members in groups.items():

@@ -93,8 +93,8 @@ def _expand_step(
                 key = (block.op_name, tuple(sorted(connected)))
                 groups.setdefault(key, []).append((block, rows))
     changed: set[str] = set()
-    for (op_name, connections), parts in sorted(groups.items(), key=lambda item: item[0]):
-        changed |= _add_group(frame, op_name, connections, parts, back, reuse_existing)
+    for (op_name, connected_on), parts in sorted(groups.items(), key=lambda item: item[0]):
+        changed |= _add_group(frame, op_name, connected_on, parts, back, reuse_existing)
     return changed
 
 
@@ -113,8 +113,8 @@ def _add_group(
         call_keys.update(block.keys if rows is None else [block.keys[i] for i in rows])
         for name, slot in (block.inputs if back else block.outputs).items():
             label = edge_label(op_name, name) if back else name
-            refs = slot.refs if rows is None else [slot.refs[i] for i in rows]
-            needed.setdefault(label, set()).update(refs)
+            column = slot.refs if rows is None else [slot.refs[i] for i in rows]
+            needed.setdefault(label, set()).update(column)
     func = _function_node(frame, op_name, call_keys, connections, back, reuse_existing)
     edges_before = set(frame.in_edges(func)) | set(frame.out_edges(func))
     calls_before = set(frame.fs[func])

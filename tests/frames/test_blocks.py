@@ -181,7 +181,9 @@ def test_index_pairs_match_a_call_by_call_scan(calls: list, data: Any) -> None:
     index.add_calls(calls[:half])
     index.add_calls(calls)  # known calls are not indexed twice
     assert len(index.calls) == len(calls)
-    chosen = data.draw(st.sets(st.sampled_from([c.history_key for c in calls]) if calls else st.nothing()))
+    chosen = data.draw(
+        st.sets(st.sampled_from([c.history_key for c in calls]) if calls else st.nothing())
+    )
     for op_name in ("f", "g", "__make_list__"):
         for label in ("a", "x", "elts", "y", "output_0"):
             for is_input in (True, False):
@@ -208,10 +210,9 @@ def test_paused_gc_restores_the_collector_state(enabled: bool) -> None:
     was = gc.isenabled()
     try:
         gc.enable() if enabled else gc.disable()
-        with pytest.raises(KeyError):
-            with paused_gc():
-                assert not gc.isenabled()
-                raise KeyError("inside")
+        with pytest.raises(KeyError), paused_gc():
+            assert not gc.isenabled()
+            raise KeyError("inside")
         assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
