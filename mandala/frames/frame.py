@@ -322,16 +322,15 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         }
         to_load: set[bytes] = set()
         if load:
-            refs = self.index.refs
+            contents, kinds = self.index.refs.content, self.index.refs.kinds
             for column in columns:
                 if column in frame.vs and column not in lazy:
                     for code in distinct[column][0].tolist():
                         if code >= 0:
                             cell = cells[code]
                             for k in cell if isinstance(cell, frozenset) else (cell,):
-                                content_key, kind = refs[k]
-                                if kind in (KIND_ATOM, KIND_POINTER):
-                                    to_load.add(content_key)
+                                if kinds.get(k, KIND_ATOM) in (KIND_ATOM, KIND_POINTER):
+                                    to_load.add(contents[k])
         loaded = frame._load_values(to_load)
         result = {
             column: self._cells(
@@ -359,14 +358,13 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         if not is_var:
             many = self.index.public_calls
         elif load:
-            refs = self.index.refs
+            contents, kinds = self.index.refs.content, self.index.refs.kinds
 
             def many(keys: list[bytes]) -> list[Any]:
                 found = []
                 for key in keys:
-                    content_key, kind = refs[key]
-                    if kind in (KIND_ATOM, KIND_POINTER):
-                        found.append(loaded.get(content_key))
+                    if kinds.get(key, KIND_ATOM) in (KIND_ATOM, KIND_POINTER):
+                        found.append(loaded.get(contents[key]))
                     else:
                         found.append(self.source.unwrap(self._ref(key)))
                 return found

@@ -15,18 +15,26 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Collection, Iterable, Iterator, MutableMapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping
 from functools import partial
 from typing import Any
 
-from mandala.backends.records import CallRows, StoredCall
+from mandala.backends.records import KIND_ATOM, CallRows, StoredCall
 from mandala.engine.session import ref_from_kind
 from mandala.frames.blocks import CallBlock, Slot, blocks_from_calls, blocks_from_rows
 from mandala.frames.source import FrameSource
 from mandala.model.calls import Call, LazyCall, OpSpec
 from mandala.model.refs import Ref
 
-__all__ = ["ElementIndex", "CallView", "FrameGraph", "edge_label", "block_slots", "COLLECTION_OPS"]
+__all__ = [
+    "ElementIndex",
+    "CallView",
+    "RefView",
+    "FrameGraph",
+    "edge_label",
+    "block_slots",
+    "COLLECTION_OPS",
+]
 
 COLLECTION_OPS = frozenset({"__make_list__", "__make_set__", "__make_dict__"})
 """Structural ops whose many inputs (one per element) are shown as one edge, ``elts``."""
@@ -76,6 +84,41 @@ class CallView(MutableMapping[bytes, StoredCall]):
         return len(self._index.row_of)
 
 
+class RefView(Mapping[bytes, tuple[bytes, int]]):
+    """``history_key -> (content_key, kind)`` of the refs an index knows.
+
+    Content keys are kept by ref; kinds only where they are not atoms (most refs are), so that
+    indexing a million edges makes no tuple per edge.
+    """
+
+    def __init__(self) -> None:
+        self.content: dict[bytes, bytes] = {}
+        self.kinds: dict[bytes, int] = {}
+
+    def __getitem__(self, key: bytes) -> tuple[bytes, int]:
+        return self.content[key], self.kinds.get(key, KIND_ATOM)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.content
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.content)
+
+    def __len__(self) -> int:
+        return len(self.content)
+
+    def add(self, refs: list[bytes], contents: list[bytes], kinds: list[int]) -> None:
+        """Record refs with their (aligned) content keys and kinds."""
+        self.content.update(zip(refs, contents))
+        if any(kinds):
+            self.kinds.update((ref, kind) for ref, kind in zip(refs, kinds) if kind != KIND_ATOM)
+
+    def setdefault(self, key: bytes, value: tuple[bytes, int]) -> tuple[bytes, int]:
+        if key not in self.content:
+            self.add([key], [value[0]], [value[1]])
+        return self[key]
+
+
 class ElementIndex:
     """Calls and refs seen by a family of frames, with creator and consumer indexes.
 
@@ -92,7 +135,7 @@ class ElementIndex:
         self._starts: list[int] = []
         self._rows = 0
         self.calls = CallView(self)
-        self.refs: dict[bytes, tuple[bytes, int]] = {}
+        self.refs = RefView()
         self.creator: dict[bytes, bytes] = {}
         self._consumers: dict[bytes, set[bytes]] | None = None
         self.values: dict[bytes, Any] = {}
@@ -135,9 +178,8 @@ class ElementIndex:
         self._rows += len(block)
         row_of.update(zip(block.keys, range(start, self._rows)))
         self.blocks_by_op.setdefault(block.op_name, []).append(block)
-        refs = self.refs
         for slot in (*block.inputs.values(), *block.outputs.values()):
-            refs.update(zip(slot.refs, zip(slot.contents, slot.kinds)))
+            self.refs.add(slot.refs, slot.contents, slot.kinds)
         for slot in block.outputs.values():
             self.creator.update(zip(slot.refs, block.keys))
         self._consumers = None
