@@ -582,6 +582,10 @@ class Storage:
         )
 
 
+_BULK_VALUES = 5000
+"""From this many values, a frame reads them as rows from the backend (see load_values)."""
+
+
 class _FrameSource:
     """How computation frames read (and delete from) a storage, set-at-a-time: the
     ``FrameSource`` protocol of ``mandala.frames.source``, kept off the public Storage API."""
@@ -615,7 +619,18 @@ class _FrameSource:
         return self.storage._spec(name, version)
 
     def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
-        return self.storage.session.load_values(content_keys)
+        keys = list(content_keys)
+        session = self.storage.session
+        if len(keys) < _BULK_VALUES:
+            return session.load_values(keys)
+        # A frame's table loads every value it shows: decode the store's rows directly (each
+        # checked and decoded as the session does), without its bookkeeping per key. Keys the
+        # store lacks go through the session (uncommitted values, or its error for a missing one).
+        decode = session._decode
+        found = {row[0]: decode(*row) for row in self.backend.load_value_rows(keys)}
+        if len(found) < len(keys):
+            found.update(session.load_values([key for key in keys if key not in found]))
+        return found
 
     def to_call(self, stored: StoredCall) -> Call:
         return self.storage._to_call(stored)

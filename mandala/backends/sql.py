@@ -633,6 +633,16 @@ class SqlBackend(ABC):
                 )
             }
 
+    def load_value_rows(self, content_keys: Sequence[bytes]) -> list[tuple]:
+        """``(content_key, format, data, blob_key, checksum)`` of the stored values among
+        ``content_keys``, unordered: one join through a temp table, no object per value."""
+        with self._lock:
+            self._fill_lookup_keys(content_keys)
+            return self._execute(
+                "SELECT v.content_key, v.format, v.data, v.blob_key, v.checksum"
+                " FROM stored_values v WHERE v.content_key IN (SELECT key FROM lookup_keys)"
+            ).fetchall()
+
     def load_values_set(self, content_keys: Sequence[bytes]) -> dict[bytes, StoredValue]:
         """:meth:`load_values` for many keys: one join through a temp table, not one
         ``IN (...)`` query per 500 keys (a frame's table loads every value it shows)."""

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mandala.backends.records import DIRECTION_IN, DIRECTION_OUT, CallRows, StoredCall, StoredOutput
+from mandala.errors import CorruptValueError
 from mandala.frames.blocks import blocks_from_calls, blocks_from_rows, paused_gc
 from mandala.frames.graph import ElementIndex
 from mandala.imports import Storage, op
@@ -216,3 +217,20 @@ def test_paused_gc_restores_the_collector_state(enabled: bool) -> None:
         assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+def test_a_large_table_loads_its_values_in_bulk_and_still_checks_them(tmp_path: Any) -> None:
+    storage = Storage(str(tmp_path / "s.db"))
+    with storage:
+        for x in range(6000):  # past the size where values are read as rows
+            inc(x)
+    df = storage.cf(inc).df(include_calls=False)
+    assert sorted(zip(df["x"], df["y"])) == [(x, x + 1) for x in range(6000)]
+    [(content_key,)] = storage.backend._execute(
+        "SELECT e.content_key FROM call_edges e WHERE e.direction = 1 LIMIT 1"
+    ).fetchall()
+    storage.backend._execute(
+        "UPDATE stored_values SET data = ? WHERE content_key = ?", (b"garbage", content_key)
+    )
+    with pytest.raises(CorruptValueError, match="checksum"):
+        Storage(str(tmp_path / "s.db")).cf(inc).df(include_calls=False)
