@@ -60,7 +60,7 @@ def _expand_step(
             frontier[var] = elements
     if not frontier:
         return set()
-    all_refs = sorted({ref for refs in frontier.values() for ref in refs})
+    all_refs = list(set().union(*frontier.values()))
     blocks = index.add_rows(
         index.source.call_rows_touching(all_refs, DIRECTION_OUT if back else DIRECTION_IN)
     )
