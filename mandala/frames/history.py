@@ -251,48 +251,41 @@ def _columnar_tables(
                     return None
                 seen |= variables_on_label
     index = frame.index
-    code_of = codes.code_of
+    upstream_nodes = _upstream(frame, variables)
+    # every key column first (no object per call: taken from the index's columns), then one
+    # factorization turns them all into integer codes, so every merge below joins integers
+    key_columns: dict[str, dict[str, list[bytes]]] = {}
+    for func in sorted(upstream_nodes & frame.fs.keys()):
+        found = _func_keys(frame, index, func)
+        if found is None:
+            return None
+        key_columns[func] = found
+    owned = {var: list(frame.vs[var]) for var in sorted(upstream_nodes & frame.vs.keys())}
+    pieces = [column for table in key_columns.values() for column in table.values()]
+    pieces += owned.values()
+    everything = np.empty(sum(map(len, pieces)), dtype=object)
+    start = 0
+    for piece in pieces:
+        everything[start : start + len(piece)] = piece
+        start += len(piece)
+    coded_all, uniques = pd.factorize(everything)
+    coded_all = coded_all.astype(np.int64)
+    codes.cells = list(uniques)
+    start = 0
+    func_tables: dict[str, pd.DataFrame] = {}
+    for func, table_keys in key_columns.items():
+        columns = {}
+        for name, column in table_keys.items():
+            columns[name] = coded_all[start : start + len(column)]
+            start += len(column)
+        func_tables[func] = pd.DataFrame(columns, columns=list(table_keys))
+    own_codes: dict[str, np.ndarray] = {}
+    for var, refs in owned.items():
+        own_codes[var] = coded_all[start : start + len(refs)]
+        start += len(refs)
 
-    def coded(keys: list[Any]) -> np.ndarray:
-        # a new key gets the next code (len is read before setdefault inserts)
-        return np.fromiter(
-            [code_of.setdefault(key, len(code_of)) for key in keys], dtype=np.int64, count=len(keys)
-        )
-
-    func_tables: dict[str, pd.DataFrame | None] = {}
-
-    def func_table(func: str) -> pd.DataFrame | None:
-        if func in func_tables:
-            return func_tables[func]
-        sides = (
-            (True, {label: next(iter(v)) for label, v in frame.inp[func].items()}),
-            (False, {label: next(iter(v)) for label, v in frame.out[func].items()}),
-        )
-        names = [func] + [var for _, by_label in sides for var in by_label.values()]
-        columns: dict[str, list[bytes]] = {name: [] for name in names}
-        table: pd.DataFrame | None = None
-        for block, rows in index.selected(frame.op_of[func], frame.fs[func]):
-            part = {func: block.keys}
-            for is_input, by_label in sides:
-                for label, var in by_label.items():
-                    slots = block_slots(block, label, is_input)
-                    if len(slots) != 1:
-                        break  # a call without a ref on a connected label
-                    part[var] = slots[0].refs
-                else:
-                    continue
-                break
-            else:
-                for name, column in part.items():
-                    columns[name] += column if rows is None else [column[i] for i in rows]
-                continue
-            break
-        else:
-            table = pd.DataFrame(
-                {name: coded(column) for name, column in columns.items()}, columns=names
-            )
-        func_tables[func] = table
-        return table
+    def func_table(func: str) -> pd.DataFrame:
+        return func_tables[func]
 
     histories: dict[str, pd.DataFrame | None] = {}
 
@@ -319,8 +312,7 @@ def _columnar_tables(
                     part = merged
                 created.update(part[var].tolist())
                 parts.append(part)
-        own = coded(list(frame.vs[var]))
-        sources = [code for code in own.tolist() if code not in created]
+        sources = [code for code in own_codes[var].tolist() if code not in created]
         if sources:
             parts.append(pd.DataFrame({var: sources}, dtype="int64"))
         result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({var: []})
@@ -334,7 +326,8 @@ def _columnar_tables(
         full = history(var)
         if full is None:
             return None
-        sinks = {code_of[ref] for ref in frame.sink_elements(var)}
+        sink_refs = frame.sink_elements(var)
+        sinks = {code for ref, code in zip(owned[var], own_codes[var].tolist()) if ref in sink_refs}
         is_sink = np.fromiter((c in sinks for c in full[var].tolist()), dtype=bool, count=len(full))
         table = full[is_sink].reset_index(drop=True)
         columns = {}
@@ -347,5 +340,38 @@ def _columnar_tables(
                 codes.missing -= len(missing)
             columns[column] = values.astype(np.int64)
         tables[var] = pd.DataFrame(columns, columns=list(table.columns))
-    codes.cells = list(code_of)
     return tables
+
+
+def _upstream(frame: FrameGraph, variables: list[str]) -> set[str]:
+    """``variables`` and every node on a path into them."""
+    seen = set(variables)
+    stack = list(seen)
+    while stack:
+        for node in frame.in_neighbors(stack.pop()):
+            if node not in seen:
+                seen.add(node)
+                stack.append(node)
+    return seen
+
+
+def _func_keys(frame: FrameGraph, index: Any, func: str) -> dict[str, list[bytes]] | None:
+    """The key columns of a function node's table: its calls and the refs they have on each
+    connected label (one variable per label); None if a call lacks a connected label."""
+    sides = (
+        (True, {label: next(iter(v)) for label, v in frame.inp[func].items()}),
+        (False, {label: next(iter(v)) for label, v in frame.out[func].items()}),
+    )
+    names = [func] + [var for _, by_label in sides for var in by_label.values()]
+    columns: dict[str, list[bytes]] = {name: [] for name in names}
+    for block, rows in index.selected(frame.op_of[func], frame.fs[func]):
+        part = {func: block.keys}
+        for is_input, by_label in sides:
+            for label, var in by_label.items():
+                slots = block_slots(block, label, is_input)
+                if len(slots) != 1:
+                    return None  # a call without a ref on a connected label
+                part[var] = slots[0].refs
+        for name, column in part.items():
+            columns[name] += column if rows is None else [column[i] for i in rows]
+    return columns
