@@ -234,8 +234,8 @@ def _columnar_tables(
     returns None when the frame is not of that shape (or a merge shows it is not), and the
     element-by-element computation takes over.
 
-    Element keys are turned into integer codes as they are read from the index's columns
-    (no object per call), so every merge joins integers.
+    Key columns are read from the index's columns (no object per call) and factorized together
+    into integer codes, so every merge joins integers.
     """
     order = {node: i for i, node in enumerate(frame.topsort())}
     for source, target, _ in frame.edges():
