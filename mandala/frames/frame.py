@@ -320,12 +320,18 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
             column: np.unique(codes_table[column].to_numpy(), return_inverse=True)
             for column in columns
         }
+        cell_array = np.fromiter(cells, dtype=object, count=len(cells))
+        plain = not any(isinstance(cell, frozenset) for cell in cells)
         to_load: set[bytes] = set()
         if load:
             contents, kinds = self.index.refs.content, self.index.refs.kinds
             for column in columns:
                 if column in frame.vs and column not in lazy:
-                    for code in distinct[column][0].tolist():
+                    found = distinct[column][0]
+                    if plain and not kinds:  # atoms only: every ref has a value to load
+                        to_load.update(map(contents.__getitem__, cell_array[found[found >= 0]]))
+                        continue
+                    for code in found.tolist():
                         if code >= 0:
                             cell = cells[code]
                             for k in cell if isinstance(cell, frozenset) else (cell,):
@@ -334,7 +340,11 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         loaded = frame._load_values(to_load)
         result = {
             column: self._cells(
-                *distinct[column], cells, column in frame.vs, load and column not in lazy, loaded
+                *distinct[column],
+                cell_array if plain else cells,
+                column in frame.vs,
+                load and column not in lazy,
+                loaded,
             )
             for column in columns
         }
@@ -347,13 +357,15 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         self,
         found: np.ndarray,
         inverse: np.ndarray,
-        cells: list[Any],
+        cells: Any,
         is_var: bool,
         load: bool,
         loaded: dict[bytes, Any],
     ) -> np.ndarray:
         """A table column from its distinct codes (``found``) and where each row takes one
-        (``inverse``): each distinct cell is decoded once."""
+        (``inverse``): each distinct cell is decoded once. ``cells`` decodes codes: an object
+        array when no cell is a collection (the common case, taken without a loop), else a
+        list."""
         many: Any
         if not is_var:
             many = self.index.public_calls
@@ -361,6 +373,8 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
             contents, kinds = self.index.refs.content, self.index.refs.kinds
 
             def many(keys: list[bytes]) -> list[Any]:
+                if not kinds:  # atoms only
+                    return list(map(loaded.get, map(contents.__getitem__, keys)))
                 found = []
                 for key in keys:
                     if kinds.get(key, KIND_ATOM) in (KIND_ATOM, KIND_POINTER):
@@ -373,6 +387,13 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
             def many(keys: list[bytes]) -> list[Any]:
                 return [self._ref(key) for key in keys]
 
+        # an object array of the cells as they are (lists, arrays and tuples stay whole)
+        column = np.empty(len(found), dtype=object)
+        present = found >= 0
+        if isinstance(cells, np.ndarray):
+            made = many(cells[found[present]].tolist())
+            column[present] = np.fromiter(made, dtype=object, count=len(made))
+            return column[inverse.reshape(-1)]
         decoded: list[Any] = [None] * len(found)
         positions: list[int] = []
         keys: list[bytes] = []
@@ -393,8 +414,7 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
                 decoded[position] = RefCollection(items)
         for position, item in zip(positions, many(keys)):
             decoded[position] = item
-        # an object array of the cells as they are (lists, arrays and tuples stay whole)
-        column = np.fromiter(decoded, dtype=object, count=len(decoded))
+        column[:] = np.fromiter(decoded, dtype=object, count=len(decoded))
         return column[inverse.reshape(-1)]
 
     def eval(self, *nodes: str, values: str = "objs", verbose: bool = True) -> pd.DataFrame:

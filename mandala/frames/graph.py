@@ -19,6 +19,8 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapp
 from functools import partial
 from typing import Any
 
+import numpy as np
+
 from mandala.backends.records import KIND_ATOM, CallRows, StoredCall
 from mandala.engine.session import ref_from_kind
 from mandala.frames.blocks import CallBlock, Slot, blocks_from_calls, blocks_from_rows
@@ -56,6 +58,10 @@ class CallView(MutableMapping[bytes, StoredCall]):
     def __init__(self, index: ElementIndex) -> None:
         self._index = index
         self._made: dict[bytes, StoredCall] = {}
+
+    def has_made(self) -> bool:
+        """Whether any call was made or assigned one by one (see :meth:`made`)."""
+        return bool(self._made)
 
     def made(self, key: bytes) -> StoredCall | None:
         """The object a key reads as if one was made or assigned already, else None."""
@@ -136,7 +142,7 @@ class ElementIndex:
         self._rows = 0
         self.calls = CallView(self)
         self.refs = RefView()
-        self.creator: dict[bytes, bytes] = {}
+        self._creator: dict[bytes, bytes] | None = None
         self._consumers: dict[bytes, set[bytes]] | None = None
         self.values: dict[bytes, Any] = {}
         """Values kept by ``attach()``, by content key (a frame otherwise loads on demand)."""
@@ -180,9 +186,7 @@ class ElementIndex:
         self.blocks_by_op.setdefault(block.op_name, []).append(block)
         for slot in (*block.inputs.values(), *block.outputs.values()):
             self.refs.add(slot.refs, slot.contents, slot.kinds)
-        for slot in block.outputs.values():
-            self.creator.update(zip(slot.refs, block.keys))
-        self._consumers = None
+        self._creator = self._consumers = None
 
     def add_ref(self, history_key: bytes, content_key: bytes, kind: int) -> None:
         self.refs.setdefault(history_key, (content_key, kind))
@@ -194,37 +198,36 @@ class ElementIndex:
     def public_calls(self, keys: Iterable[bytes]) -> list[Call]:
         """The :class:`Call` objects of indexed calls, with refs made from the columns on first
         use (a table hands out one per cell: making their refs up front would dominate)."""
+        keys = list(keys)
         made = self.calls.made
-        row_of = self.row_of
-        starts = self._starts
-        blocks = self._blocks
-        specs: dict[int, OpSpec] = {}
-        result: list[Call] = []
-        append = result.append
-        for key in keys:
-            stored = made(key)
-            if stored is not None:
-                append(self.source.to_call(stored))
-                continue
-            row = row_of[key]
-            i = bisect_right(starts, row) - 1
-            block = blocks[i]
-            row -= starts[i]
-            spec = specs.get(i)
-            if spec is None:
-                spec = specs[i] = self._spec(block.op_name, block.op_version)
-            append(
-                LazyCall(
+        if self.calls.has_made():  # objects made or assigned one by one take precedence
+            stored = [made(key) for key in keys]
+            if any(call is not None for call in stored):
+                return [
+                    self.source.to_call(call) if call is not None else self.public_calls([key])[0]
+                    for key, call in zip(keys, stored)
+                ]
+        rows = np.fromiter(map(self.row_of.__getitem__, keys), dtype=np.int64, count=len(keys))
+        which = np.searchsorted(np.asarray(self._starts), rows, side="right") - 1
+        result: list[Any] = [None] * len(keys)
+        for i in np.unique(which).tolist():
+            block = self._blocks[i]
+            spec = self._spec(block.op_name, block.op_version)
+            positions = np.flatnonzero(which == i)
+            content_keys, semantic, content_versions, started, durations = block.heads()
+            for position, row in zip(
+                positions.tolist(), (rows[positions] - self._starts[i]).tolist()
+            ):
+                result[position] = LazyCall(
                     spec,
-                    block.content_keys[row],
-                    key,
+                    content_keys[row],
+                    keys[position],
                     partial(_call_refs, block, row),
-                    block.semantic_versions[row],
-                    block.content_versions[row],
-                    block.started_at[row],
-                    block.durations[row],
+                    semantic[row],
+                    content_versions[row],
+                    started[row],
+                    durations[row],
                 )
-            )
         return result
 
     def _spec(self, op_name: str, op_version: int) -> OpSpec:
@@ -234,6 +237,17 @@ class ElementIndex:
         return spec
 
     # ------------------------------------------------------------------ reading facts
+
+    @property
+    def creator(self) -> dict[bytes, bytes]:
+        """Ref key -> key of the indexed call that output it (built on first use)."""
+        if self._creator is None:
+            creator: dict[bytes, bytes] = {}
+            for block in self._blocks:
+                for slot in block.outputs.values():
+                    creator.update(zip(slot.refs, block.keys))
+            self._creator = creator
+        return self._creator
 
     @property
     def consumers(self) -> dict[bytes, set[bytes]]:
