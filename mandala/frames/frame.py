@@ -321,7 +321,7 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
             for column in columns
         }
         cell_array = np.fromiter(cells, dtype=object, count=len(cells))
-        plain = not any(isinstance(cell, frozenset) for cell in cells)
+        plain = frozenset not in set(map(type, cells))
         to_load: set[bytes] = set()
         if load:
             contents, kinds = self.index.refs.content, self.index.refs.kinds
