@@ -626,8 +626,7 @@ class _FrameSource:
         # A frame's table loads every value it shows: decode the store's rows directly (each
         # checked and decoded as the session does), without its bookkeeping per key. Keys the
         # store lacks go through the session (uncommitted values, or its error for a missing one).
-        decode = session._decode
-        found = {row[0]: decode(*row) for row in self.backend.load_value_rows(keys)}
+        found = self.backend.decode_values(keys, session._decode)
         if len(found) < len(keys):
             found.update(session.load_values([key for key in keys if key not in found]))
         return found

@@ -129,17 +129,17 @@ class StoreCounts:
 
 
 class CallRows(NamedTuple):
-    """Calls read in bulk as plain rows, for a reader that turns them into columns (a
+    """Calls read in bulk as columns (lists), for a reader that keeps them as columns (a
     computation frame) instead of one object per call and per edge.
 
     Attributes:
-        heads: ``(call_id, history_key, content_key, op_id, semantic_version, content_version,
-            started_at, duration)``, ordered by ``call_id``.
-        edges: ``(call_id, direction, name, ref_key, ref_content_key, ref_kind)`` of those
-            calls, ordered by ``(call_id, direction, name)``.
+        heads: the columns ``(call_id, history_key, content_key, op_id, semantic_version,
+            content_version, started_at, duration)``, one entry per call, in no given order.
+        edges: the columns ``(call_id, direction, name, ref_key, ref_content_key, ref_kind)``,
+            one entry per input or output of those calls, in no given order.
         ops: ``op_id -> (name, version)`` for the ``op_id`` values in ``heads``.
     """
 
-    heads: list[tuple]
-    edges: list[tuple]
+    heads: tuple[list, ...]
+    edges: tuple[list, ...]
     ops: dict[int, tuple[str, int]]

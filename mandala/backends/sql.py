@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -44,6 +45,7 @@ _T = TypeVar("_T")
 _MAX_ATTEMPTS = 12
 _CHUNK = 500  # keys per IN (...) clause, below every dialect's parameter limit
 _JOIN_AT = 5000  # from this many keys, one join through a temp table beats IN (...) chunks
+_ROWS_PER_FETCH = 50_000  # rows per fetchmany() of bulk reads
 
 
 def _first(row: tuple) -> Any:
@@ -510,10 +512,26 @@ class SqlBackend(ABC):
         " c.content_version, c.started_at, c.duration"
     )
 
+    def _columns(self, sql: str, params: tuple, width: int) -> tuple[list[Any], ...]:
+        """The result of ``sql`` as ``width`` column lists, fetched a chunk of rows at a time:
+        only one chunk of row tuples is alive at once (a million rows as tuples take hundreds
+        of megabytes). Repeated strings (edge names, formats) are interned."""
+        columns: tuple[list[Any], ...] = tuple([] for _ in range(width))
+        cursor = self._execute(sql, params)
+        while True:
+            chunk = cursor.fetchmany(_ROWS_PER_FETCH)
+            if not chunk:
+                return columns
+            for column, values in zip(columns, zip(*chunk)):
+                if values and isinstance(values[0], str):
+                    column.extend(map(sys.intern, values))
+                else:
+                    column.extend(values)
+
     def _call_rows(self, head_sql: str, edge_sql: str, params: tuple) -> CallRows:
-        heads = self._execute(head_sql, params).fetchall()
-        edges = self._execute(edge_sql, params).fetchall() if heads else []
-        ops = {op_id: self._op_name(op_id) for op_id in {head[3] for head in heads}}
+        heads = self._columns(head_sql, params, 8)
+        edges = self._columns(edge_sql, params, 6) if heads[0] else tuple([] for _ in range(6))
+        ops = {op_id: self._op_name(op_id) for op_id in set(heads[3])}
         return CallRows(heads, edges, ops)
 
     def load_call_rows_of_op(self, name: str) -> CallRows:
@@ -640,15 +658,25 @@ class SqlBackend(ABC):
                 )
             }
 
-    def load_value_rows(self, content_keys: Sequence[bytes]) -> list[tuple]:
-        """``(content_key, format, data, blob_key, checksum)`` of the stored values among
-        ``content_keys``, unordered: one join through a temp table, no object per value."""
+    def decode_values(
+        self, content_keys: Sequence[bytes], decode: Callable[..., Any]
+    ) -> dict[bytes, Any]:
+        """``content_key -> decode(content_key, format, data, blob_key, checksum)`` for the
+        stored values among ``content_keys``: one join through a temp table, and rows fetched a
+        chunk at a time, so that only one chunk of raw bytes is alive at once."""
+        found: dict[bytes, Any] = {}
         with self._lock:
             self._fill_lookup_keys(content_keys)
-            return self._execute(
+            cursor = self._execute(
                 "SELECT v.content_key, v.format, v.data, v.blob_key, v.checksum"
                 " FROM stored_values v WHERE v.content_key IN (SELECT key FROM lookup_keys)"
-            ).fetchall()
+            )
+            while True:
+                chunk = cursor.fetchmany(_ROWS_PER_FETCH)
+                if not chunk:
+                    return found
+                for row in chunk:
+                    found[row[0]] = decode(*row)
 
     def load_values_set(self, content_keys: Sequence[bytes]) -> dict[bytes, StoredValue]:
         """:meth:`load_values` for many keys: one join through a temp table, not one

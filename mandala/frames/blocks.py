@@ -2,24 +2,30 @@
 
 A frame over a million calls must not build a million call objects (and one more per edge) just
 to index them. The rows read from the store are pivoted with numpy into blocks: the calls of
-one op version that have the same input and output names, with one column of ref keys (and
-content keys, and kinds) per name. Frames work on these columns; a :class:`StoredCall` is only
+one op version that have the same input and output names, with one column of ref keys per
+name (the content key and kind of each ref are kept once, in a :class:`RefView`). Frames work on these columns; a :class:`StoredCall` is only
 made for a call that code asks about by itself.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from mandala.backends.records import DIRECTION_IN, CallRows, StoredCall, StoredOutput
+from mandala.backends.records import (
+    DIRECTION_IN,
+    KIND_ATOM,
+    CallRows,
+    StoredCall,
+    StoredOutput,
+)
 
-__all__ = ["Slot", "CallBlock", "blocks_from_rows", "blocks_from_calls", "paused_gc"]
+__all__ = ["Slot", "RefView", "CallBlock", "blocks_from_rows", "rows_from_calls", "paused_gc"]
 
 _MASK_BITS = 62
 """Blocks are told apart by a bit mask of the names a call has while there are at most this
@@ -44,18 +50,48 @@ def paused_gc() -> Iterator[None]:
 
 
 class Slot(NamedTuple):
-    """One input or output name of a block: aligned columns, one entry per call."""
+    """One input or output name of a block: the key of the ref each call has there (content
+    keys and kinds are facts of the refs, kept once each in a :class:`RefView`)."""
 
     refs: list[bytes]
-    contents: list[bytes]
-    kinds: list[int]
 
     def take(self, rows: Sequence[int]) -> Slot:
-        return Slot(
-            [self.refs[i] for i in rows],
-            [self.contents[i] for i in rows],
-            [self.kinds[i] for i in rows],
-        )
+        return Slot([self.refs[i] for i in rows])
+
+
+class RefView(Mapping[bytes, tuple[bytes, int]]):
+    """``history_key -> (content_key, kind)`` of the refs a family of frames knows.
+
+    Content keys are kept by ref; kinds only where they are not atoms (most refs are), so that
+    indexing a million edges makes no tuple per edge.
+    """
+
+    def __init__(self) -> None:
+        self.content: dict[bytes, bytes] = {}
+        self.kinds: dict[bytes, int] = {}
+
+    def __getitem__(self, key: bytes) -> tuple[bytes, int]:
+        return self.content[key], self.kinds.get(key, KIND_ATOM)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.content
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.content)
+
+    def __len__(self) -> int:
+        return len(self.content)
+
+    def add(self, refs: list[bytes], contents: list[bytes], kinds: list[int]) -> None:
+        """Record refs with their (aligned) content keys and kinds."""
+        self.content.update(zip(refs, contents))
+        if any(kind != KIND_ATOM for kind in kinds):
+            self.kinds.update((ref, kind) for ref, kind in zip(refs, kinds) if kind != KIND_ATOM)
+
+    def setdefault(self, key: bytes, value: tuple[bytes, int]) -> tuple[bytes, int]:
+        if key not in self.content:
+            self.add([key], [value[0]], [value[1]])
+        return self[key]
 
 
 class CallBlock:
@@ -127,8 +163,9 @@ class CallBlock:
             {name: slot.take(rows) for name, slot in self.outputs.items()},
         )
 
-    def stored(self, row: int) -> StoredCall:
-        """The call of row ``row`` as a :class:`StoredCall` (edges in name order)."""
+    def stored(self, row: int, refs: Mapping[bytes, tuple[bytes, int]]) -> StoredCall:
+        """The call of row ``row`` as a :class:`StoredCall` (edges in name order), with the
+        content keys and kinds of its refs from ``refs``."""
         return StoredCall(
             self.keys[row],
             self.content_keys[row],
@@ -139,11 +176,11 @@ class CallBlock:
             self.started_at[row],
             self.durations[row],
             tuple(
-                StoredOutput(name, slot.refs[row], slot.contents[row], slot.kinds[row])
+                StoredOutput(name, slot.refs[row], *refs[slot.refs[row]])
                 for name, slot in self.inputs.items()
             ),
             tuple(
-                StoredOutput(name, slot.refs[row], slot.contents[row], slot.kinds[row])
+                StoredOutput(name, slot.refs[row], *refs[slot.refs[row]])
                 for name, slot in self.outputs.items()
             ),
         )
@@ -158,20 +195,19 @@ def _objects(values: Sequence[Any]) -> np.ndarray:
 
 def blocks_from_rows(rows: CallRows) -> list[CallBlock]:
     """Pivot rows read from the store into blocks, whatever order the rows come in."""
-    heads = rows.heads
-    if not heads:
-        return []
-    count = len(heads)
-    call_ids, keys, content_keys, op_ids, semantic, content_versions, started, durations = zip(
-        *heads
+    call_ids, keys, content_keys, op_ids, semantic, content_versions, started, durations = (
+        rows.heads
     )
+    count = len(call_ids)
+    if not count:
+        return []
     ids = np.fromiter(call_ids, dtype=np.int64, count=count)
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
-    # (direction, name) -> (refs, contents, kinds, present), each a column over all calls
-    columns: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-    if rows.edges:
-        edge_calls, directions, names, refs, contents, kinds = zip(*rows.edges)
+    # (direction, name) -> (refs, present), each a column over all calls
+    columns: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+    edge_calls, directions, names, refs = rows.edges[:4]
+    if edge_calls:
         size = len(edge_calls)
         edge_ids = np.fromiter(edge_calls, dtype=np.int64, count=size)
         at = np.minimum(np.searchsorted(sorted_ids, edge_ids), count - 1)
@@ -183,8 +219,6 @@ def blocks_from_rows(rows: CallRows) -> list[CallBlock]:
             directions, dtype=np.int64, count=size
         )
         ref_array = _objects(refs)
-        content_array = _objects(contents)
-        kind_array = np.fromiter(kinds, dtype=np.int64, count=size)
         by_slot = np.argsort(slot_codes, kind="stable")
         bounds = np.flatnonzero(np.diff(slot_codes[by_slot])) + 1
         for part in np.split(by_slot, bounds):
@@ -192,20 +226,11 @@ def blocks_from_rows(rows: CallRows) -> list[CallBlock]:
             where = position[part]
             ref_column = np.empty(count, dtype=object)
             ref_column[where] = ref_array[part]
-            content_column = np.empty(count, dtype=object)
-            content_column[where] = content_array[part]
-            kind_column = np.zeros(count, dtype=np.int64)
-            kind_column[where] = kind_array[part]
             present = np.zeros(count, dtype=bool)
             present[where] = True
-            columns[(code % 2, str(name_values[code // 2]))] = (
-                ref_column,
-                content_column,
-                kind_column,
-                present,
-            )
+            columns[(code % 2, str(name_values[code // 2]))] = (ref_column, present)
     slots = list(columns)
-    signature = _signatures([columns[slot][3] for slot in slots], count)
+    signature = _signatures([columns[slot][1] for slot in slots], count)
     groups = (
         pd.DataFrame({"op": np.fromiter(op_ids, dtype=np.int64, count=count), "sig": signature})
         .groupby(["op", "sig"], sort=True)
@@ -223,14 +248,12 @@ def blocks_from_rows(rows: CallRows) -> list[CallBlock]:
         inputs: dict[str, Slot] = {}
         outputs: dict[str, Slot] = {}
         for slot in slots:
-            ref_column, content_column, kind_column, present = columns[slot]
+            ref_column, present = columns[slot]
             if not present[first]:
                 continue
             direction, name = slot
             (inputs if direction == DIRECTION_IN else outputs)[name] = Slot(
-                ref_column[members].tolist(),
-                content_column[members].tolist(),
-                kind_column[members].tolist(),
+                ref_column[members].tolist()
             )
         op_name, op_version = rows.ops[int(op_id)]
         blocks.append(
@@ -260,8 +283,8 @@ def _signatures(present: list[np.ndarray], count: int) -> np.ndarray:
     return inverse.reshape(-1).astype(np.int64)
 
 
-def blocks_from_calls(calls: Iterable[StoredCall]) -> list[CallBlock]:
-    """Blocks of calls given as :class:`StoredCall` objects (e.g. another frame's facts)."""
+def rows_from_calls(calls: Iterable[StoredCall]) -> CallRows:
+    """Calls given as :class:`StoredCall` objects (e.g. another frame's facts), as rows."""
     heads: list[tuple] = []
     edges: list[tuple] = []
     ops: dict[int, tuple[str, int]] = {}
@@ -287,4 +310,8 @@ def blocks_from_calls(calls: Iterable[StoredCall]) -> list[CallBlock]:
                 edges.append(
                     (number, direction, edge.name, edge.history_key, edge.content_key, edge.kind)
                 )
-    return blocks_from_rows(CallRows(heads, edges, ops))
+    return CallRows(_transposed(heads, 8), _transposed(edges, 6), ops)
+
+
+def _transposed(rows: list[tuple], width: int) -> tuple[list[Any], ...]:
+    return tuple(map(list, zip(*rows))) if rows else tuple([] for _ in range(width))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Collection, Iterable, Iterator, MutableMapping
 from functools import partial
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from mandala.backends.records import KIND_ATOM, CallRows, StoredCall
 from mandala.engine.session import ref_from_kind
-from mandala.frames.blocks import CallBlock, Slot, blocks_from_calls, blocks_from_rows
+from mandala.frames.blocks import CallBlock, RefView, Slot, blocks_from_rows, rows_from_calls
 from mandala.frames.source import FrameSource
 from mandala.model.calls import Call, LazyCall, OpSpec
 from mandala.model.refs import Ref
@@ -71,7 +71,7 @@ class CallView(MutableMapping[bytes, StoredCall]):
         found = self._made.get(key)
         if found is None:
             block, row = self._index.locate(key)
-            found = self._made[key] = block.stored(row)
+            found = self._made[key] = block.stored(row, self._index.refs)
         return found
 
     def __setitem__(self, key: bytes, call: StoredCall) -> None:
@@ -88,41 +88,6 @@ class CallView(MutableMapping[bytes, StoredCall]):
 
     def __len__(self) -> int:
         return len(self._index.row_of)
-
-
-class RefView(Mapping[bytes, tuple[bytes, int]]):
-    """``history_key -> (content_key, kind)`` of the refs an index knows.
-
-    Content keys are kept by ref; kinds only where they are not atoms (most refs are), so that
-    indexing a million edges makes no tuple per edge.
-    """
-
-    def __init__(self) -> None:
-        self.content: dict[bytes, bytes] = {}
-        self.kinds: dict[bytes, int] = {}
-
-    def __getitem__(self, key: bytes) -> tuple[bytes, int]:
-        return self.content[key], self.kinds.get(key, KIND_ATOM)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.content
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.content)
-
-    def __len__(self) -> int:
-        return len(self.content)
-
-    def add(self, refs: list[bytes], contents: list[bytes], kinds: list[int]) -> None:
-        """Record refs with their (aligned) content keys and kinds."""
-        self.content.update(zip(refs, contents))
-        if any(kinds):
-            self.kinds.update((ref, kind) for ref, kind in zip(refs, kinds) if kind != KIND_ATOM)
-
-    def setdefault(self, key: bytes, value: tuple[bytes, int]) -> tuple[bytes, int]:
-        if key not in self.content:
-            self.add([key], [value[0]], [value[1]])
-        return self[key]
 
 
 class ElementIndex:
@@ -151,6 +116,10 @@ class ElementIndex:
     def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
         """Values by content key: kept ones from memory, the rest in one request."""
         kept = self.values
+        if not kept:
+            wanted = content_keys if isinstance(content_keys, (set, frozenset)) else set()
+            missing = list(wanted or set(content_keys))
+            return self.source.load_values(missing) if missing else {}
         wanted = set(content_keys)
         missing = list(wanted - kept.keys())
         loaded = self.source.load_values(missing) if missing else {}
@@ -162,14 +131,14 @@ class ElementIndex:
     def add_rows(self, rows: CallRows) -> list[CallBlock]:
         """Index calls read from the store; returns all of them as blocks (known ones too)."""
         blocks = blocks_from_rows(rows)
+        self.refs.add(*rows.edges[3:6])
         for block in blocks:
             self._add_block(block)
         return blocks
 
     def add_calls(self, calls: Iterable[StoredCall]) -> None:
         """Index calls given as objects (the facts of another frame's index)."""
-        for block in blocks_from_calls(calls):
-            self._add_block(block)
+        self.add_rows(rows_from_calls(calls))
 
     def _add_block(self, block: CallBlock) -> None:
         row_of = self.row_of
@@ -184,8 +153,6 @@ class ElementIndex:
         self._rows += len(block)
         row_of.update(zip(block.keys, range(start, self._rows)))
         self.blocks_by_op.setdefault(block.op_name, []).append(block)
-        for slot in (*block.inputs.values(), *block.outputs.values()):
-            self.refs.add(slot.refs, slot.contents, slot.kinds)
         self._creator = self._consumers = None
 
     def add_ref(self, history_key: bytes, content_key: bytes, kind: int) -> None:
@@ -222,7 +189,7 @@ class ElementIndex:
                     spec,
                     content_keys[row],
                     keys[position],
-                    partial(_call_refs, block, row),
+                    partial(_call_refs, self.refs, block, row),
                     semantic[row],
                     content_versions[row],
                     started[row],
@@ -328,15 +295,17 @@ class ElementIndex:
         return calls, refs
 
 
-def _call_refs(block: CallBlock, row: int) -> tuple[dict[str, Ref], dict[str, Ref]]:
+def _call_refs(refs: RefView, block: CallBlock, row: int) -> tuple[dict[str, Ref], dict[str, Ref]]:
     return (
         {
-            name: ref_from_kind(slot.kinds[row], slot.contents[row], slot.refs[row])
+            name: ref_from_kind(refs.kinds.get(key, KIND_ATOM), refs.content[key], key)
             for name, slot in block.inputs.items()
+            for key in (slot.refs[row],)
         },
         {
-            name: ref_from_kind(slot.kinds[row], slot.contents[row], slot.refs[row])
+            name: ref_from_kind(refs.kinds.get(key, KIND_ATOM), refs.content[key], key)
             for name, slot in block.outputs.items()
+            for key in (slot.refs[row],)
         },
     )
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mandala.backends.records import DIRECTION_IN, DIRECTION_OUT, CallRows, StoredCall, StoredOutput
 from mandala.errors import CorruptValueError
-from mandala.frames.blocks import blocks_from_calls, blocks_from_rows, paused_gc
+from mandala.frames.blocks import RefView, blocks_from_rows, paused_gc, rows_from_calls
 from mandala.frames.graph import ElementIndex
 from mandala.imports import Storage, op
 
@@ -42,8 +42,12 @@ def _normal(call: StoredCall) -> StoredCall:
     return call._replace(inputs=tuple(sorted(call.inputs)), outputs=tuple(sorted(call.outputs)))
 
 
-def _calls_of(blocks: list) -> set[StoredCall]:
-    return {block.stored(row) for block in blocks for row in range(len(block))}
+def _calls_of(rows: CallRows) -> set[StoredCall]:
+    """The calls of the blocks of ``rows``, as objects."""
+    refs = RefView()
+    refs.add(*rows.edges[3:6])
+    blocks = blocks_from_rows(rows)
+    return {block.stored(row, refs) for block in blocks for row in range(len(block))}
 
 
 def _normalized(calls: Any) -> set[StoredCall]:
@@ -64,7 +68,7 @@ def _fill(storage: Storage) -> None:
 def test_rows_of_an_op_give_the_stored_calls(storage: Storage, name: str) -> None:
     _fill(storage)
     backend = storage.backend
-    assert _calls_of(blocks_from_rows(backend.load_call_rows_of_op(name))) == _normalized(
+    assert _calls_of(backend.load_call_rows_of_op(name)) == _normalized(
         backend.load_calls_of_op(name)
     )
 
@@ -75,11 +79,11 @@ def test_rows_touching_refs_and_by_key_give_the_stored_calls(storage: Storage) -
     calls = backend.load_calls_of_op("inc")
     outputs = [edge.history_key for call in calls for edge in call.outputs]
     for direction in (DIRECTION_IN, DIRECTION_OUT):
-        assert _calls_of(
-            blocks_from_rows(backend.load_call_rows_touching(outputs, direction))
-        ) == _normalized(backend.load_calls_touching(outputs, direction))
+        assert _calls_of(backend.load_call_rows_touching(outputs, direction)) == _normalized(
+            backend.load_calls_touching(outputs, direction)
+        )
     keys = [call.history_key for call in calls] + [b"\x00" * 16, b"not a key"]
-    assert _calls_of(blocks_from_rows(backend.load_call_rows_set(keys))) == _normalized(calls)
+    assert _calls_of(backend.load_call_rows_set(keys)) == _normalized(calls)
     assert blocks_from_rows(backend.load_call_rows_set([])) == []
 
 
@@ -123,6 +127,7 @@ def _stored_calls(draw: Any) -> list[StoredCall]:
         inputs = draw(st.lists(st.sampled_from(names), unique=True, max_size=4))
         outputs = draw(st.lists(st.sampled_from(["output_0", "y"]), unique=True, max_size=2))
         ref = keys[3 * i + 1]
+        kind = 4 * (ref[0] % 2)  # a ref has one kind: an atom (0) or a pointer (4)
         calls.append(
             StoredCall(
                 keys[3 * i],
@@ -133,8 +138,8 @@ def _stored_calls(draw: Any) -> list[StoredCall]:
                 None,
                 draw(st.none() | st.floats(0, 1e9)),
                 None,
-                tuple(StoredOutput(n, ref, ref, 0) for n in sorted(inputs)),
-                tuple(StoredOutput(n, ref, ref, 4) for n in sorted(outputs)),
+                tuple(StoredOutput(n, ref, ref, kind) for n in sorted(inputs)),
+                tuple(StoredOutput(n, ref, ref, kind) for n in sorted(outputs)),
             )
         )
     return calls
@@ -153,20 +158,35 @@ def _rows_of(calls: list[StoredCall], seed: int) -> CallRows:
     shuffler = random.Random(seed)
     shuffler.shuffle(heads)
     shuffler.shuffle(edges)
-    return CallRows(heads, edges, ops)
+    return CallRows(
+        tuple(map(list, zip(*heads))) if heads else tuple([] for _ in range(8)),
+        tuple(map(list, zip(*edges))) if edges else tuple([] for _ in range(6)),
+        ops,
+    )
 
 
 @settings(deadline=None, max_examples=60)
 @given(calls=_stored_calls(), seed=st.integers(0, 2**16))
 def test_blocks_give_back_the_calls_whatever_the_row_order(calls: list, seed: int) -> None:
-    blocks = blocks_from_rows(_rows_of(calls, seed))
-    assert _calls_of(blocks) == set(calls)
+    rows = _rows_of(calls, seed)
+    assert _calls_of(rows) == set(calls)
+    blocks = blocks_from_rows(rows)
     assert sum(map(len, blocks)) == len(calls)
-    for block in blocks:  # one signature per block
-        assert {(c.op_name, c.op_version) for c in _calls_of([block])} == {
-            (block.op_name, block.op_version)
+    for block in blocks:  # one op version and one signature per block
+        signatures = {
+            (
+                c.op_name,
+                c.op_version,
+                tuple(e.name for e in c.inputs),
+                tuple(e.name for e in c.outputs),
+            )
+            for c in calls
+            if c.history_key in set(block.keys)
         }
-    assert _calls_of(blocks_from_calls(calls)) == set(calls)
+        assert signatures == {
+            (block.op_name, block.op_version, tuple(block.inputs), tuple(block.outputs))
+        }
+    assert _calls_of(rows_from_calls(calls)) == set(calls)
 
 
 class _NoSource:
