@@ -85,7 +85,7 @@ class RefView(Mapping[bytes, tuple[bytes, int]]):
     def add(self, refs: list[bytes], contents: list[bytes], kinds: list[int]) -> None:
         """Record refs with their (aligned) content keys and kinds."""
         self.content.update(zip(refs, contents))
-        if any(kind != KIND_ATOM for kind in kinds):
+        if kinds.count(KIND_ATOM) != len(kinds):
             self.kinds.update((ref, kind) for ref, kind in zip(refs, kinds) if kind != KIND_ATOM)
 
     def setdefault(self, key: bytes, value: tuple[bytes, int]) -> tuple[bytes, int]:
