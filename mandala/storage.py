@@ -594,26 +594,11 @@ class _FrameSource:
         self.storage = storage
         self.backend = storage.backend
 
-    def calls_of_op(self, name: str) -> list[StoredCall]:
-        return self.backend.load_calls_of_op(name)
-
-    def calls_touching(self, ref_keys: Any, direction: int) -> list[StoredCall]:
-        return self.backend.load_calls_touching(ref_keys, direction)
-
-    def calls_by_keys(self, call_keys: Any) -> list[StoredCall]:
-        return self.backend.load_calls_set(call_keys)
-
-    def describe_refs(self, ref_keys: Any) -> dict[bytes, tuple[bytes, int]]:
-        return self.backend.load_refs(ref_keys)
-
     def call_rows_of_op(self, name: str) -> CallRows:
         return self.backend.load_call_rows_of_op(name)
 
     def call_rows_touching(self, ref_keys: Any, direction: int) -> CallRows:
         return self.backend.load_call_rows_touching(ref_keys, direction)
-
-    def call_rows_by_keys(self, call_keys: Any) -> CallRows:
-        return self.backend.load_call_rows_set(call_keys)
 
     def op_spec(self, name: str, version: int) -> OpSpec:
         return self.storage._spec(name, version)

@@ -16,35 +16,22 @@ __all__ = ["FrameSource"]
 
 
 class FrameSource(Protocol):
-    def calls_of_op(self, name: str) -> list[StoredCall]:
-        """Every stored call of the op named ``name``."""
-
-    def calls_touching(self, ref_keys: Sequence[bytes], direction: int) -> list[StoredCall]:
-        """Calls that output (direction 1) or consume (direction 0) any of ``ref_keys``."""
-
-    def calls_by_keys(self, call_keys: Sequence[bytes]) -> list[StoredCall]:
-        """Calls by history key."""
-
     def call_rows_of_op(self, name: str) -> CallRows:
-        """:meth:`calls_of_op` as rows (a frame keeps them as columns, not objects)."""
+        """Every stored call of the op named ``name``, as columns (a frame keeps them as
+        columns, not one object per call)."""
 
     def call_rows_touching(self, ref_keys: Sequence[bytes], direction: int) -> CallRows:
-        """:meth:`calls_touching` as rows."""
-
-    def call_rows_by_keys(self, call_keys: Sequence[bytes]) -> CallRows:
-        """:meth:`calls_by_keys` as rows."""
+        """Calls that output (direction 1) or consume (direction 0) any of ``ref_keys``, as
+        columns."""
 
     def op_spec(self, name: str, version: int) -> OpSpec:
         """What the store knows of an op version (the ``op`` of the calls a frame hands out)."""
-
-    def describe_refs(self, ref_keys: Sequence[bytes]) -> dict[bytes, tuple[bytes, int]]:
-        """``history_key -> (content_key, kind)`` of stored refs."""
 
     def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
         """Values by content key."""
 
     def to_call(self, stored: StoredCall) -> Call:
-        """A public :class:`Call` for a stored call (with lazy refs)."""
+        """A public :class:`Call` for a stored call given as an object (with lazy refs)."""
 
     def drop_calls_by_keys(self, call_keys: Sequence[bytes], delete_dependents: bool) -> None:
         """Delete calls (and their dependents) from the store."""
