@@ -74,10 +74,14 @@ def _expand_step(
         for name, slot in (block.outputs if back else block.inputs).items():
             label = name if back else edge_label(block.op_name, name)
             for var, held in holders:
-                mask = [ref in held for ref in slot.refs]
-                if any(mask):
-                    connections.append((label, var))
-                    masks.append(mask)
+                if held.issuperset(slot.refs):  # in C: the common cases, all or none
+                    mask = [True] * len(slot.refs)
+                elif held.isdisjoint(slot.refs):
+                    continue
+                else:
+                    mask = [ref in held for ref in slot.refs]
+                connections.append((label, var))
+                masks.append(mask)
         if not masks:
             continue
         if all(all(mask) for mask in masks):  # the common case: every call, every connection

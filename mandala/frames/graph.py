@@ -142,8 +142,8 @@ class ElementIndex:
 
     def _add_block(self, block: CallBlock) -> None:
         row_of = self.row_of
-        fresh = [key not in row_of for key in block.keys]
-        if not all(fresh):
+        if not row_of.keys().isdisjoint(block.keys):  # some calls are known: keep the others
+            fresh = [key not in row_of for key in block.keys]
             block = block.take([i for i, new in enumerate(fresh) if new])
             if not len(block):
                 return
