@@ -35,7 +35,5 @@ def test_using_storage_does_not_import_heavy_optional_libraries() -> None:
         "with Storage() as s: f(1)\n"
         "print(sorted(m for m in ('pandas', 'torch', 'dask', 'graphviz', 'psycopg') if m in sys.modules))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -53,7 +53,11 @@ def edge_label(op_name: str, input_name: str) -> str:
 
 class CallView(MutableMapping[bytes, StoredCall]):
     """The calls of an :class:`ElementIndex` by history key, as :class:`StoredCall` objects
-    made (and kept) on first access; assigning replaces what a key reads as."""
+    made (and kept) on first access.
+
+    Assigning replaces what a key reads as here and in the :class:`Call` objects handed out
+    (e.g. to record versions in a test), not the columns that frame operations read.
+    """
 
     def __init__(self, index: ElementIndex) -> None:
         self._index = index
@@ -116,9 +120,8 @@ class ElementIndex:
     def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
         """Values by content key: kept ones from memory, the rest in one request."""
         kept = self.values
-        if not kept:
-            wanted = content_keys if isinstance(content_keys, (set, frozenset)) else set()
-            missing = list(wanted or set(content_keys))
+        if not kept:  # nothing attached (the common case): no set difference to take
+            missing = list(content_keys)
             return self.source.load_values(missing) if missing else {}
         wanted = set(content_keys)
         missing = list(wanted - kept.keys())
