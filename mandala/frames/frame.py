@@ -299,10 +299,9 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         join_how: str,
     ) -> pd.DataFrame:
         frame: ComputationFrame = self if not nodes else self.midstream(*nodes)
-        variables = [
-            v for v in frame.sort_nodes(frame.vs) if frame.vs[v] and frame.sink_elements(v)
-        ]
-        codes_table, cells = joint_history_table(frame, variables, how=join_how)
+        sinks = {v: frame.sink_elements(v) for v in frame.sort_nodes(frame.vs) if frame.vs[v]}
+        variables = [v for v, elements in sinks.items() if elements]
+        codes_table, cells = joint_history_table(frame, variables, join_how, sinks)
         if codes_table.empty:
             columns = [n for n in frame.topsort() if include_calls or n in frame.vs]
             if nodes:

@@ -165,21 +165,29 @@ def _frame_of_histories(histories: list[History], codes: _Codes) -> pd.DataFrame
 
 
 def joint_history_table(
-    frame: FrameGraph, variables: list[str], how: str = "outer"
+    frame: FrameGraph,
+    variables: list[str],
+    how: str = "outer",
+    sinks: dict[str, set[bytes]] | None = None,
 ) -> tuple[pd.DataFrame, list[Any]]:
     """The joined table of the histories of the sink elements of ``variables``.
 
+    ``sinks`` gives the sink elements of some variables if the caller has them already.
     Returns integer codes and the list that decodes them (negative codes are missing cells).
     """
+    known = dict(sinks or {})
+    for var in variables:
+        if var not in known:
+            known[var] = frame.sink_elements(var)
     codes = _Codes()
-    columnar = _columnar_tables(frame, variables, codes)
+    columnar = _columnar_tables(frame, variables, codes, known)
     if columnar is not None:
         return _join(frame, variables, columnar, how), codes.cells
     codes = _Codes()
     starts: list[tuple[str, bytes]] = []
     per_var: dict[str, list[tuple[str, bytes]]] = {}
     for var in variables:
-        var_starts = [(var, ref) for ref in sorted(frame.sink_elements(var))]
+        var_starts = [(var, ref) for ref in sorted(known[var])]
         per_var[var] = var_starts
         starts.extend(var_starts)
     memo = _histories(frame, starts)
@@ -225,7 +233,7 @@ def _join(
 
 
 def _columnar_tables(
-    frame: FrameGraph, variables: list[str], codes: _Codes
+    frame: FrameGraph, variables: list[str], codes: _Codes, sinks: dict[str, set[bytes]]
 ) -> dict[str, pd.DataFrame] | None:
     """History tables of the sink elements of ``variables``, built with one merge per edge.
 
@@ -324,9 +332,13 @@ def _columnar_tables(
         full = history(var)
         if full is None:
             return None
-        sink_refs = frame.sink_elements(var)
-        sinks = {code for ref, code in zip(owned[var], own_codes[var].tolist()) if ref in sink_refs}
-        is_sink = np.fromiter((c in sinks for c in full[var].tolist()), dtype=bool, count=len(full))
+        sink_refs = sinks[var]
+        sink_codes = {
+            code for ref, code in zip(owned[var], own_codes[var].tolist()) if ref in sink_refs
+        }
+        is_sink = np.fromiter(
+            (c in sink_codes for c in full[var].tolist()), dtype=bool, count=len(full)
+        )
         table = full[is_sink].reset_index(drop=True)
         columns = {}
         for column in table.columns:
