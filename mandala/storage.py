@@ -16,7 +16,7 @@ from mandala.backends.blobs import BlobStore, LocalBlobStore
 from mandala.backends.fsspec_blobs import open_blob_store
 from mandala.backends.integrity import VerificationReport, verify
 from mandala.backends.postgres import PostgresBackend, is_postgres_url
-from mandala.backends.records import KIND_ATOM, KIND_POINTER, StoredCall
+from mandala.backends.records import KIND_ATOM, KIND_POINTER, CallRows, StoredCall
 from mandala.backends.sql import SqlBackend
 from mandala.backends.sqlite import SqliteBackend
 from mandala.backends.transfer import CopyReport, copy_calls
@@ -761,6 +761,10 @@ class Storage:
         )
 
 
+_BULK_VALUES = 5000
+"""From this many values, a frame reads them as rows from the backend (see load_values)."""
+
+
 class _FrameSource:
     """How computation frames read (and delete from) a storage, set-at-a-time: the
     ``FrameSource`` protocol of ``mandala.frames.source``, kept off the public Storage API."""
@@ -769,20 +773,27 @@ class _FrameSource:
         self.storage = storage
         self.backend = storage.backend
 
-    def calls_of_op(self, name: str) -> list[StoredCall]:
-        return self.backend.load_calls_of_op(name)
+    def call_rows_of_op(self, name: str) -> CallRows:
+        return self.backend.load_call_rows_of_op(name)
 
-    def calls_touching(self, ref_keys: Any, direction: int) -> list[StoredCall]:
-        return self.backend.load_calls_touching(ref_keys, direction)
+    def call_rows_touching(self, ref_keys: Any, direction: int) -> CallRows:
+        return self.backend.load_call_rows_touching(ref_keys, direction)
 
-    def calls_by_keys(self, call_keys: Any) -> list[StoredCall]:
-        return self.backend.load_calls_set(call_keys)
-
-    def describe_refs(self, ref_keys: Any) -> dict[bytes, tuple[bytes, int]]:
-        return self.backend.load_refs(ref_keys)
+    def op_spec(self, name: str, version: int) -> OpSpec:
+        return self.storage._spec(name, version)
 
     def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
-        return self.storage.session.load_values(content_keys)
+        keys = list(content_keys)
+        session = self.storage.session
+        if len(keys) < _BULK_VALUES:
+            return session.load_values(keys)
+        # A frame's table loads every value it shows: decode the store's rows directly (each
+        # checked and decoded as the session does), without its bookkeeping per key. Keys the
+        # store lacks go through the session (uncommitted values, or its error for a missing one).
+        found = self.backend.decode_values(keys, session._decode)
+        if len(found) < len(keys):
+            found.update(session.load_values([key for key in keys if key not in found]))
+        return found
 
     def to_call(self, stored: StoredCall) -> Call:
         return self.storage._to_call(stored)

@@ -26,6 +26,7 @@ __all__ = [
     "StoredValue",
     "ShapeItem",
     "StoreCounts",
+    "CallRows",
 ]
 
 DIRECTION_IN = 0
@@ -131,3 +132,20 @@ class StoreCounts:
     refs: int
     values: int
     ops: int
+
+
+class CallRows(NamedTuple):
+    """Calls read in bulk as columns (lists), for a reader that keeps them as columns (a
+    computation frame) instead of one object per call and per edge.
+
+    Attributes:
+        heads: the columns ``(call_id, history_key, content_key, op_id, semantic_version,
+            content_version, started_at, duration)``, one entry per call, in no given order.
+        edges: the columns ``(call_id, direction, name, ref_key, ref_content_key, ref_kind)``,
+            one entry per input or output of those calls, in no given order.
+        ops: ``op_id -> (name, version)`` for the ``op_id`` values in ``heads``.
+    """
+
+    heads: tuple[list, ...]
+    edges: tuple[list, ...]
+    ops: dict[int, tuple[str, int]]

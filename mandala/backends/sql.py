@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -24,6 +25,7 @@ from mandala.backends import schema
 from mandala.backends.records import (
     DIRECTION_IN,
     DIRECTION_OUT,
+    CallRows,
     ShapeItem,
     StoreCounts,
     StoredCall,
@@ -32,6 +34,7 @@ from mandala.backends.records import (
     WriteBatch,
 )
 from mandala.errors import SchemaVersionError, StorageError
+from mandala.hashing.digest import KEY_SIZE
 
 __all__ = ["SqlBackend"]
 
@@ -41,6 +44,8 @@ _T = TypeVar("_T")
 
 _MAX_ATTEMPTS = 12
 _CHUNK = 500  # keys per IN (...) clause, below every dialect's parameter limit
+_JOIN_AT = 5000  # from this many keys, one join through a temp table beats IN (...) chunks
+_ROWS_PER_FETCH = 50_000  # rows per fetchmany() of bulk reads
 
 
 def _first(row: tuple) -> Any:
@@ -479,6 +484,122 @@ class SqlBackend(ABC):
                 (),
             )
 
+    # ---------------------------------------------------------------- bulk reads as rows
+
+    def _fill_lookup_keys(self, keys: Sequence[bytes]) -> None:
+        """Put ``keys`` in the temp table ``lookup_keys`` in one statement.
+
+        ``executemany`` steps once per key (several microseconds each); here the keys travel as
+        one parameter: a concatenation of 16-byte keys cut apart by a recursive CTE (SQLite), or
+        an array (PostgreSQL). Other keys go through :meth:`_fill_temp_keys`.
+        """
+        keys = list(keys)
+        blob = b"".join(keys)
+        if self.dialect == "sqlite" and len(blob) == KEY_SIZE * len(keys):
+            # sorted without repeats by numpy on the packed keys (sorting a million key objects
+            # in Python takes seconds); sorted, the inserts append to the table's index. Imported
+            # here: opening a store does not need numpy.
+            import numpy as np
+
+            packed = np.unique(np.frombuffer(blob, dtype=f"S{KEY_SIZE}"))
+            self._execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS lookup_keys (key {self.blob_type} PRIMARY KEY)"
+            )
+            self._execute("DELETE FROM lookup_keys")
+            if len(packed):
+                self._execute(
+                    "INSERT INTO lookup_keys (key) WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL"
+                    " SELECT i + 1 FROM k WHERE i + 1 < ?) SELECT substr(?, i * ? + 1, ?) FROM k",
+                    (len(packed), packed.tobytes(), KEY_SIZE, KEY_SIZE),
+                )
+        elif self.dialect == "postgresql":
+            self._execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS lookup_keys (key {self.blob_type} PRIMARY KEY)"
+            )
+            self._execute("DELETE FROM lookup_keys")
+            if keys:
+                self._execute(
+                    "INSERT INTO lookup_keys (key) SELECT DISTINCT unnest(CAST(? AS BYTEA[]))",
+                    (list(set(keys)),),
+                )
+        else:
+            self._fill_temp_keys(keys)
+
+    _ROW_HEAD_COLUMNS = (
+        "c.call_id, c.history_key, c.content_key, c.op_id, c.semantic_version,"
+        " c.content_version, c.started_at, c.duration"
+    )
+
+    def _columns(self, sql: str, params: tuple, width: int) -> tuple[list[Any], ...]:
+        """The result of ``sql`` as ``width`` column lists, fetched a chunk of rows at a time:
+        only one chunk of row tuples is alive at once (a million rows as tuples take hundreds
+        of megabytes). Repeated strings (edge names, formats) are interned."""
+        columns: tuple[list[Any], ...] = tuple([] for _ in range(width))
+        cursor = self._execute(sql, params)
+        while True:
+            chunk = cursor.fetchmany(_ROWS_PER_FETCH)
+            if not chunk:
+                return columns
+            for column, values in zip(columns, zip(*chunk)):
+                if values and isinstance(values[0], str):
+                    column.extend(map(sys.intern, values))
+                else:
+                    column.extend(values)
+
+    def _call_rows(self, head_sql: str, edge_sql: str, params: tuple) -> CallRows:
+        heads = self._columns(head_sql, params, 8)
+        edges = self._columns(edge_sql, params, 6) if heads[0] else tuple([] for _ in range(6))
+        ops = {op_id: self._op_name(op_id) for op_id in set(heads[3])}
+        return CallRows(heads, edges, ops)
+
+    def load_call_rows_of_op(self, name: str) -> CallRows:
+        """Every stored call of the op ``name`` (all versions) as rows, unordered: two scans."""
+        with self._lock:
+            return self._call_rows(
+                f"SELECT {self._ROW_HEAD_COLUMNS} FROM calls c JOIN ops o ON o.op_id = c.op_id"
+                " WHERE o.name = ?",
+                f"SELECT {self._EDGE_COLUMNS} FROM calls c JOIN ops o ON o.op_id = c.op_id"
+                " JOIN call_edges e ON e.call_id = c.call_id WHERE o.name = ?",
+                (name,),
+            )
+
+    def load_call_rows_touching(self, ref_keys: Sequence[bytes], direction: int) -> CallRows:
+        """Calls that output (``direction`` 1) or take as input (0) any of ``ref_keys``, as
+        rows, unordered.
+
+        The temp tables are joined through ``IN (SELECT ...)``: with plain joins SQLite (which
+        has no statistics on them) scans the whole edge table instead of probing it by key.
+        """
+        with self._lock:
+            self._fill_lookup_keys(ref_keys)
+            self._execute("CREATE TEMP TABLE IF NOT EXISTS lookup_calls (id BIGINT PRIMARY KEY)")
+            self._execute("DELETE FROM lookup_calls")
+            self._execute(
+                "INSERT INTO lookup_calls (id) SELECT e.call_id FROM call_edges e"
+                " WHERE e.ref_key IN (SELECT key FROM lookup_keys) AND e.direction = ?"
+                " ON CONFLICT DO NOTHING",
+                (direction,),
+            )
+            return self._call_rows(
+                f"SELECT {self._ROW_HEAD_COLUMNS} FROM calls c"
+                " WHERE c.call_id IN (SELECT id FROM lookup_calls)",
+                f"SELECT {self._EDGE_COLUMNS} FROM call_edges e"
+                " WHERE e.call_id IN (SELECT id FROM lookup_calls)",
+                (),
+            )
+
+    def load_call_rows_set(self, call_keys: Sequence[bytes]) -> CallRows:
+        """Calls by history key as rows, unordered (missing keys are skipped)."""
+        with self._lock:
+            self._fill_lookup_keys(call_keys)
+            return self._call_rows(
+                f"SELECT {self._ROW_HEAD_COLUMNS} FROM calls c"
+                " WHERE c.history_key IN (SELECT key FROM lookup_keys)",
+                f"SELECT {self._EDGE_COLUMNS} FROM call_edges e WHERE e.call_id IN"
+                " (SELECT c.call_id FROM calls c WHERE c.history_key IN (SELECT key FROM lookup_keys))",
+                (),
+            )
+
     def call_keys_of_op(self, name: str, version: int | None = None) -> list[bytes]:
         """History keys of every stored call of an op (all versions unless one is given)."""
         query = "SELECT c.history_key FROM calls c JOIN ops o ON o.op_id = c.op_id WHERE o.name = ?"
@@ -543,6 +664,8 @@ class SqlBackend(ABC):
         return found
 
     def load_values(self, content_keys: Sequence[bytes]) -> dict[bytes, StoredValue]:
+        if len(content_keys) >= _JOIN_AT:
+            return self.load_values_set(content_keys)
         with self._lock:
             return {
                 row[0]: StoredValue._make(row)
@@ -550,6 +673,39 @@ class SqlBackend(ABC):
                     "SELECT content_key, format, size, data, blob_key, checksum FROM stored_values"
                     " WHERE content_key IN ({marks})",
                     content_keys,
+                )
+            }
+
+    def decode_values(
+        self, content_keys: Sequence[bytes], decode: Callable[..., Any]
+    ) -> dict[bytes, Any]:
+        """``content_key -> decode(content_key, format, data, blob_key, checksum)`` for the
+        stored values among ``content_keys``: one join through a temp table, and rows fetched a
+        chunk at a time, so that only one chunk of raw bytes is alive at once."""
+        found: dict[bytes, Any] = {}
+        with self._lock:
+            self._fill_lookup_keys(content_keys)
+            cursor = self._execute(
+                "SELECT v.content_key, v.format, v.data, v.blob_key, v.checksum"
+                " FROM stored_values v WHERE v.content_key IN (SELECT key FROM lookup_keys)"
+            )
+            while True:
+                chunk = cursor.fetchmany(_ROWS_PER_FETCH)
+                if not chunk:
+                    return found
+                for row in chunk:
+                    found[row[0]] = decode(*row)
+
+    def load_values_set(self, content_keys: Sequence[bytes]) -> dict[bytes, StoredValue]:
+        """:meth:`load_values` for many keys: one join through a temp table, not one
+        ``IN (...)`` query per 500 keys (a frame's table loads every value it shows)."""
+        with self._lock:
+            self._fill_lookup_keys(content_keys)
+            return {
+                row[0]: StoredValue._make(row)
+                for row in self._execute(
+                    "SELECT v.content_key, v.format, v.size, v.data, v.blob_key, v.checksum"
+                    " FROM stored_values v WHERE v.content_key IN (SELECT key FROM lookup_keys)"
                 )
             }
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from mandala.backends.records import DIRECTION_IN, DIRECTION_OUT, StoredCall
+from mandala.backends.records import DIRECTION_IN, DIRECTION_OUT
+from mandala.frames.blocks import CallBlock, paused_gc
 from mandala.frames.graph import FrameGraph, edge_label
 
 __all__ = ["expand"]
+
+Part = tuple[CallBlock, list[int] | None]
+"""Calls of a block: the rows given, or (None) all of them."""
 
 
 def expand(
@@ -33,12 +37,13 @@ def expand(
             f"Nodes {sorted(unknown)} not found in the CF (variables: {sorted(frame.vs)})"
         )
     touched: set[str] = set()
-    while pending:
-        changed = _expand_step(frame, sorted(pending), back, skip_existing, reuse_existing)
-        touched |= changed
-        if not recursive:
-            break
-        pending = changed
+    with paused_gc():
+        while pending:
+            changed = _expand_step(frame, sorted(pending), back, skip_existing, reuse_existing)
+            touched |= changed
+            if not recursive:
+                break
+            pending = changed
     return touched
 
 
@@ -55,33 +60,45 @@ def _expand_step(
             frontier[var] = elements
     if not frontier:
         return set()
-    all_refs = sorted({ref for refs in frontier.values() for ref in refs})
-    calls = index.add_calls(
-        index.source.calls_touching(all_refs, DIRECTION_OUT if back else DIRECTION_IN)
+    all_refs = list(set().union(*frontier.values()))
+    blocks = index.add_rows(
+        index.source.call_rows_touching(all_refs, DIRECTION_OUT if back else DIRECTION_IN)
     )
     # A call connects to every expanded variable that already holds one of its outputs (going
     # back) or inputs (going forward), not only to the variable whose frontier found it.
-    call_refs = {
-        edge.history_key for call in calls for edge in (call.outputs if back else call.inputs)
-    }
-    holders: dict[bytes, list[str]] = {}
-    for var in varnames:
-        held = frame.vs[var]
-        for ref in call_refs & held if len(call_refs) < len(held) else held & call_refs:
-            holders.setdefault(ref, []).append(var)
-    groups: dict[tuple, list[StoredCall]] = {}
-    for call in calls:
-        connections = []
-        edges = call.outputs if back else call.inputs
-        for edge in edges:
-            label = edge.name if back else edge_label(call.op_name, edge.name)
-            for var in holders.get(edge.history_key, ()):
+    holders = [(var, frame.vs[var]) for var in varnames]
+    groups: dict[tuple[str, tuple], list[Part]] = {}
+    for block in blocks:
+        connections: list[tuple[str, str]] = []
+        masks: list[list[bool]] = []
+        for name, slot in (block.outputs if back else block.inputs).items():
+            label = name if back else edge_label(block.op_name, name)
+            for var, held in holders:
+                if held.issuperset(slot.refs):  # in C: the common cases, all or none
+                    mask = [True] * len(slot.refs)
+                elif held.isdisjoint(slot.refs):
+                    continue
+                else:
+                    mask = [ref in held for ref in slot.refs]
                 connections.append((label, var))
-        if connections:
-            groups.setdefault((call.op_name, tuple(sorted(set(connections)))), []).append(call)
+                masks.append(mask)
+        if not masks:
+            continue
+        if all(all(mask) for mask in masks):  # the common case: every call, every connection
+            key = (block.op_name, tuple(sorted(set(connections))))
+            groups.setdefault(key, []).append((block, None))
+            continue
+        rows_by_pattern: dict[tuple[bool, ...], list[int]] = {}
+        for row, pattern in enumerate(zip(*masks)):
+            rows_by_pattern.setdefault(pattern, []).append(row)
+        for pattern, rows in rows_by_pattern.items():
+            connected = {connections[j] for j, on in enumerate(pattern) if on}
+            if connected:
+                key = (block.op_name, tuple(sorted(connected)))
+                groups.setdefault(key, []).append((block, rows))
     changed: set[str] = set()
-    for (op_name, connections), group in sorted(groups.items(), key=lambda item: item[0]):
-        changed |= _add_group(frame, op_name, connections, group, back, reuse_existing)
+    for (op_name, connected_on), parts in sorted(groups.items(), key=lambda item: item[0]):
+        changed |= _add_group(frame, op_name, connected_on, parts, back, reuse_existing)
     return changed
 
 
@@ -89,11 +106,19 @@ def _add_group(
     frame: FrameGraph,
     op_name: str,
     connections: tuple,
-    group: list[StoredCall],
+    parts: list[Part],
     back: bool,
     reuse_existing: bool,
 ) -> set[str]:
-    call_keys = {call.history_key for call in group}
+    call_keys: set[bytes] = set()
+    # the other side: inputs when going back, outputs when going forward
+    needed: dict[str, set[bytes]] = {}
+    for block, rows in parts:
+        call_keys.update(block.keys if rows is None else [block.keys[i] for i in rows])
+        for name, slot in (block.inputs if back else block.outputs).items():
+            label = edge_label(op_name, name) if back else name
+            column = slot.refs if rows is None else [slot.refs[i] for i in rows]
+            needed.setdefault(label, set()).update(column)
     func = _function_node(frame, op_name, call_keys, connections, back, reuse_existing)
     edges_before = set(frame.in_edges(func)) | set(frame.out_edges(func))
     calls_before = set(frame.fs[func])
@@ -102,15 +127,6 @@ def _add_group(
             frame._add_edge(func, var, label)
         else:
             frame._add_edge(var, func, label)
-    # the other side: inputs when going back, outputs when going forward
-    needed: dict[str, set[bytes]] = {}
-    for call in group:
-        if back:
-            for edge in call.inputs:
-                needed.setdefault(edge_label(call.op_name, edge.name), set()).add(edge.history_key)
-        else:
-            for edge in call.outputs:
-                needed.setdefault(edge.name, set()).add(edge.history_key)
     changed: set[str] = set()
     for label in sorted(needed):
         refs = needed[label]
@@ -140,7 +156,6 @@ def _complete(
     are checked on every connected label, old calls on labels that were not connected before.
     A missing ref goes to the variable of the newest edge on that label.
     """
-    calls = frame.index.calls
     labels_before = {(target == func, label) for source, target, label in edges_before}
     changed: set[str] = set()
     for is_input, by_label in ((True, frame.inp[func]), (False, frame.out[func])):
@@ -157,17 +172,11 @@ def _complete(
             ]
             target_var = new_edges[0] if new_edges else sorted(variables)[0]
             holders = [frame.vs[v] for v in variables]
-            for call_key in scan:
-                call = calls[call_key]
-                refs = (
-                    frame.call_inputs_on(call, label)
-                    if is_input
-                    else frame.call_outputs_on(call, label)
-                )
-                for ref in refs:
-                    if not any(ref in held for held in holders):
-                        frame.vs[target_var].add(ref)
-                        changed.add(target_var)
+            _, refs = frame.index.pairs(frame.op_of[func], scan, label, is_input)
+            for ref in refs:
+                if not any(ref in held for held in holders):
+                    frame.vs[target_var].add(ref)
+                    changed.add(target_var)
     return changed
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, overload
 
+import numpy as np
 import pandas as pd
 
 from mandala.backends.records import KIND_ATOM, KIND_DICT, KIND_LIST, KIND_POINTER, KIND_SET
 from mandala.frames.algebra import AlgebraMixin
+from mandala.frames.blocks import paused_gc
 from mandala.frames.collections import CallCollection, RefCollection, ValueCollection
 from mandala.frames.display import DisplayMixin
 from mandala.frames.expansion import expand
@@ -62,15 +64,16 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
     def from_op(cls, source: FrameSource, name: str) -> ComputationFrame:
         """All stored calls of an op, as one function node with its input and output variables."""
         frame = cls(source)
-        calls = frame.index.add_calls(source.calls_of_op(name))
+        with paused_gc():
+            blocks = frame.index.add_rows(source.call_rows_of_op(name))
         frame._add_func(name, name)
         inputs: dict[str, set[bytes]] = {}
         outputs: dict[str, set[bytes]] = {}
-        for call in calls:
-            for edge in call.inputs:
-                inputs.setdefault(edge_label(name, edge.name), set()).add(edge.history_key)
-            for edge in call.outputs:
-                outputs.setdefault(edge.name, set()).add(edge.history_key)
+        for block in blocks:
+            for input_name, slot in block.inputs.items():
+                inputs.setdefault(edge_label(name, input_name), set()).update(slot.refs)
+            for output_name, slot in block.outputs.items():
+                outputs.setdefault(output_name, set()).update(slot.refs)
         for label in sorted(inputs):
             var = frame.new_name(label)
             frame._add_var(var)
@@ -81,7 +84,7 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
             frame._add_var(var)
             frame.vs[var] |= outputs[label]
             frame._add_edge(name, var, label)
-        frame.fs[name] = {call.history_key for call in calls}
+        frame.fs[name] = set().union(*(block.keys for block in blocks))
         return frame
 
     @classmethod
@@ -112,7 +115,7 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         return _REF_CLASSES[kind](content_key, key, False, None)
 
     def _call(self, key: bytes) -> Call:
-        return self.source.to_call(self.index.calls[key])
+        return self.index.public_call(key)
 
     def refs_by_var(self) -> dict[str, set[Ref]]:
         """``{variable: refs}`` (lazy refs)."""
@@ -284,11 +287,21 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         """
         if values not in ("objs", "refs"):
             raise ValueError(f"values must be 'objs' or 'refs', got {values!r}")
+        with paused_gc():
+            return self._df(nodes, values, lazy_vars, include_calls, join_how)
+
+    def _df(
+        self,
+        nodes: tuple[str, ...],
+        values: str,
+        lazy_vars: Iterable[str] | None,
+        include_calls: bool,
+        join_how: str,
+    ) -> pd.DataFrame:
         frame: ComputationFrame = self if not nodes else self.midstream(*nodes)
-        variables = [
-            v for v in frame.sort_nodes(frame.vs) if frame.vs[v] and frame.sink_elements(v)
-        ]
-        codes_table, cells = joint_history_table(frame, variables, how=join_how)
+        sinks = {v: frame.sink_elements(v) for v in frame.sort_nodes(frame.vs) if frame.vs[v]}
+        variables = [v for v, elements in sinks.items() if elements]
+        codes_table, cells = joint_history_table(frame, variables, join_how, sinks)
         if codes_table.empty:
             columns = [n for n in frame.topsort() if include_calls or n in frame.vs]
             if nodes:
@@ -301,66 +314,107 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
             columns = [c for c in columns if c in nodes]
         lazy = set(lazy_vars or ())
         load = values == "objs"
+        # each column's distinct codes, decoded once; cells are then taken by position
+        distinct = {
+            column: np.unique(codes_table[column].to_numpy(), return_inverse=True)
+            for column in columns
+        }
+        cell_array = np.fromiter(cells, dtype=object, count=len(cells))
+        plain = frozenset not in set(map(type, cells))
         to_load: set[bytes] = set()
         if load:
+            contents, kinds = self.index.refs.content, self.index.refs.kinds
             for column in columns:
                 if column in frame.vs and column not in lazy:
-                    for code in set(codes_table[column].tolist()):
+                    found = distinct[column][0]
+                    if plain and not kinds:  # atoms only: every ref has a value to load
+                        to_load.update(map(contents.__getitem__, cell_array[found[found >= 0]]))
+                        continue
+                    for code in found.tolist():
                         if code >= 0:
                             cell = cells[code]
-                            keys = cell if isinstance(cell, frozenset) else (cell,)
-                            for k in keys:
-                                content_key, kind = self.index.refs[k]
-                                if kind in (KIND_ATOM, KIND_POINTER):
-                                    to_load.add(content_key)
+                            for k in cell if isinstance(cell, frozenset) else (cell,):
+                                if kinds.get(k, KIND_ATOM) in (KIND_ATOM, KIND_POINTER):
+                                    to_load.add(contents[k])
         loaded = frame._load_values(to_load)
-        result: dict[str, list[Any]] = {}
-        for column in columns:
-            is_var = column in frame.vs
-            decode = self._decoder(cells, is_var, load and column not in lazy, loaded)
-            result[column] = [decode(code) for code in codes_table[column].tolist()]
+        result = {
+            column: self._cells(
+                *distinct[column],
+                cell_array if plain else cells,
+                column in frame.vs,
+                load and column not in lazy,
+                loaded,
+            )
+            for column in columns
+        }
         return pd.DataFrame(result, columns=columns)
 
     def _load_values(self, content_keys: set[bytes]) -> dict[bytes, Any]:
         return self.index.load_values(content_keys) if content_keys else {}
 
-    def _decoder(self, cells: list[Any], is_var: bool, load: bool, loaded: dict[bytes, Any]) -> Any:
-        cache: dict[int, Any] = {}
+    def _cells(
+        self,
+        found: np.ndarray,
+        inverse: np.ndarray,
+        cells: Any,
+        is_var: bool,
+        load: bool,
+        loaded: dict[bytes, Any],
+    ) -> np.ndarray:
+        """A table column from its distinct codes (``found``) and where each row takes one
+        (``inverse``): each distinct cell is decoded once. ``cells`` decodes codes: an object
+        array when no cell is a collection (the common case, taken without a loop), else a
+        list."""
+        many: Any
+        if not is_var:
+            many = self.index.public_calls
+        elif load:
+            contents, kinds = self.index.refs.content, self.index.refs.kinds
 
-        def one(key: bytes) -> Any:
-            if not is_var:
-                return self._call(key)
-            if load:
-                return self._value(key, loaded)
-            return self._ref(key)
-
-        def decode(code: int) -> Any:
-            if code < 0:
-                return None
-            found = cache.get(code)
-            if found is None and code not in cache:
-                cell = cells[code]
-                if isinstance(cell, frozenset):
-                    keys = sorted(cell)
-                    items = [one(k) for k in keys]
-                    if not is_var:
-                        found = CallCollection(items)
-                    elif load:
-                        found = ValueCollection(items)
+            def many(keys: list[bytes]) -> list[Any]:
+                if not kinds:  # atoms only
+                    return list(map(loaded.get, map(contents.__getitem__, keys)))
+                found = []
+                for key in keys:
+                    if kinds.get(key, KIND_ATOM) in (KIND_ATOM, KIND_POINTER):
+                        found.append(loaded.get(contents[key]))
                     else:
-                        found = RefCollection(items)
-                else:
-                    found = one(cell)
-                cache[code] = found
-            return found
+                        found.append(self.source.unwrap(self._ref(key)))
+                return found
+        else:
 
-        return decode
+            def many(keys: list[bytes]) -> list[Any]:
+                return [self._ref(key) for key in keys]
 
-    def _value(self, key: bytes, loaded: dict[bytes, Any]) -> Any:
-        content_key, kind = self.index.refs[key]
-        if kind in (KIND_ATOM, KIND_POINTER):
-            return loaded.get(content_key)
-        return self.source.unwrap(self._ref(key))
+        # an object array of the cells as they are (lists, arrays and tuples stay whole)
+        column = np.empty(len(found), dtype=object)
+        present = found >= 0
+        if isinstance(cells, np.ndarray):
+            made = many(cells[found[present]].tolist())
+            column[present] = np.fromiter(made, dtype=object, count=len(made))
+            return column[inverse.reshape(-1)]
+        decoded: list[Any] = [None] * len(found)
+        positions: list[int] = []
+        keys: list[bytes] = []
+        for position, code in enumerate(found.tolist()):
+            if code < 0:
+                continue
+            cell = cells[code]
+            if not isinstance(cell, frozenset):
+                positions.append(position)
+                keys.append(cell)
+                continue
+            items = many(sorted(cell))
+            if not is_var:
+                decoded[position] = CallCollection(items)
+            elif load:
+                decoded[position] = ValueCollection(items)
+            else:
+                decoded[position] = RefCollection(items)
+        for position, item in zip(positions, many(keys)):
+            decoded[position] = item
+        column[:] = np.fromiter(decoded, dtype=object, count=len(decoded))
+        return column[inverse.reshape(-1)]
 
     def eval(self, *nodes: str, values: str = "objs", verbose: bool = True) -> pd.DataFrame:
         """The table of :meth:`df`, calls included."""
@@ -396,13 +450,20 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         if codes_table.empty:
             return pd.DataFrame()
         columns = [c for c in self.sort_nodes(codes_table.columns) if include_calls or c in self.vs]
-        return pd.DataFrame(
-            {
-                c: [self._decoder(cells, c in self.vs, False, {})(code) for code in codes_table[c]]
-                for c in columns
-            },
-            columns=columns,
-        )
+        with paused_gc():
+            return pd.DataFrame(
+                {
+                    c: self._cells(
+                        *np.unique(codes_table[c].to_numpy(), return_inverse=True),
+                        cells,
+                        c in self.vs,
+                        False,
+                        {},
+                    )
+                    for c in columns
+                },
+                columns=columns,
+            )
 
     def get_func_table(self, fname: str) -> pd.DataFrame:
         """One row per call of a function node: its input and output refs by name."""

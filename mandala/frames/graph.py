@@ -14,13 +14,29 @@ ever grows, with facts read from the store, so sharing it is safe and makes copi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from bisect import bisect_right
+from collections.abc import Collection, Iterable, Iterator, MutableMapping
+from functools import partial
 from typing import Any
 
-from mandala.backends.records import StoredCall
-from mandala.frames.source import FrameSource
+import numpy as np
 
-__all__ = ["ElementIndex", "FrameGraph", "edge_label", "COLLECTION_OPS"]
+from mandala.backends.records import KIND_ATOM, CallRows, StoredCall
+from mandala.engine.session import ref_from_kind
+from mandala.frames.blocks import CallBlock, RefView, Slot, blocks_from_rows, rows_from_calls
+from mandala.frames.source import FrameSource
+from mandala.model.calls import Call, LazyCall, OpSpec
+from mandala.model.refs import Ref
+
+__all__ = [
+    "ElementIndex",
+    "CallView",
+    "RefView",
+    "FrameGraph",
+    "edge_label",
+    "block_slots",
+    "COLLECTION_OPS",
+]
 
 COLLECTION_OPS = frozenset({"__make_list__", "__make_set__", "__make_dict__"})
 """Structural ops whose many inputs (one per element) are shown as one edge, ``elts``."""
@@ -35,46 +51,277 @@ def edge_label(op_name: str, input_name: str) -> str:
     return input_name
 
 
+class CallView(MutableMapping[bytes, StoredCall]):
+    """The calls of an :class:`ElementIndex` by history key, as :class:`StoredCall` objects
+    made (and kept) on first access.
+
+    Assigning replaces what a key reads as here and in the :class:`Call` objects handed out
+    (e.g. to record versions in a test), not the columns that frame operations read.
+    """
+
+    def __init__(self, index: ElementIndex) -> None:
+        self._index = index
+        self._made: dict[bytes, StoredCall] = {}
+
+    def has_made(self) -> bool:
+        """Whether any call was made or assigned one by one (see :meth:`made`)."""
+        return bool(self._made)
+
+    def made(self, key: bytes) -> StoredCall | None:
+        """The object a key reads as if one was made or assigned already, else None."""
+        return self._made.get(key)
+
+    def __getitem__(self, key: bytes) -> StoredCall:
+        found = self._made.get(key)
+        if found is None:
+            block, row = self._index.locate(key)
+            found = self._made[key] = block.stored(row, self._index.refs)
+        return found
+
+    def __setitem__(self, key: bytes, call: StoredCall) -> None:
+        self._made[key] = call
+
+    def __delitem__(self, key: bytes) -> None:
+        del self._made[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index.row_of or key in self._made
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._index.row_of)
+
+    def __len__(self) -> int:
+        return len(self._index.row_of)
+
+
 class ElementIndex:
-    """Calls and refs seen by a family of frames, with creator and consumer indexes."""
+    """Calls and refs seen by a family of frames, with creator and consumer indexes.
+
+    Calls are kept as columns (:class:`CallBlock`, one per op version and signature, in
+    ``blocks_by_op``); ``calls`` reads one of them as a :class:`StoredCall`.
+    """
 
     def __init__(self, source: FrameSource) -> None:
         self.source = source
-        self.calls: dict[bytes, StoredCall] = {}
-        self.refs: dict[bytes, tuple[bytes, int]] = {}
-        self.creator: dict[bytes, bytes] = {}
-        self.consumers: dict[bytes, set[bytes]] = {}
+        self.blocks_by_op: dict[str, list[CallBlock]] = {}
+        self.row_of: dict[bytes, int] = {}
+        """Call key -> its row among all blocks (in the order they were added)."""
+        self._blocks: list[CallBlock] = []
+        self._starts: list[int] = []
+        self._rows = 0
+        self.calls = CallView(self)
+        self.refs = RefView()
+        self._creator: dict[bytes, bytes] | None = None
+        self._consumers: dict[bytes, set[bytes]] | None = None
         self.values: dict[bytes, Any] = {}
         """Values kept by ``attach()``, by content key (a frame otherwise loads on demand)."""
+        self._specs: dict[tuple[str, int], OpSpec] = {}
 
     def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
         """Values by content key: kept ones from memory, the rest in one request."""
         kept = self.values
+        if not kept:  # nothing attached (the common case): no set difference to take
+            missing = list(content_keys)
+            return self.source.load_values(missing) if missing else {}
         wanted = set(content_keys)
-        missing = sorted(wanted - kept.keys())
+        missing = list(wanted - kept.keys())
         loaded = self.source.load_values(missing) if missing else {}
         loaded.update((key, kept[key]) for key in wanted if key in kept)
         return loaded
 
-    def add_calls(self, calls: Iterable[StoredCall]) -> list[StoredCall]:
-        """Index calls (and the refs on their edges); returns them."""
-        added = []
-        refs = self.refs
-        for call in calls:
-            key = call.history_key
-            if key not in self.calls:
-                self.calls[key] = call
-                for edge in call.inputs:
-                    refs[edge.history_key] = (edge.content_key, edge.kind)
-                    self.consumers.setdefault(edge.history_key, set()).add(key)
-                for edge in call.outputs:
-                    refs[edge.history_key] = (edge.content_key, edge.kind)
-                    self.creator[edge.history_key] = key
-            added.append(self.calls[key])
-        return added
+    # ------------------------------------------------------------------ adding facts
+
+    def add_rows(self, rows: CallRows) -> list[CallBlock]:
+        """Index calls read from the store; returns all of them as blocks (known ones too)."""
+        blocks = blocks_from_rows(rows)
+        self.refs.add(*rows.edges[3:6])
+        for block in blocks:
+            self._add_block(block)
+        return blocks
+
+    def add_calls(self, calls: Iterable[StoredCall]) -> None:
+        """Index calls given as objects (the facts of another frame's index)."""
+        self.add_rows(rows_from_calls(calls))
+
+    def _add_block(self, block: CallBlock) -> None:
+        row_of = self.row_of
+        if not row_of.keys().isdisjoint(block.keys):  # some calls are known: keep the others
+            fresh = [key not in row_of for key in block.keys]
+            block = block.take([i for i, new in enumerate(fresh) if new])
+            if not len(block):
+                return
+        start = self._rows
+        self._blocks.append(block)
+        self._starts.append(start)
+        self._rows += len(block)
+        row_of.update(zip(block.keys, range(start, self._rows)))
+        self.blocks_by_op.setdefault(block.op_name, []).append(block)
+        self._creator = self._consumers = None
 
     def add_ref(self, history_key: bytes, content_key: bytes, kind: int) -> None:
         self.refs.setdefault(history_key, (content_key, kind))
+
+    def public_call(self, key: bytes) -> Call:
+        """The :class:`Call` of an indexed call (see :meth:`public_calls`)."""
+        return self.public_calls([key])[0]
+
+    def public_calls(self, keys: Iterable[bytes]) -> list[Call]:
+        """The :class:`Call` objects of indexed calls, with refs made from the columns on first
+        use (a table hands out one per cell: making their refs up front would dominate)."""
+        keys = list(keys)
+        made = self.calls.made
+        if self.calls.has_made():  # objects made or assigned one by one take precedence
+            stored = [made(key) for key in keys]
+            if any(call is not None for call in stored):
+                return [
+                    self.source.to_call(call) if call is not None else self.public_calls([key])[0]
+                    for key, call in zip(keys, stored)
+                ]
+        rows = np.fromiter(map(self.row_of.__getitem__, keys), dtype=np.int64, count=len(keys))
+        which = np.searchsorted(np.asarray(self._starts), rows, side="right") - 1
+        result: list[Any] = [None] * len(keys)
+        for i in np.unique(which).tolist():
+            block = self._blocks[i]
+            spec = self._spec(block.op_name, block.op_version)
+            positions = np.flatnonzero(which == i)
+            content_keys, semantic, content_versions, started, durations = block.heads()
+            for position, row in zip(
+                positions.tolist(), (rows[positions] - self._starts[i]).tolist()
+            ):
+                result[position] = LazyCall(
+                    spec,
+                    content_keys[row],
+                    keys[position],
+                    partial(_call_refs, self.refs, block, row),
+                    semantic[row],
+                    content_versions[row],
+                    started[row],
+                    durations[row],
+                )
+        return result
+
+    def _spec(self, op_name: str, op_version: int) -> OpSpec:
+        spec = self._specs.get((op_name, op_version))
+        if spec is None:
+            spec = self._specs[(op_name, op_version)] = self.source.op_spec(op_name, op_version)
+        return spec
+
+    # ------------------------------------------------------------------ reading facts
+
+    @property
+    def creator(self) -> dict[bytes, bytes]:
+        """Ref key -> key of the indexed call that output it (built on first use)."""
+        if self._creator is None:
+            creator: dict[bytes, bytes] = {}
+            for block in self._blocks:
+                for slot in block.outputs.values():
+                    creator.update(zip(slot.refs, block.keys))
+            self._creator = creator
+        return self._creator
+
+    @property
+    def consumers(self) -> dict[bytes, set[bytes]]:
+        """Ref key -> keys of the indexed calls that take it as an input (built on first use)."""
+        if self._consumers is None:
+            consumers: dict[bytes, set[bytes]] = {}
+            for block in self._blocks:
+                for slot in block.inputs.values():
+                    for ref, key in zip(slot.refs, block.keys):
+                        found = consumers.get(ref)
+                        if found is None:
+                            consumers[ref] = {key}
+                        else:
+                            found.add(key)
+            self._consumers = consumers
+        return self._consumers
+
+    def locate(self, key: bytes) -> tuple[CallBlock, int]:
+        """The block of a call and its row there.
+
+        Raises:
+            KeyError: the call is not indexed.
+        """
+        row = self.row_of[key]
+        i = bisect_right(self._starts, row) - 1
+        return self._blocks[i], row - self._starts[i]
+
+    def selected(
+        self, op_name: str, call_keys: Collection[bytes]
+    ) -> list[tuple[CallBlock, list[int] | None]]:
+        """The blocks of ``op_name`` holding calls of ``call_keys``, with the rows of those
+        calls (None: every row of the block)."""
+        blocks = self.blocks_by_op.get(op_name, ())
+        if not call_keys or not blocks:
+            return []
+        total = sum(len(block) for block in blocks)
+        if len(call_keys) * 4 < total:  # a few calls: find each one
+            found: dict[int, tuple[CallBlock, list[int]]] = {}
+            for key in call_keys:
+                if key not in self.row_of:
+                    continue
+                block, row = self.locate(key)
+                if block.op_name == op_name:
+                    found.setdefault(id(block), (block, []))[1].append(row)
+            return [
+                (block, None if len(rows) == len(block) else sorted(rows))
+                for block, rows in found.values()
+            ]
+        selected: list[tuple[CallBlock, list[int] | None]] = []
+        issuperset = call_keys.issuperset if isinstance(call_keys, (set, frozenset)) else None
+        for block in blocks:
+            if issuperset is not None and issuperset(block.keys):
+                selected.append((block, None))
+                continue
+            rows = [i for i, key in enumerate(block.keys) if key in call_keys]
+            if len(rows) == len(block):
+                selected.append((block, None))
+            elif rows:
+                selected.append((block, rows))
+        return selected
+
+    def pairs(
+        self, op_name: str, call_keys: Collection[bytes], label: str, is_input: bool
+    ) -> tuple[list[bytes], list[bytes]]:
+        """``(calls, refs)``, aligned: the refs that calls of ``call_keys`` have on edges
+        labelled ``label`` (inputs, or outputs)."""
+        calls: list[bytes] = []
+        refs: list[bytes] = []
+        for block, rows in self.selected(op_name, call_keys):
+            for slot in block_slots(block, label, is_input):
+                if rows is None:
+                    calls += block.keys
+                    refs += slot.refs
+                else:
+                    keys, column = block.keys, slot.refs
+                    calls += [keys[i] for i in rows]
+                    refs += [column[i] for i in rows]
+        return calls, refs
+
+
+def _call_refs(refs: RefView, block: CallBlock, row: int) -> tuple[dict[str, Ref], dict[str, Ref]]:
+    return (
+        {
+            name: ref_from_kind(refs.kinds.get(key, KIND_ATOM), refs.content[key], key)
+            for name, slot in block.inputs.items()
+            for key in (slot.refs[row],)
+        },
+        {
+            name: ref_from_kind(refs.kinds.get(key, KIND_ATOM), refs.content[key], key)
+            for name, slot in block.outputs.items()
+            for key in (slot.refs[row],)
+        },
+    )
+
+
+def block_slots(block: CallBlock, label: str, is_input: bool) -> list[Slot]:
+    """The slots of a block that travel on edges labelled ``label``."""
+    if not is_input:
+        slot = block.outputs.get(label)
+        return [] if slot is None else [slot]
+    if block.op_name in COLLECTION_OPS:
+        return list(block.inputs.values()) if label == "elts" else []
+    slot = block.inputs.get(label)
+    return [] if slot is None else [slot]
 
 
 class FrameGraph:
@@ -249,38 +496,39 @@ class FrameGraph:
     def created_in_frame(self, var: str) -> dict[bytes, list[tuple[str, bytes]]]:
         """For the refs of ``var`` created by calls of the frame: their (function node, call).
 
-        One pass over the calls of the function nodes on edges into ``var``.
+        One pass over the output columns of the function nodes on edges into ``var``.
         """
         held = self.vs[var]
-        calls = self.index.calls
         found: dict[bytes, list[tuple[str, bytes]]] = {}
         for label, funcs in self.inp.get(var, {}).items():
             for func in funcs:
-                for call_key in self.fs[func]:
-                    for edge in calls[call_key].outputs:
-                        if edge.name == label and edge.history_key in held:
-                            found.setdefault(edge.history_key, []).append((func, call_key))
+                calls, refs = self.index.pairs(self.op_of[func], self.fs[func], label, False)
+                for call_key, ref in zip(calls, refs):
+                    if ref in held:
+                        found.setdefault(ref, []).append((func, call_key))
         return found
+
+    def created_refs(self, var: str) -> set[bytes]:
+        """The refs of ``var`` created by calls of the frame (on an edge into ``var``)."""
+        found: set[bytes] = set()
+        for label, funcs in self.inp.get(var, {}).items():
+            for func in funcs:
+                found.update(self.index.pairs(self.op_of[func], self.fs[func], label, False)[1])
+        return found & self.vs[var]
 
     def consumed_in_frame(self, var: str) -> set[bytes]:
         """Refs of ``var`` that some call of the frame takes as an input from ``var``."""
-        held = self.vs[var]
-        calls = self.index.calls
         found: set[bytes] = set()
         for label, funcs in self.out.get(var, {}).items():
             for func in funcs:
-                op_name = self.op_of[func]
-                for call_key in self.fs[func]:
-                    for edge in calls[call_key].inputs:
-                        if edge.history_key in held and edge_label(op_name, edge.name) == label:
-                            found.add(edge.history_key)
-        return found
+                found.update(self.index.pairs(self.op_of[func], self.fs[func], label, True)[1])
+        return found & self.vs[var]
 
     def source_elements(self, var: str) -> set[bytes]:
         """Refs of ``var`` with no creator call in the frame (on an edge into ``var``)."""
         if not self.inp.get(var):
             return set(self.vs[var])
-        return self.vs[var] - self.created_in_frame(var).keys()
+        return self.vs[var] - self.created_refs(var)
 
     def sink_elements(self, var: str) -> set[bytes]:
         """Refs of ``var`` that no call of the frame consumes (on an edge out of ``var``)."""

@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from mandala.frames.graph import COLLECTION_OPS, FrameGraph, edge_label
+from mandala.frames.graph import COLLECTION_OPS, FrameGraph, block_slots, edge_label
 
 __all__ = ["history_table", "joint_history_table", "Element"]
 
@@ -164,21 +165,29 @@ def _frame_of_histories(histories: list[History], codes: _Codes) -> pd.DataFrame
 
 
 def joint_history_table(
-    frame: FrameGraph, variables: list[str], how: str = "outer"
+    frame: FrameGraph,
+    variables: list[str],
+    how: str = "outer",
+    sinks: dict[str, set[bytes]] | None = None,
 ) -> tuple[pd.DataFrame, list[Any]]:
     """The joined table of the histories of the sink elements of ``variables``.
 
+    ``sinks`` gives the sink elements of some variables if the caller has them already.
     Returns integer codes and the list that decodes them (negative codes are missing cells).
     """
+    known = dict(sinks or {})
+    for var in variables:
+        if var not in known:
+            known[var] = frame.sink_elements(var)
     codes = _Codes()
-    columnar = _columnar_tables(frame, variables, codes)
+    columnar = _columnar_tables(frame, variables, codes, known)
     if columnar is not None:
         return _join(frame, variables, columnar, how), codes.cells
     codes = _Codes()
     starts: list[tuple[str, bytes]] = []
     per_var: dict[str, list[tuple[str, bytes]]] = {}
     for var in variables:
-        var_starts = [(var, ref) for ref in sorted(frame.sink_elements(var))]
+        var_starts = [(var, ref) for ref in sorted(known[var])]
         per_var[var] = var_starts
         starts.extend(var_starts)
     memo = _histories(frame, starts)
@@ -224,7 +233,7 @@ def _join(
 
 
 def _columnar_tables(
-    frame: FrameGraph, variables: list[str], codes: _Codes
+    frame: FrameGraph, variables: list[str], codes: _Codes, sinks: dict[str, set[bytes]]
 ) -> dict[str, pd.DataFrame] | None:
     """History tables of the sink elements of ``variables``, built with one merge per edge.
 
@@ -232,6 +241,9 @@ def _columnar_tables(
     function node leads to one variable and no node holds several elements of one history. It
     returns None when the frame is not of that shape (or a merge shows it is not), and the
     element-by-element computation takes over.
+
+    Key columns are read from the index's columns (no object per call) and factorized together
+    into integer codes, so every merge joins integers.
     """
     order = {node: i for i, node in enumerate(frame.topsort())}
     for source, target, _ in frame.edges():
@@ -246,38 +258,42 @@ def _columnar_tables(
                 if len(variables_on_label) != 1 or variables_on_label & seen:
                     return None
                 seen |= variables_on_label
-    calls = frame.index.calls
-    code = codes.code
+    index = frame.index
+    upstream_nodes = _upstream(frame, variables)
+    # every key column first (no object per call: taken from the index's columns), then one
+    # factorization turns them all into integer codes, so every merge below joins integers
+    key_columns: dict[str, dict[str, list[bytes]]] = {}
+    for func in sorted(upstream_nodes & frame.fs.keys()):
+        found = _func_keys(frame, index, func)
+        if found is None:
+            return None
+        key_columns[func] = found
+    owned = {var: list(frame.vs[var]) for var in sorted(upstream_nodes & frame.vs.keys())}
+    pieces = [column for table in key_columns.values() for column in table.values()]
+    pieces += owned.values()
+    everything = np.empty(sum(map(len, pieces)), dtype=object)
+    start = 0
+    for piece in pieces:
+        everything[start : start + len(piece)] = piece
+        start += len(piece)
+    coded_all, codes.cells = _factorize_keys(everything)
+    start = 0
     func_tables: dict[str, pd.DataFrame] = {}
+    for func, table_keys in key_columns.items():
+        columns = {}
+        for name, column in table_keys.items():
+            columns[name] = coded_all[start : start + len(column)]
+            start += len(column)
+        func_tables[func] = pd.DataFrame(columns, columns=list(table_keys))
+    own_codes: dict[str, np.ndarray] = {}
+    for var, refs in owned.items():
+        own_codes[var] = coded_all[start : start + len(refs)]
+        start += len(refs)
 
-    def func_table(func: str) -> pd.DataFrame | None:
-        if func in func_tables:
-            return func_tables[func]
-        inputs = {label: next(iter(v)) for label, v in frame.inp[func].items()}
-        outputs = {label: next(iter(v)) for label, v in frame.out[func].items()}
-        columns: dict[str, list[int]] = {func: []}
-        for var in (*inputs.values(), *outputs.values()):
-            columns[var] = []
-        for call_key in frame.fs[func]:
-            call = calls[call_key]
-            row = {func: code(call_key)}
-            for edge in call.inputs:
-                target = inputs.get(edge.name)
-                if target is not None:
-                    row[target] = code(edge.history_key)
-            for edge in call.outputs:
-                target = outputs.get(edge.name)
-                if target is not None:
-                    row[target] = code(edge.history_key)
-            if len(row) != len(columns):
-                return None
-            for column, value in row.items():
-                columns[column].append(value)
-        table = pd.DataFrame(columns, dtype="int64")
-        func_tables[func] = table
-        return table
+    def func_table(func: str) -> pd.DataFrame:
+        return func_tables[func]
 
-    histories: dict[str, pd.DataFrame] = {}
+    histories: dict[str, pd.DataFrame | None] = {}
 
     def history(var: str) -> pd.DataFrame | None:
         if var in histories:
@@ -302,8 +318,7 @@ def _columnar_tables(
                     part = merged
                 created.update(part[var].tolist())
                 parts.append(part)
-        own = [code(ref) for ref in frame.vs[var]]
-        sources = [c for c in own if c not in created]
+        sources = [code for code in own_codes[var].tolist() if code not in created]
         if sources:
             parts.append(pd.DataFrame({var: sources}, dtype="int64"))
         result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({var: []})
@@ -317,12 +332,81 @@ def _columnar_tables(
         full = history(var)
         if full is None:
             return None
-        sinks = {code(ref) for ref in frame.sink_elements(var)}
-        table = full[full[var].isin(sinks)].reset_index(drop=True)
+        sink_refs = sinks[var]
+        sink_codes = {
+            code for ref, code in zip(owned[var], own_codes[var].tolist()) if ref in sink_refs
+        }
+        is_sink = np.fromiter(
+            (c in sink_codes for c in full[var].tolist()), dtype=bool, count=len(full)
+        )
+        table = full[is_sink].reset_index(drop=True)
+        columns = {}
         for column in table.columns:
-            missing = table[column].isna()
-            if missing.any():  # each missing cell its own code: it must never join another
-                fresh = [codes.fresh_missing() for _ in range(int(missing.sum()))]
-                table.loc[missing, column] = fresh
-        tables[var] = table.astype("int64")
+            values = table[column].to_numpy()
+            missing = np.flatnonzero(pd.isna(values))
+            if len(missing):  # each missing cell its own code: it must never join another
+                values = values.copy()
+                values[missing] = np.arange(codes.missing - 1, codes.missing - 1 - len(missing), -1)
+                codes.missing -= len(missing)
+            columns[column] = values.astype(np.int64)
+        tables[var] = pd.DataFrame(columns, columns=list(table.columns))
     return tables
+
+
+_KEY_BYTES = 16
+"""Bytes in an element key (a history key)."""
+
+
+def _factorize_keys(keys: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    """Integer codes for element keys (equal keys, equal codes) and the key of each code.
+
+    Keys are 16-byte digests, so their first 8 bytes, read as integers, almost never collide:
+    factorizing those uses an integer hash table, several times faster on millions of keys
+    than one of objects. The other 8 bytes are then checked to agree within every code; if
+    they do not (or a key has another length), the objects themselves are factorized.
+    """
+    count = len(keys)
+    blob = b"".join(keys.tolist()) if count else b""
+    if count and len(blob) == _KEY_BYTES * count:
+        words = np.frombuffer(blob, dtype=np.uint64).reshape(count, 2)
+        found, _ = pd.factorize(words[:, 0])
+        first = np.empty(int(found.max()) + 1, dtype=np.int64)
+        first[found[::-1]] = np.arange(count - 1, -1, -1)  # the earliest row of each code
+        if np.array_equal(words[first[found], 1], words[:, 1]):
+            return found.astype(np.int64), keys[first].tolist()
+    found, uniques = pd.factorize(keys)
+    return found.astype(np.int64), list(uniques)
+
+
+def _upstream(frame: FrameGraph, variables: list[str]) -> set[str]:
+    """``variables`` and every node on a path into them."""
+    seen = set(variables)
+    stack = list(seen)
+    while stack:
+        for node in frame.in_neighbors(stack.pop()):
+            if node not in seen:
+                seen.add(node)
+                stack.append(node)
+    return seen
+
+
+def _func_keys(frame: FrameGraph, index: Any, func: str) -> dict[str, list[bytes]] | None:
+    """The key columns of a function node's table: its calls and the refs they have on each
+    connected label (one variable per label); None if a call lacks a connected label."""
+    sides = (
+        (True, {label: next(iter(v)) for label, v in frame.inp[func].items()}),
+        (False, {label: next(iter(v)) for label, v in frame.out[func].items()}),
+    )
+    names = [func] + [var for _, by_label in sides for var in by_label.values()]
+    columns: dict[str, list[bytes]] = {name: [] for name in names}
+    for block, rows in index.selected(frame.op_of[func], frame.fs[func]):
+        part = {func: block.keys}
+        for is_input, by_label in sides:
+            for label, var in by_label.items():
+                slots = block_slots(block, label, is_input)
+                if len(slots) != 1:
+                    return None  # a call without a ref on a connected label
+                part[var] = slots[0].refs
+        for name, column in part.items():
+            columns[name] += column if rows is None else [column[i] for i in rows]
+    return columns

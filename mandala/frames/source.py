@@ -9,30 +9,29 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from mandala.backends.records import StoredCall
-from mandala.model.calls import Call
+from mandala.backends.records import CallRows, StoredCall
+from mandala.model.calls import Call, OpSpec
 
 __all__ = ["FrameSource"]
 
 
 class FrameSource(Protocol):
-    def calls_of_op(self, name: str) -> list[StoredCall]:
-        """Every stored call of the op named ``name``."""
+    def call_rows_of_op(self, name: str) -> CallRows:
+        """Every stored call of the op named ``name``, as columns (a frame keeps them as
+        columns, not one object per call)."""
 
-    def calls_touching(self, ref_keys: Sequence[bytes], direction: int) -> list[StoredCall]:
-        """Calls that output (direction 1) or consume (direction 0) any of ``ref_keys``."""
+    def call_rows_touching(self, ref_keys: Sequence[bytes], direction: int) -> CallRows:
+        """Calls that output (direction 1) or consume (direction 0) any of ``ref_keys``, as
+        columns."""
 
-    def calls_by_keys(self, call_keys: Sequence[bytes]) -> list[StoredCall]:
-        """Calls by history key."""
-
-    def describe_refs(self, ref_keys: Sequence[bytes]) -> dict[bytes, tuple[bytes, int]]:
-        """``history_key -> (content_key, kind)`` of stored refs."""
+    def op_spec(self, name: str, version: int) -> OpSpec:
+        """What the store knows of an op version (the ``op`` of the calls a frame hands out)."""
 
     def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
         """Values by content key."""
 
     def to_call(self, stored: StoredCall) -> Call:
-        """A public :class:`Call` for a stored call (with lazy refs)."""
+        """A public :class:`Call` for a stored call given as an object (with lazy refs)."""
 
     def drop_calls_by_keys(self, call_keys: Sequence[bytes], delete_dependents: bool) -> None:
         """Delete calls (and their dependents) from the store."""
