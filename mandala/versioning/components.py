@@ -12,7 +12,6 @@ import enum
 import importlib
 import inspect
 import linecache
-import marshal
 import os
 import sys
 import textwrap
@@ -200,19 +199,54 @@ _FINGERPRINTS: dict[int, tuple[Any, bytes]] = {}
 
 def code_fingerprint(obj: Any) -> bytes | None:
     """A hash of the compiled code of a function as loaded in this process (None for objects
-    without code). Two processes that loaded the same source agree; a process still running an
-    older version of a module does not, even though the file (and so the source) is new."""
+    without code). Two processes that loaded the same source agree (whatever their hash seed,
+    file paths or reference counts); a process still running an older version of a module does
+    not, even though the file (and so the source) is new."""
     code = getattr(original_function(obj), "__code__", None)
     if code is None:
         return None
     cached = _FINGERPRINTS.get(id(code))
     if cached is not None and cached[0] is code:
         return cached[1]
-    fingerprint = digest(marshal.dumps(code))
+    parts: list[bytes] = []
+    _code_parts(code, parts)
+    fingerprint = digest(b"\x00".join(parts))
     if len(_FINGERPRINTS) > 100_000:
         _FINGERPRINTS.clear()
     _FINGERPRINTS[id(code)] = (code, fingerprint)
     return fingerprint
+
+
+def _code_parts(code: types.CodeType, parts: list[bytes]) -> None:
+    """What a code object does, as bytes: its bytecode, names and constants (not its file, line
+    numbers or anything that differs between two loads of the same source)."""
+    parts.append(code.co_code)
+    header = (
+        code.co_name,
+        code.co_argcount,
+        code.co_posonlyargcount,
+        code.co_kwonlyargcount,
+        code.co_flags,
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        code.co_cellvars,
+    )
+    parts.append(repr(header).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _code_parts(const, parts)
+        else:
+            parts.append(_const_text(const).encode())
+
+
+def _const_text(const: Any) -> str:
+    """A constant as text independent of the hash seed (frozenset order is not)."""
+    if isinstance(const, tuple):
+        return "(" + ",".join(_const_text(item) for item in const) + ")"
+    if isinstance(const, frozenset):
+        return "frozenset(" + ",".join(sorted(_const_text(item) for item in const)) + ")"
+    return f"{type(const).__name__}:{const!r}"
 
 
 def source_file(obj: Any) -> str | None:

@@ -115,3 +115,27 @@ def test_parallel_versioned_calls_equal_serial_ones_and_follow_code_changes(
         outs = [mod.g(mod.f(x, log=str(log)), log=str(log)) for x in xs]
     assert [storage.unwrap(o) for o in outs] == [3, 2, 101, 201, 301]
     assert [c for c in executions(log, "f")] == sorted(xs + [1, 2, 3, 1, 2, 3])
+
+
+def test_code_fingerprints_agree_across_processes_and_differ_across_edits(project):
+    from mandala.versioning.components import code_fingerprint
+    from tests.conftest import run_snippet
+
+    code = CODE + "\n@track\ndef choose(x):\n    return x in {'a', 'b', 'c'} and 1.5\n"
+    mod = project.write_and_load("m", code)
+    here = {name: code_fingerprint(getattr(mod, name)).hex() for name in ("f", "g", "choose")}
+    for seed in ("1", "2"):
+        child = run_snippet(
+            f"""
+            import sys
+            sys.path[:0] = [{str(project.root)!r}, {str(project.log_dir)!r}]
+            import {project.name("m")} as mod
+            from mandala.versioning.components import code_fingerprint
+            print([code_fingerprint(getattr(mod, n)).hex() for n in ("f", "g", "choose")])
+            """,
+            env={"PYTHONHASHSEED": seed},
+        )
+        assert child.stdout.strip() == str([here["f"], here["g"], here["choose"]])
+    edited = project.write_and_load("m", code.replace("y + 1", "y + 2"))
+    assert code_fingerprint(edited.g) != code_fingerprint(mod.g)
+    assert code_fingerprint(edited.f) == code_fingerprint(mod.f)
