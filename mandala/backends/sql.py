@@ -460,15 +460,18 @@ class SqlBackend(ABC):
             self._execute("CREATE TEMP TABLE IF NOT EXISTS lookup_calls (id BIGINT PRIMARY KEY)")
             self._execute("DELETE FROM lookup_calls")
             self._execute(
-                "INSERT INTO lookup_calls (id) SELECT DISTINCT e.call_id"
-                " FROM lookup_keys k JOIN call_edges e"
-                " ON e.ref_key = k.key AND e.direction = ? ON CONFLICT DO NOTHING",
+                "INSERT INTO lookup_calls (id) SELECT DISTINCT e.call_id FROM call_edges e"
+                " WHERE e.ref_key IN (SELECT key FROM lookup_keys) AND e.direction = ?"
+                " ON CONFLICT DO NOTHING",
                 (direction,),
             )
+            # IN (SELECT ...) rather than a join: without statistics on the temp table, SQLite
+            # would scan the whole edge table for a join.
             return self._calls_from_query(
-                f"SELECT {self._HEAD_COLUMNS} FROM lookup_calls l JOIN calls c ON c.call_id = l.id",
-                f"SELECT {self._EDGE_COLUMNS} FROM lookup_calls l"
-                " JOIN call_edges e ON e.call_id = l.id",
+                f"SELECT {self._HEAD_COLUMNS} FROM calls c"
+                " WHERE c.call_id IN (SELECT id FROM lookup_calls)",
+                f"SELECT {self._EDGE_COLUMNS} FROM call_edges e"
+                " WHERE e.call_id IN (SELECT id FROM lookup_calls)",
                 (),
             )
 
@@ -476,11 +479,13 @@ class SqlBackend(ABC):
         """Calls by history key, for large sets (one join through a temp table)."""
         with self._lock:
             self._fill_temp_keys(list(call_keys))
+            # The edges through IN (SELECT ...): as a three-way join, SQLite (with no statistics
+            # on the temp table) scanned the whole edge table.
             return self._calls_from_query(
                 f"SELECT {self._HEAD_COLUMNS} FROM lookup_keys k"
                 " JOIN calls c ON c.history_key = k.key",
-                f"SELECT {self._EDGE_COLUMNS} FROM lookup_keys k"
-                " JOIN calls c ON c.history_key = k.key JOIN call_edges e ON e.call_id = c.call_id",
+                f"SELECT {self._EDGE_COLUMNS} FROM call_edges e WHERE e.call_id IN"
+                " (SELECT c.call_id FROM lookup_keys k JOIN calls c ON c.history_key = k.key)",
                 (),
             )
 
