@@ -75,6 +75,11 @@ def test_keyed_reads_of_calls_use_indexes(filled: Storage) -> None:
         "load_calls_set": lambda b: b.load_calls_set(keys),
         "touching outputs": lambda b: b.load_calls_touching(outputs, DIRECTION_OUT),
         "touching inputs": lambda b: b.load_calls_touching(inputs, DIRECTION_IN),
+        "find_outputs": lambda b: b.find_outputs(keys[0]),
+        "creators": lambda b: b.creators(outputs),
+        "consumers": lambda b: b.consumers(inputs),
+        "dependents": lambda b: b.dependents(keys),
+        "load_refs": lambda b: b.load_refs(outputs),
     }
     for name, read in reads.items():
         statements = statements_of(filled, read)
