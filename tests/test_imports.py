@@ -55,15 +55,17 @@ def test_documented_names_are_the_working_objects() -> None:
     assert (ref.obj, ref.in_memory) == (5, True)
 
 
+def _helper(x: int) -> int:
+    return x * 3
+
+
 def test_track_keeps_the_function_usable_outside_versioned_calls() -> None:
     from mandala.imports import track
 
-    def helper(x: int) -> int:
-        return x * 3
-
+    helper = _helper
     tracked = track(helper)
     assert tracked(2) == 6
-    assert tracked.__wrapped__ is helper and tracked.__name__ == "helper"
+    assert tracked.__wrapped__ is helper and tracked.__name__ == "_helper"
     assert track(tracked) is tracked
 
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from mandala.engine.op import Op
-from mandala.errors import UnhashableValueError
+from mandala.errors import UnhashableValueError, VersioningError
 from mandala.hashing import ids
 from mandala.hashing.digest import digest
 from mandala.hashing.values import content_key
@@ -40,6 +40,7 @@ __all__ = [
     "source_file",
     "MISSING",
     "code_fingerprint",
+    "checked_key",
 ]
 
 TRACKED_ATTRIBUTE = "__mandala_tracked__"
@@ -114,6 +115,8 @@ def original_function(obj: Any) -> Any:
         obj = obj.func
     if isinstance(obj, (staticmethod, classmethod)):
         obj = obj.__func__
+    if isinstance(obj, property) and obj.fget is not None:
+        obj = obj.fget
     wrapped = getattr(obj, TRACKED_ATTRIBUTE, None)
     if wrapped is not None and wrapped is not True:
         obj = wrapped
@@ -121,13 +124,15 @@ def original_function(obj: Any) -> Any:
 
 
 def is_tracked(obj: Any) -> bool:
-    """Whether ``obj`` was decorated with ``@track`` (a function, a class) or is an op."""
+    """Whether ``obj`` is an op, or a function or class decorated with ``@track`` (an instance
+    of a tracked class is not: its state is data, hashed like any global value)."""
     if isinstance(obj, Op):
         return True
-    try:
+    if isinstance(obj, type):
+        return obj.__dict__.get(TRACKED_ATTRIBUTE) is True
+    if isinstance(obj, types.FunctionType):
         return getattr(obj, TRACKED_ATTRIBUTE, None) is not None
-    except Exception:  # noqa: BLE001 - an object whose attribute access fails is not tracked
-        return False
+    return False
 
 
 def normalized_source(obj: Any) -> str:
@@ -191,7 +196,50 @@ def resolve(key: ComponentKey, import_missing: bool = True) -> Any:
         if found is MISSING:
             return MISSING
         obj = found
+    return _wrapped_named(obj, key.qualname)
+
+
+def _wrapped_named(obj: Any, qualname: str) -> Any:
+    """``obj``, or the function of that qualname it wraps (a decorator that did not copy the
+    wrapped function's name leaves the module attribute pointing at its wrapper)."""
+    target = original_function(obj)
+    if not isinstance(target, types.FunctionType) or target.__qualname__ == qualname:
+        return obj
+    seen: set[int] = set()
+    stack = [target]
+    while stack:
+        function = stack.pop()
+        if id(function) in seen:
+            continue
+        seen.add(id(function))
+        if function.__qualname__ == qualname:
+            return function
+        inner = getattr(function, "__wrapped__", None)
+        if isinstance(inner, types.FunctionType):
+            stack.append(inner)
+        for cell in function.__closure__ or ():
+            try:
+                content = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if isinstance(content, types.FunctionType):
+                stack.append(content)
     return obj
+
+
+def checked_key(obj: Any, what: str) -> ComponentKey:
+    """The component key of a function, method or op given by the user.
+
+    Raises:
+        VersioningError: ``obj`` is not a function, method or op.
+    """
+    target = original_function(obj)
+    if not isinstance(target, types.FunctionType):
+        raise VersioningError(
+            f"{what} takes a function, a method (Class.method) or an op, not "
+            f"{type(obj).__name__} {_short_repr(obj, 60)}"
+        )
+    return ComponentKey(str(target.__module__), str(target.__qualname__))
 
 
 _FINGERPRINTS: dict[int, tuple[Any, bytes]] = {}

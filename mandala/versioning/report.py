@@ -10,7 +10,7 @@ import difflib
 from typing import Any
 
 from mandala.errors import InvalidIdError
-from mandala.versioning.components import ComponentKey, Kind, original_function
+from mandala.versioning.components import Kind, checked_key, original_function
 from mandala.versioning.versioner import Versioner
 
 __all__ = ["versions_text", "code_text", "diff_text", "history_text", "find_content_versions"]
@@ -132,8 +132,7 @@ def diff_text(versioner: Versioner, id_1: str, id_2: str, context_lines: int = 2
 
 def history_text(versioner: Versioner, obj: Any, show_commit_ids: bool = False) -> str:
     """The commits of one component's own source, oldest first, the checked-out one marked."""
-    target = original_function(obj)
-    key = ComponentKey(str(target.__module__), str(target.__qualname__))
+    key = checked_key(obj, "source_history")
     component = versioner.components().get(key)
     if component is None:
         return f"No history for {key.module}.{key.qualname}: no versioned call used it yet.\n"

@@ -34,6 +34,7 @@ from mandala.versioning.components import (
     Roots,
     code_fingerprint,
     global_content,
+    is_tracked,
     original_function,
 )
 
@@ -88,6 +89,8 @@ class Trace:
         self.warnings: list[str] = []
         self.views: set[int] = set()
         self._declared = {id(original_function(dep)) for dep in op.deps}
+        self.sys_mode = False
+        """Set by SysTracer: code runs as it is (the profiler sees it), nothing is copied."""
 
     # ------------------------------------------------------------------ recording
 
@@ -103,11 +106,13 @@ class Trace:
     def call_op(self, op: Op, call: Callable[[Callable[..., Any]], Any]) -> Any:
         """A nested op call inside the traced call: record it and trace its body."""
         self.record_code(op.func)
-        return call(self.traced(op.func))
+        return call(op.func if self.sys_mode else self.traced(op.func))
 
     def call_function(self, function: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """A ``@track``-ed function called during the traced call."""
         self.record_code(function)
+        if self.sys_mode:
+            return function(*args, **kwargs)
         return self.traced(function)(*args, **kwargs)
 
     def traced(self, function: Any) -> Any:
@@ -122,7 +127,7 @@ class Trace:
                 view,
                 function.__name__,
                 function.__defaults__,
-                function.__closure__,
+                self._traced_closure(function),
             )
             copy.__kwdefaults__ = function.__kwdefaults__
             copy.__qualname__ = function.__qualname__
@@ -132,15 +137,40 @@ class Trace:
         self.views.add(id(copy.__globals__))
         return copy
 
+    def _traced_closure(self, function: types.FunctionType) -> tuple[Any, ...] | None:
+        """The closure of a traced copy: project functions held in cells (what a decorator
+        wraps) are traced too; other cells are shared, so ``nonlocal`` state stays shared."""
+        closure = function.__closure__
+        if not closure:
+            return closure
+        cells = []
+        changed = False
+        for cell in closure:
+            try:
+                content = cell.cell_contents
+            except ValueError:  # an empty cell
+                cells.append(cell)
+                continue
+            if (
+                isinstance(content, types.FunctionType)
+                and content is not function
+                and self.config.roots.owns(content)
+            ):
+                cells.append(types.CellType(self.traced(content)))
+                changed = True
+            else:
+                cells.append(cell)
+        return tuple(cells) if changed else closure
+
     def on_global(self, module: str, name: str, value: Any) -> Any:
         """A global name looked up by traced code: check and record it; returns the value."""
         if name.startswith("__") or isinstance(value, (types.ModuleType, Op)):
             return value
         roots = self.config.roots
-        if _tracked(value):
-            return value
         if isinstance(value, type):
-            if roots.owns(value) and id(value) not in self._declared:
+            if is_tracked(value):
+                self._check_bases(value)
+            elif roots.owns(value) and id(value) not in self._declared:
                 raise VersioningError(
                     f"class {value.__qualname__} from module {value.__module__} is used by op "
                     f"{self.op.name!r} but not tracked, so changes to it would go unnoticed; "
@@ -149,21 +179,14 @@ class Trace:
                 )
             return value
         if inspect.isroutine(value):
-            if (
-                isinstance(value, types.FunctionType)
-                and roots.owns(value)
-                and id(value) not in self._declared
-            ):
-                raise VersioningError(
-                    f"function {value.__qualname__} from module {value.__module__} is called by "
-                    f"op {self.op.name!r} but not tracked, so changes to it would go unnoticed; "
-                    "decorate it with @track (from mandala.imports import track), or declare it "
-                    f"with @op(deps=[{value.__qualname__}])"
-                )
+            if not is_tracked(value):
+                self._check_function(value)
             return value
-        value_module = getattr(type(value), "__module__", None)
-        if value_module == "typing" or (callable(value) and not roots.owns_module(value_module)):
-            return value  # library callables (numpy ufuncs, partials of library code...)
+        if isinstance(value, functools.partial):
+            if not is_tracked(value.func):
+                self._check_function(value.func)
+        elif getattr(type(value), "__module__", None) == "typing":
+            return value
         if not self.config.track_globals:
             return value
         key = ComponentKey(module, name)
@@ -186,6 +209,37 @@ class Trace:
         return value
 
     # ------------------------------------------------------------------ checks
+
+    def _check_function(self, value: Any) -> None:
+        """Raise if ``value`` is a project function that is neither tracked nor declared."""
+        if (
+            isinstance(value, types.FunctionType)
+            and self.config.roots.owns(value)
+            and id(value) not in self._declared
+        ):
+            if value.__name__ == "<lambda>":
+                fix = "define it with def and decorate it with @track"
+            else:
+                fix = (
+                    "decorate it with @track (from mandala.imports import track), or declare it "
+                    f"with @op(deps=[{value.__qualname__}])"
+                )
+            raise VersioningError(
+                f"function {value.__qualname__} from module {value.__module__} is called by "
+                f"op {self.op.name!r} but not tracked, so changes to it would go unnoticed; {fix}"
+            )
+
+    def _check_bases(self, cls: type) -> None:
+        """Raise if a tracked class inherits from a project class that is not tracked (its
+        methods would run untracked)."""
+        for base in cls.__mro__[1:]:
+            if self.config.roots.owns(base) and not is_tracked(base):
+                raise VersioningError(
+                    f"class {cls.__qualname__} is tracked but its base class "
+                    f"{base.__qualname__} from module {base.__module__} is not, so changes to the "
+                    f"methods it inherits would go unnoticed; decorate {base.__qualname__} with "
+                    "@track too"
+                )
 
     def discard_assignments(self) -> list[str]:
         """Forget the globals the call assigned (they landed in the namespace views, never in
@@ -297,6 +351,7 @@ class SysTracer:
     @staticmethod
     def run(trace: Trace, function: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         trace.record_code(function)
+        trace.sys_mode = True
         roots = trace.config.roots
         seen: set[Any] = set()
         found: list[tuple[str, str]] = []
@@ -370,13 +425,6 @@ def _view_of(namespace: dict[str, Any]) -> _TracingGlobals:
     return view
 
 
-def _tracked(value: Any) -> bool:
-    try:
-        return getattr(value, TRACKED_ATTRIBUTE, None) is not None
-    except Exception:  # noqa: BLE001 - objects with a failing __getattr__ are not tracked
-        return False
-
-
 # ====================================================================== @track
 
 
@@ -414,6 +462,18 @@ def track(obj: T) -> T:
 def _track_function(function: Callable[..., Any]) -> Callable[..., Any]:
     if getattr(function, TRACKED_ATTRIBUTE, None) is not None:
         return function
+    qualname = getattr(function, "__qualname__", "")
+    if getattr(function, "__name__", "") == "<lambda>":
+        raise VersioningError(
+            f"@track cannot track a lambda ({qualname}): it has no name to be found by in a "
+            "later session; define it with def"
+        )
+    if "<locals>" in qualname:
+        raise VersioningError(
+            f"@track cannot track {qualname}, a function defined inside another function (often "
+            "a decorator's wrapper): it has no name to be found by. Put @track directly above "
+            "the def (below other decorators), or make the decorator use functools.wraps"
+        )
 
     @functools.wraps(function)
     def tracked(*args: Any, **kwargs: Any) -> Any:

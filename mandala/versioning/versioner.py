@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import ast
 import enum
+import functools
 import json
 import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from mandala.backends.sql import SqlBackend
 from mandala.backends.version_rows import NewCommit, VersionRows
@@ -41,6 +43,7 @@ from mandala.versioning.components import (
     ComponentKey,
     Kind,
     Roots,
+    checked_key,
     code_content,
     code_fingerprint,
     global_content,
@@ -68,6 +71,20 @@ _MAX_CACHED_CANDIDATES = 1_000_000
 _RACY_NS = 2_000_000_000
 """A file modified less than this before its signature is taken may change again within the
 same mtime tick; its signature is not trusted (it is re-read at the next sync)."""
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _locked(method: _Method) -> _Method:
+    """Run a Versioner method under its lock."""
+
+    @functools.wraps(method)
+    def run(self: Versioner, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 class ChangePolicy(str, enum.Enum):
@@ -203,6 +220,9 @@ class Versioner:
         self._valid: dict[str, bool] = {}  # content version (hex) -> matches the code now
         self._candidates: dict[bytes, list[tuple[str, str]]] = {}
         self._decisions: dict[ComponentKey, bool] = {}
+        # One storage may be used from several threads: the state below is read and replaced
+        # by syncs, lookups and resolutions, so they take turns (never while an op runs).
+        self._lock = threading.RLock()
 
     def _check_roots(self) -> None:
         wanted = json.dumps(self.roots.describe())
@@ -272,6 +292,7 @@ class Versioner:
             return None, None, MISSING
         return content, source, obj
 
+    @_locked
     def sync(self) -> list[CodeChange]:
         """Bring the code state up to date with the running code (on entering a context).
 
@@ -455,14 +476,15 @@ class Versioner:
             result.append(breaking)
         return result
 
+    @_locked
     def sync_component(self, obj: Any, is_semantic_change: bool) -> str:
         """Commit the current code of one component without asking; returns its content id.
 
         Called outside a context it is recorded now; the decision also holds for the next
         :meth:`sync` if the code changes again before it.
         """
+        key = checked_key(obj, "sync_component")
         target = original_function(obj)
-        key = ComponentKey(str(target.__module__), str(target.__qualname__))
         content, source = code_content(target)
         self._load()
         component = self._components.get(key)
@@ -508,6 +530,7 @@ class Versioner:
 
     # ================================================================== calls (the engine's protocol)
 
+    @_locked
     def candidates(self, op: Op, pre_call_key: bytes) -> Sequence[tuple[str, str]]:
         rows = self._candidates.get(pre_call_key)
         if rows is None:
@@ -543,6 +566,7 @@ class Versioner:
         self._valid[content_version_hex] = valid
         return valid
 
+    @_locked
     def tracing_spec(self) -> TracingSpec:
         """The tracing options as data, for running versioned calls in worker processes."""
         return TracingSpec(
@@ -558,6 +582,7 @@ class Versioner:
         result = self.tracer.run(trace, op.func, args, kwargs)
         return result, trace
 
+    @_locked
     def resolve(self, op: Op, trace: Trace | TraceSummary) -> ResolvedVersion:
         if isinstance(trace, TraceSummary):
             self._check_worker_code(op, trace)
@@ -691,6 +716,7 @@ class Versioner:
             time.time(),
         )
 
+    @_locked
     def remember(
         self, session: Session, op: Op, pre_call_key: bytes, version: ResolvedVersion
     ) -> None:
@@ -707,20 +733,24 @@ class Versioner:
 
     # ================================================================== inspection
 
+    @_locked
     def component_of(self, obj: Any) -> _Component | None:
         target = original_function(obj)
         self._load()
         return self._components.get(ComponentKey(str(target.__module__), str(target.__qualname__)))
 
+    @_locked
     def components(self) -> dict[ComponentKey, _Component]:
         self._load()
         return self._components
 
+    @_locked
     def forget_versions(self, content_versions: Iterable[bytes]) -> None:
         for version in content_versions:
             self._valid.pop(version.hex(), None)
         self._candidates.clear()
 
+    @_locked
     def current_state(self) -> dict[str, str | None]:
         """``"module.qualname"`` -> current content id (None when missing), after a sync."""
         return {
