@@ -530,8 +530,19 @@ class Versioner:
 
     # ================================================================== calls (the engine's protocol)
 
-    @_locked
     def candidates(self, op: Op, pre_call_key: bytes) -> Sequence[tuple[str, str]]:
+        # The memo-hit path: reads of dicts that are only ever replaced or cleared, so no lock
+        # is needed when everything is known already.
+        rows = self._candidates.get(pre_call_key)
+        if rows is not None:
+            valid = self._valid
+            known = [valid.get(row[1]) for row in rows]
+            if None not in known:
+                return [row for row, ok in zip(rows, known) if ok]
+        with self._lock:
+            return self._candidates_locked(pre_call_key)
+
+    def _candidates_locked(self, pre_call_key: bytes) -> list[tuple[str, str]]:
         rows = self._candidates.get(pre_call_key)
         if rows is None:
             rows = [
@@ -541,8 +552,7 @@ class Versioner:
             if len(self._candidates) >= _MAX_CACHED_CANDIDATES:
                 self._candidates.clear()
             self._candidates[pre_call_key] = rows
-        valid = self._valid
-        return [row for row in rows if valid.get(row[1]) or self._is_valid(row[1])]
+        return [row for row in rows if self._is_valid(row[1])]
 
     def _is_valid(self, content_version_hex: str) -> bool:
         known = self._valid.get(content_version_hex)
