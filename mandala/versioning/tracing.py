@@ -36,6 +36,7 @@ from mandala.versioning.components import (
     global_content,
     is_tracked,
     original_function,
+    resolve,
 )
 
 __all__ = [
@@ -211,12 +212,22 @@ class Trace:
     # ------------------------------------------------------------------ checks
 
     def _check_function(self, value: Any) -> None:
-        """Raise if ``value`` is a project function that is neither tracked nor declared."""
+        """Raise if ``value`` is a project function that is neither tracked nor declared.
+
+        A function made inside another one (a decorator's wrapper) is accepted, and the source of
+        the function that made it (the decorator) becomes a dependency: that is where its code is.
+        """
         if (
             isinstance(value, types.FunctionType)
             and self.config.roots.owns(value)
             and id(value) not in self._declared
         ):
+            outer_name, _, _ = value.__qualname__.partition(".<locals>")
+            if outer_name != value.__qualname__:
+                outer = resolve(ComponentKey(value.__module__, outer_name), import_missing=False)
+                if isinstance(original_function(outer), types.FunctionType):
+                    self.record_code(outer)
+                    return
             if value.__name__ == "<lambda>":
                 fix = "define it with def and decorate it with @track"
             else:

@@ -265,3 +265,40 @@ def test_threads_share_a_versioned_storage(project, tmp_path):
     threads[0].join()
     assert errors == []
     assert storage.backend.counts().calls == 200
+
+
+def test_a_decorator_applied_over_track_is_a_dependency(project, tmp_path):
+    code = """
+        import {log} as log
+        from mandala.imports import op, track
+
+        def deco(fn):
+            def wrapper(x):
+                return fn(x) + 1
+            return wrapper
+
+        @deco
+        @track
+        def helper(x):
+            return x * 2
+
+        @op
+        def f(x):
+            log.record("f", x)
+            return helper(x)
+        """
+    mod = project.write_and_load("m", code)
+    storage = storage_for(project, tmp_path)
+    with storage:
+        assert storage.unwrap(mod.f(3)) == 7
+    state = storage.guess_code_state()
+    assert {f"{project.name('m')}.deco", f"{project.name('m')}.helper"} <= set(state)
+    mod = project.write_and_load("m", code.replace("fn(x) + 1", "fn(x) + 2"))
+    with storage:
+        assert storage.unwrap(mod.f(3)) == 8
+    mod = project.write_and_load(
+        "m", code.replace("fn(x) + 1", "fn(x) + 2").replace("x * 2", "x * 3")
+    )
+    with storage:
+        assert storage.unwrap(mod.f(3)) == 11
+    assert len(project.executions("f")) == 3
