@@ -487,12 +487,17 @@ class Storage:
                 continue  # empty cells of a dataframe column of calls
             else:
                 keys.append(from_hex(item, "call history id"))
+        self._drop_call_keys(keys, delete_dependents)
+
+    def _drop_call_keys(self, keys: list[bytes], delete_dependents: bool) -> int:
+        """Commit, then delete calls by history key (and their dependents); returns how many."""
         self.commit()
-        if delete_dependents:
+        if delete_dependents and keys:
             keys = list(self.backend.dependents(keys))
-        deleted = self.backend.delete_calls(keys)
+        deleted = self.backend.delete_calls(keys) if keys else 0
         from_cache = self.session.forget_calls(keys)
         logger.info("Dropped %d calls (and %d from cache).", deleted, from_cache)
+        return deleted
 
     def get_orphans(self) -> set[str]:
         """History ids of stored refs that no call uses."""
@@ -744,9 +749,7 @@ class Storage:
             raise ValueError(f"version id {version_id} not found")
         self.commit()
         keys = versioner.rows.calls_with_versions(v.hex() for v in versions)
-        keys = list(self.backend.dependents(keys)) if keys else []
-        deleted = self.backend.delete_calls(keys) if keys else 0
-        self.session.forget_calls(keys)
+        deleted = self._drop_call_keys(keys, delete_dependents=True)
         versioner.rows.delete_versions(versions)
         versioner.forget_versions(versions)
         logger.info("Dropped %d versions and %d calls.", len(versions), deleted)

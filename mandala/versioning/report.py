@@ -21,22 +21,23 @@ def _version_ids(versioner: Versioner) -> list[tuple[bytes, bytes, str, float]]:
 
 
 def find_content_versions(versioner: Versioner, version_id: str) -> list[bytes]:
-    """Content versions named by ``version_id``: a content version, or a semantic version
-    (all the content versions sharing it); full hex or a unique prefix of at least 6 chars."""
+    """Content versions named by ``version_id`` (at least 6 hex characters): the content
+    version it starts, else every content version whose semantic version it starts.
+
+    Raises:
+        InvalidIdError: the prefix starts several content versions.
+    """
     wanted = version_id.lower()
+    if len(wanted) < 6:
+        return []
     rows = _version_ids(versioner)
     by_content = [c for c, _, _, _ in rows if c.hex().startswith(wanted)]
-    by_semantic = [c for c, s, _, _ in rows if s.hex().startswith(wanted)]
-    for found in (by_content, by_semantic):
-        if found and (len(wanted) >= 32 or len(wanted) >= 6):
-            exact = {c.hex() for c in found}
-            if len(found) == 1 or found is by_semantic or len(exact) == 1:
-                return found
-            raise InvalidIdError(
-                f"version id {version_id!r} is ambiguous ({len(found)} versions); give more "
-                "characters"
-            )
-    return []
+    if len(by_content) > 1:
+        raise InvalidIdError(
+            f"version id {version_id!r} is ambiguous ({len(by_content)} versions); give more "
+            "characters"
+        )
+    return by_content or [c for c, s, _, _ in rows if s.hex().startswith(wanted)]
 
 
 def _grouped_code(

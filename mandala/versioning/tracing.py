@@ -88,7 +88,7 @@ class Trace:
         self.code: dict[ComponentKey, Any] = {}
         self.globals: dict[ComponentKey, tuple[bytes, str, Any, bool]] = {}
         self.warnings: list[str] = []
-        self.views: set[int] = set()
+        self.views: dict[int, _TracingGlobals] = {}
         self._declared = {id(original_function(dep)) for dep in op.deps}
         self.sys_mode = False
         """Set by SysTracer: code runs as it is (the profiler sees it), nothing is copied."""
@@ -135,7 +135,9 @@ class Trace:
             copy.__module__ = function.__module__
             copy.__dict__.update(function.__dict__)
             _TRACED_COPIES[function] = copy
-        self.views.add(id(copy.__globals__))
+        namespace = copy.__globals__
+        if isinstance(namespace, _TracingGlobals):
+            self.views[id(namespace)] = namespace
         return copy
 
     def _traced_closure(self, function: types.FunctionType) -> tuple[Any, ...] | None:
@@ -256,10 +258,7 @@ class Trace:
         """Forget the globals the call assigned (they landed in the namespace views, never in
         the modules); returns their names."""
         assigned = []
-        for view_id in self.views:
-            view = _GLOBAL_VIEWS.get(view_id)
-            if view is None:
-                continue
+        for view in self.views.values():
             for key in [k for k in dict.keys(view) if k != "__builtins__"]:
                 dict.__delitem__(view, key)
                 assigned.append(key)
@@ -432,7 +431,6 @@ def _view_of(namespace: dict[str, Any]) -> _TracingGlobals:
     if view is None or view._namespace is not namespace:
         view = _TracingGlobals(namespace)
         _GLOBAL_VIEWS[id(namespace)] = view
-        _GLOBAL_VIEWS[id(view)] = view
     return view
 
 

@@ -602,7 +602,6 @@ class Versioner:
             code.setdefault(ComponentKey(str(target.__module__), str(target.__qualname__)), target)
         new_commits: list[NewCommit] = []
         contents: dict[ComponentKey, bytes] = {}
-        created = time.time()
         for key, obj in code.items():
             component = self._components.get(key)
             if component is not None and component.current is not None:
@@ -623,7 +622,8 @@ class Versioner:
                     f"available ({error}); define it in a file (or a notebook cell)"
                 ) from error
             contents[key] = content
-            self._commit_sighting(key, Kind.CODE, source_file(target), content, source, created)
+            if component is not None and content in component.commits:
+                component.current = content  # missing at the last sync, back with known code
             if self._needs_commit(key, content):
                 new_commits.append(
                     self._first_commit(key, Kind.CODE, source_file(target), content, source)
@@ -684,20 +684,6 @@ class Versioner:
                 "Restart the workers (a new process pool, client.restart() on Dask) so that they "
                 "import the current code; the result was not stored"
             )
-
-    def _commit_sighting(
-        self,
-        key: ComponentKey,
-        kind: Kind,
-        path: str | None,
-        content: bytes,
-        source: str,
-        created: float,
-    ) -> None:
-        """A known component missing at the last sync is back: check out its content if known."""
-        component = self._components.get(key)
-        if component is not None and content in component.commits:
-            component.current = content
 
     def _needs_commit(self, key: ComponentKey, content: bytes) -> bool:
         component = self._components.get(key)
