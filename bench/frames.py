@@ -161,7 +161,7 @@ def task_pandas(task: dict[str, Any]) -> dict[str, Any]:
         edges["column"] = edges["name"] + edges["direction"].map({0: "", 1: "_out"})
         refs = edges.pivot(index="call_id", columns="column", values="ref_key")
         contents = edges.pivot(index="call_id", columns="column", values="content_key")
-        return refs.join(contents, rsuffix="_cid").reset_index()
+        return refs.join(contents.add_suffix("_cid")).reset_index()
 
     made = calls("make_data").rename(
         columns={"call_id": "make_data", "data_out": "data", "data_out_cid": "data_cid"}

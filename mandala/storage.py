@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mandala._text import format_table
@@ -404,27 +404,18 @@ class Storage:
         if isinstance(stored, Call):
             return stored
 
-        def make_refs() -> tuple[dict[str, Ref], dict[str, Ref]]:
-            return (
-                {
-                    o.name: ref_from_kind(o.kind, o.content_key, o.history_key)
-                    for o in stored.inputs
-                },
-                {
-                    o.name: ref_from_kind(o.kind, o.content_key, o.history_key)
-                    for o in stored.outputs
-                },
-            )
-
         return LazyCall(
             self._spec(stored.op_name, stored.op_version),
-            stored.content_key,
             stored.history_key,
-            make_refs,
-            stored.semantic_version,
-            stored.content_version,
-            stored.started_at,
-            stored.duration,
+            _StoredCallRefs(stored),
+            0,
+            (
+                stored.content_key,
+                stored.semantic_version,
+                stored.content_version,
+                stored.started_at,
+                stored.duration,
+            ),
         )
 
     def mget_call(self, hids: Iterable[str], in_memory: bool = False) -> list[Call]:
@@ -768,6 +759,30 @@ _BULK_VALUES = 5000
 """From this many values, a frame reads them as rows from the backend (see load_values)."""
 
 
+class _StoredCallRefs:
+    """The refs of one stored call, made when a :class:`LazyCall` first needs them."""
+
+    __slots__ = ("stored",)
+
+    def __init__(self, stored: StoredCall) -> None:
+        self.stored = stored
+
+    def call_refs(self, row: int) -> tuple[dict[str, Ref], dict[str, Ref]]:
+        return (
+            {
+                o.name: ref_from_kind(o.kind, o.content_key, o.history_key)
+                for o in self.stored.inputs
+            },
+            {
+                o.name: ref_from_kind(o.kind, o.content_key, o.history_key)
+                for o in self.stored.outputs
+            },
+        )
+
+    def call_details(self, row: int) -> tuple[Any, ...]:
+        raise AssertionError("the details of a stored call are given")  # never asked
+
+
 class _FrameSource:
     """How computation frames read (and delete from) a storage, set-at-a-time: the
     ``FrameSource`` protocol of ``mandala.frames.source``, kept off the public Storage API."""
@@ -782,6 +797,9 @@ class _FrameSource:
     def call_rows_touching(self, ref_keys: Any, direction: int) -> CallRows:
         return self.backend.load_call_rows_touching(ref_keys, direction)
 
+    def call_details(self, call_ids: list[int]) -> Sequence[list[Any]]:
+        return self.backend.load_call_details(call_ids)
+
     def op_spec(self, name: str, version: int) -> OpSpec:
         return self.storage._spec(name, version)
 
@@ -793,7 +811,7 @@ class _FrameSource:
         # A frame's table loads every value it shows: decode the store's rows directly (each
         # checked and decoded as the session does), without its bookkeeping per key. Keys the
         # store lacks go through the session (uncommitted values, or its error for a missing one).
-        found = self.backend.decode_values(keys, session._decode)
+        found = self.backend.decode_values(keys, session._decode, session._decode_inline_many)
         if len(found) < len(keys):
             found.update(session.load_values([key for key in keys if key not in found]))
         return found

@@ -9,9 +9,13 @@ are several times cheaper to create than frozen dataclasses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import NamedTuple
 
 __all__ = [
+    "Column",
+    "HEAD_COLUMNS",
+    "EDGE_COLUMNS",
     "DIRECTION_IN",
     "DIRECTION_OUT",
     "KIND_ATOM",
@@ -134,18 +138,44 @@ class StoreCounts:
     ops: int
 
 
+class Column(Enum):
+    """What a column of a bulk read holds (a dialect may read columns in bulk by kind)."""
+
+    INT = "int"
+    """INTEGER, never NULL."""
+    KEY = "key"
+    """A BLOB of ``KEY_SIZE`` bytes, never NULL."""
+    TEXT = "text"
+    """TEXT, never NULL."""
+    OPT_TEXT = "opt_text"
+    """TEXT or NULL."""
+    OPT_REAL = "opt_real"
+    """REAL or NULL."""
+
+
+HEAD_COLUMNS = (Column.INT, Column.KEY, Column.INT)
+"""Kinds of the columns of :attr:`CallRows.heads`."""
+EDGE_COLUMNS = (Column.INT, Column.INT, Column.TEXT, Column.KEY, Column.KEY, Column.INT)
+"""Kinds of the columns of :attr:`CallRows.edges`."""
+
+
 class CallRows(NamedTuple):
     """Calls read in bulk as columns (lists), for a reader that keeps them as columns (a
     computation frame) instead of one object per call and per edge.
 
     Attributes:
-        heads: the columns ``(call_id, history_key, content_key, op_id, semantic_version,
-            content_version, started_at, duration)``, one entry per call, in no given order.
+        heads: the columns ``(call_id, history_key, op_id)``, one entry per call, in no given
+            order (``call_id`` is the store's own id of the call, or any distinct number for
+            calls that are not read from a store).
         edges: the columns ``(call_id, direction, name, ref_key, ref_content_key, ref_kind)``,
             one entry per input or output of those calls, in no given order.
         ops: ``op_id -> (name, version)`` for the ``op_id`` values in ``heads``.
+        details: the columns ``(content_key, semantic_version, content_version, started_at,
+            duration)`` aligned with ``heads``, or None: then they are read from the store by
+            ``call_id`` when asked for (most readers never need them).
     """
 
     heads: tuple[list, ...]
     edges: tuple[list, ...]
     ops: dict[int, tuple[str, int]]
+    details: tuple[list, ...] | None = None

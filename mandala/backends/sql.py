@@ -25,7 +25,10 @@ from mandala.backends import schema
 from mandala.backends.records import (
     DIRECTION_IN,
     DIRECTION_OUT,
+    EDGE_COLUMNS,
+    HEAD_COLUMNS,
     CallRows,
+    Column,
     ShapeItem,
     StoreCounts,
     StoredCall,
@@ -530,16 +533,14 @@ class SqlBackend(ABC):
         else:
             self._fill_temp_keys(keys)
 
-    _ROW_HEAD_COLUMNS = (
-        "c.call_id, c.history_key, c.content_key, c.op_id, c.semantic_version,"
-        " c.content_version, c.started_at, c.duration"
-    )
+    _ROW_HEAD_COLUMNS = "c.call_id, c.history_key, c.op_id"
 
-    def _columns(self, sql: str, params: tuple, width: int) -> tuple[list[Any], ...]:
-        """The result of ``sql`` as ``width`` column lists, fetched a chunk of rows at a time:
-        only one chunk of row tuples is alive at once (a million rows as tuples take hundreds
-        of megabytes). Repeated strings (edge names, formats) are interned."""
-        columns: tuple[list[Any], ...] = tuple([] for _ in range(width))
+    def _columns(self, sql: str, params: tuple, kinds: Sequence[Column]) -> tuple[list[Any], ...]:
+        """The result of ``sql`` as one list per column (of the given kinds), fetched a chunk
+        of rows at a time: only one chunk of row tuples is alive at once (a million rows as
+        tuples take hundreds of megabytes). Repeated strings (edge names) are interned. A
+        dialect may read the columns in bulk instead."""
+        columns: tuple[list[Any], ...] = tuple([] for _ in kinds)
         cursor = self._execute(sql, params)
         while True:
             chunk = cursor.fetchmany(_ROWS_PER_FETCH)
@@ -552,10 +553,45 @@ class SqlBackend(ABC):
                     column.extend(values)
 
     def _call_rows(self, head_sql: str, edge_sql: str, params: tuple) -> CallRows:
-        heads = self._columns(head_sql, params, 8)
-        edges = self._columns(edge_sql, params, 6) if heads[0] else tuple([] for _ in range(6))
-        ops = {op_id: self._op_name(op_id) for op_id in set(heads[3])}
+        heads = self._columns(head_sql, params, HEAD_COLUMNS)
+        edges = (
+            self._columns(edge_sql, params, EDGE_COLUMNS)
+            if heads[0]
+            else tuple([] for _ in EDGE_COLUMNS)
+        )
+        ops = {op_id: self._op_name(op_id) for op_id in set(heads[2])}
         return CallRows(heads, edges, ops)
+
+    def load_call_details(self, call_ids: Sequence[int]) -> tuple[list[Any], ...]:
+        """``(content_key, semantic_version, content_version, started_at, duration)`` columns
+        of the calls with these store ids (of :meth:`load_call_rows_of_op` and the like),
+        aligned with ``call_ids``.
+
+        Raises:
+            StorageError: a call is no longer stored (dropped since it was read).
+        """
+        with self._lock:
+            self._execute("CREATE TEMP TABLE IF NOT EXISTS lookup_calls (id BIGINT PRIMARY KEY)")
+            self._execute("DELETE FROM lookup_calls")
+            self._executemany(
+                "INSERT INTO lookup_calls (id) VALUES (?) ON CONFLICT DO NOTHING",
+                [(call_id,) for call_id in call_ids],
+            )
+            rows = self._execute(
+                "SELECT c.call_id, c.content_key, c.semantic_version, c.content_version,"
+                " c.started_at, c.duration FROM calls c"
+                " WHERE c.call_id IN (SELECT id FROM lookup_calls)"
+            ).fetchall()
+        by_id = {row[0]: row[1:] for row in rows}
+        missing = [call_id for call_id in call_ids if call_id not in by_id]
+        if missing:
+            raise StorageError(
+                f"{len(missing)} call(s) of this frame are no longer in the store (dropped since"
+                " the frame was made); make the frame again"
+            )
+        return tuple(map(list, zip(*map(by_id.__getitem__, call_ids)))) or tuple(
+            [] for _ in range(5)
+        )
 
     def load_call_rows_of_op(self, name: str) -> CallRows:
         """Every stored call of the op ``name`` (all versions) as rows, unordered: two scans."""
@@ -682,11 +718,17 @@ class SqlBackend(ABC):
             }
 
     def decode_values(
-        self, content_keys: Sequence[bytes], decode: Callable[..., Any]
+        self,
+        content_keys: Sequence[bytes],
+        decode: Callable[..., Any],
+        decode_inline_many: Callable[..., list[Any]] | None = None,
     ) -> dict[bytes, Any]:
         """``content_key -> decode(content_key, format, data, blob_key, checksum)`` for the
         stored values among ``content_keys``: one join through a temp table, and rows fetched a
-        chunk at a time, so that only one chunk of raw bytes is alive at once."""
+        chunk at a time, so that only one chunk of raw bytes is alive at once.
+
+        ``decode_inline_many(format, keys, payloads, checksums)``, if given, may be used instead
+        for values stored inline (a dialect that reads them in bulk does)."""
         found: dict[bytes, Any] = {}
         with self._lock:
             self._fill_lookup_keys(content_keys)

@@ -9,11 +9,13 @@ when another process holds the write lock.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mandala.backends import schema
+from mandala.backends.records import Column
 from mandala.backends.sql import SqlBackend
+from mandala.backends.sqlite_columns import read_columns, read_inline_values
 from mandala.errors import StorageError
 
 __all__ = ["SqliteBackend"]
@@ -30,6 +32,8 @@ class SqliteBackend(SqlBackend):
 
     dialect = "sqlite"
     blob_type = "BLOB"
+    _bulk_reads = False
+    """Whether bulk reads aggregate columns in SQLite (see :meth:`_columns`)."""
 
     def __init__(self, path: str, busy_timeout_s: float = 10.0) -> None:
         super().__init__()
@@ -48,6 +52,10 @@ class SqliteBackend(SqlBackend):
             if not self.is_memory:
                 self._with_retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL").fetchone())
             self._initialize()
+            # bulk reads cut blobs out of text aggregates: bytes pass through unchanged only in
+            # a UTF-8 database (SQLite's default; a UTF-16 one is read row by row)
+            encoding = self._conn.execute("PRAGMA encoding").fetchone()[0]
+            self._bulk_reads = encoding == "UTF-8"
         except sqlite3.DatabaseError as error:
             self._conn.close()
             raise StorageError(f"cannot open {path!r} as a mandala store: {error}") from error
@@ -57,6 +65,45 @@ class SqliteBackend(SqlBackend):
 
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._conn.executemany(sql, rows)
+
+    def _columns(self, sql: str, params: tuple, kinds: Sequence[Column]) -> tuple[list[Any], ...]:
+        """Bulk reads (frames) aggregate each column in SQLite (``sqlite_columns``): about ten
+        times faster than fetching rows; row by row when the aggregates do not apply."""
+        if self._bulk_reads:
+            found = read_columns(self._conn, sql, params, kinds)
+            if found is not None:
+                return found
+        return super()._columns(sql, params, kinds)
+
+    def decode_values(
+        self,
+        content_keys: Sequence[bytes],
+        decode: Callable[..., Any],
+        decode_inline_many: Callable[..., list[Any]] | None = None,
+    ) -> dict[bytes, Any]:
+        """As :meth:`SqlBackend.decode_values`, with inline values read in bulk (one aggregate
+        per format) and decoded together, and values in blob files read row by row."""
+        if not self._bulk_reads or decode_inline_many is None:
+            return super().decode_values(content_keys, decode)
+        found: dict[bytes, Any] = {}
+        with self._lock:
+            self._fill_lookup_keys(content_keys)
+            groups = read_inline_values(self._conn, "SELECT key FROM lookup_keys")
+            if groups is None:
+                rest = "content_key IN (SELECT key FROM lookup_keys)"
+            else:
+                rest = (
+                    "content_key IN (SELECT key FROM lookup_keys)"
+                    " AND (blob_key IS NOT NULL OR data IS NULL)"
+                )
+                for fmt, keys, payloads, checksums in groups:
+                    found.update(zip(keys, decode_inline_many(fmt, keys, payloads, checksums)))
+            for row in self._conn.execute(
+                f"SELECT content_key, format, data, blob_key, checksum FROM stored_values"
+                f" WHERE {rest}"
+            ):
+                found[row[0]] = decode(*row)
+        return found
 
     def _begin_write(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")

@@ -297,11 +297,7 @@ class Session:
             CorruptValueError: the bytes do not match the checksum, or the blob file is missing.
         """
         if not self.allow_pickle and serialization.get_format(fmt).uses_pickle:
-            raise SerializationError(
-                f"value {key.hex()} is stored in format {fmt!r}, which needs pickle, and pickle can"
-                " run arbitrary code; this storage was opened with allow_pickle=False. Open it"
-                " with allow_pickle=True only if you trust whoever wrote the store"
-            )
+            raise self._pickle_refused(key, fmt)
         if data is not None:
             if checksum is not None and digest(data) != checksum:
                 raise self._corrupt(key, "its stored bytes do not match their checksum")
@@ -328,6 +324,34 @@ class Session:
             return self._read_remote_blob(key, fmt, blob_key, checksum, where)
         except FileNotFoundError as error:
             raise self._corrupt(key, f"its blob file {where} is missing") from error
+
+    def _decode_inline_many(
+        self,
+        fmt: str,
+        keys: list[bytes],
+        payloads: list[bytes],
+        checksums: list[bytes | None],
+    ) -> list[Any]:
+        """:meth:`_decode` of many values of one format stored inline (not in blob files), in
+        the same order: each checked against its checksum, then all decoded together.
+
+        Raises:
+            CorruptValueError: a value's bytes do not match its checksum.
+        """
+        if keys and not self.allow_pickle and serialization.get_format(fmt).uses_pickle:
+            raise self._pickle_refused(keys[0], fmt)
+        for key, data, checksum in zip(keys, payloads, checksums):
+            if checksum is not None and digest(data) != checksum:
+                raise self._corrupt(key, "its stored bytes do not match their checksum")
+        return serialization.decode_many(fmt, payloads, allow_pickle=self.allow_pickle)
+
+    @staticmethod
+    def _pickle_refused(key: bytes, fmt: str) -> SerializationError:
+        return SerializationError(
+            f"value {key.hex()} is stored in format {fmt!r}, which needs pickle, and pickle can"
+            " run arbitrary code; this storage was opened with allow_pickle=False. Open it"
+            " with allow_pickle=True only if you trust whoever wrote the store"
+        )
 
     def _read_remote_blob(
         self, key: bytes, fmt: str, blob_key: str, checksum: bytes, where: str

@@ -10,7 +10,7 @@ made for a call that code asks about by itself.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -46,6 +46,14 @@ def paused_gc() -> Iterator[None]:
         yield
     finally:
         if enabled:
+            if not gc.get_freeze_count():
+                # What was made in the pause is young: the first allocation after it would
+                # set off a collection walking all of it (a fifth of a table's time). Move
+                # it, untouched, to the oldest generation instead, where it waits for the next
+                # full collection like any long-lived object. (Skipped when the program keeps
+                # objects frozen itself: unfreeze() would release them.)
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 
@@ -100,22 +108,23 @@ class CallBlock:
     Attributes:
         op_name / op_version: the op of every call of the block.
         keys: the calls' history keys; row ``i`` of every column belongs to ``keys[i]``.
-        content_keys, semantic_versions, content_versions, started_at, durations: the other
-            fields of the calls' rows.
+        call_ids: the store's ids of the calls (to read their details), or None when the
+            details were given.
         inputs / outputs: a :class:`Slot` by input / output name, in name order.
+
+    The other fields of the calls' rows (content keys, versions, timing: :meth:`heads`) are
+    read from the store for the whole block the first time they are asked for.
     """
 
     __slots__ = (
         "op_name",
         "op_version",
         "keys",
-        "content_keys",
-        "semantic_versions",
-        "content_versions",
-        "started_at",
-        "durations",
+        "call_ids",
         "inputs",
         "outputs",
+        "_heads",
+        "_load_heads",
     )
 
     def __init__(
@@ -123,20 +132,20 @@ class CallBlock:
         op_name: str,
         op_version: int,
         keys: list[bytes],
-        heads: Sequence[list[Any]],
+        heads: Sequence[list[Any]] | None,
         inputs: dict[str, Slot],
         outputs: dict[str, Slot],
+        call_ids: list[int] | None = None,
+        load_heads: Callable[[list[int]], Sequence[list[Any]]] | None = None,
     ) -> None:
         self.op_name = op_name
         self.op_version = op_version
         self.keys = keys
-        (
-            self.content_keys,
-            self.semantic_versions,
-            self.content_versions,
-            self.started_at,
-            self.durations,
-        ) = heads
+        self.call_ids = call_ids
+        self._heads = None if heads is None else tuple(heads)
+        self._load_heads = load_heads
+        if heads is None and (call_ids is None or load_heads is None):
+            raise ValueError("a block without heads needs call ids and a way to read them")
         self.inputs = dict(sorted(inputs.items()))
         self.outputs = dict(sorted(outputs.items()))
 
@@ -144,13 +153,12 @@ class CallBlock:
         return len(self.keys)
 
     def heads(self) -> tuple[list[Any], ...]:
-        return (
-            self.content_keys,
-            self.semantic_versions,
-            self.content_versions,
-            self.started_at,
-            self.durations,
-        )
+        """Columns ``(content_keys, semantic_versions, content_versions, started_at,
+        durations)``, read from the store on first use."""
+        if self._heads is None:
+            assert self._load_heads is not None and self.call_ids is not None  # see __init__
+            self._heads = tuple(self._load_heads(self.call_ids))
+        return self._heads
 
     def take(self, rows: Sequence[int]) -> CallBlock:
         """The block of the given rows only."""
@@ -158,23 +166,26 @@ class CallBlock:
             self.op_name,
             self.op_version,
             [self.keys[i] for i in rows],
-            [[column[i] for i in rows] for column in self.heads()],
+            None if self._heads is None else [[column[i] for i in rows] for column in self._heads],
             {name: slot.take(rows) for name, slot in self.inputs.items()},
             {name: slot.take(rows) for name, slot in self.outputs.items()},
+            None if self.call_ids is None else [self.call_ids[i] for i in rows],
+            self._load_heads,
         )
 
     def stored(self, row: int, refs: Mapping[bytes, tuple[bytes, int]]) -> StoredCall:
         """The call of row ``row`` as a :class:`StoredCall` (edges in name order), with the
         content keys and kinds of its refs from ``refs``."""
+        content_keys, semantic, content_versions, started, durations = self.heads()
         return StoredCall(
             self.keys[row],
-            self.content_keys[row],
+            content_keys[row],
             self.op_name,
             self.op_version,
-            self.semantic_versions[row],
-            self.content_versions[row],
-            self.started_at[row],
-            self.durations[row],
+            semantic[row],
+            content_versions[row],
+            started[row],
+            durations[row],
             tuple(
                 StoredOutput(name, slot.refs[row], *refs[slot.refs[row]])
                 for name, slot in self.inputs.items()
@@ -193,11 +204,13 @@ def _objects(values: Sequence[Any]) -> np.ndarray:
     return array
 
 
-def blocks_from_rows(rows: CallRows) -> list[CallBlock]:
-    """Pivot rows read from the store into blocks, whatever order the rows come in."""
-    call_ids, keys, content_keys, op_ids, semantic, content_versions, started, durations = (
-        rows.heads
-    )
+def blocks_from_rows(
+    rows: CallRows, load_heads: Callable[[list[int]], Sequence[list[Any]]] | None = None
+) -> list[CallBlock]:
+    """Pivot rows read from the store into blocks, whatever order the rows come in.
+
+    ``load_heads`` reads the details of calls by store id when ``rows`` has none."""
+    call_ids, keys, op_ids = rows.heads
     count = len(call_ids)
     if not count:
         return []
@@ -237,10 +250,7 @@ def blocks_from_rows(rows: CallRows) -> list[CallBlock]:
         .indices
     )
     key_array = _objects(keys)
-    head_arrays = [
-        _objects(column)
-        for column in (content_keys, semantic, content_versions, started, durations)
-    ]
+    head_arrays = None if rows.details is None else [_objects(column) for column in rows.details]
     blocks = []
     for (op_id, _), members in groups.items():
         members = members[np.argsort(ids[members], kind="stable")]
@@ -261,9 +271,11 @@ def blocks_from_rows(rows: CallRows) -> list[CallBlock]:
                 op_name,
                 op_version,
                 key_array[members].tolist(),
-                [array[members].tolist() for array in head_arrays],
+                None if head_arrays is None else [array[members].tolist() for array in head_arrays],
                 inputs,
                 outputs,
+                ids[members].tolist(),
+                load_heads,
             )
         )
     return blocks
@@ -286,6 +298,7 @@ def _signatures(present: list[np.ndarray], count: int) -> np.ndarray:
 def rows_from_calls(calls: Iterable[StoredCall]) -> CallRows:
     """Calls given as :class:`StoredCall` objects (e.g. another frame's facts), as rows."""
     heads: list[tuple] = []
+    details: list[tuple] = []
     edges: list[tuple] = []
     ops: dict[int, tuple[str, int]] = {}
     op_ids: dict[tuple[str, int], int] = {}
@@ -293,12 +306,10 @@ def rows_from_calls(calls: Iterable[StoredCall]) -> CallRows:
         op = (call.op_name, call.op_version)
         op_id = op_ids.setdefault(op, len(op_ids))
         ops[op_id] = op
-        heads.append(
+        heads.append((number, call.history_key, op_id))
+        details.append(
             (
-                number,
-                call.history_key,
                 call.content_key,
-                op_id,
                 call.semantic_version,
                 call.content_version,
                 call.started_at,
@@ -310,7 +321,7 @@ def rows_from_calls(calls: Iterable[StoredCall]) -> CallRows:
                 edges.append(
                     (number, direction, edge.name, edge.history_key, edge.content_key, edge.kind)
                 )
-    return CallRows(_transposed(heads, 8), _transposed(edges, 6), ops)
+    return CallRows(_transposed(heads, 3), _transposed(edges, 6), ops, _transposed(details, 5))
 
 
 def _transposed(rows: list[tuple], width: int) -> tuple[list[Any], ...]:

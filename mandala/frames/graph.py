@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Collection, Iterable, Iterator, MutableMapping
-from functools import partial
+from collections.abc import Collection, Iterable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -133,11 +132,14 @@ class ElementIndex:
 
     def add_rows(self, rows: CallRows) -> list[CallBlock]:
         """Index calls read from the store; returns all of them as blocks (known ones too)."""
-        blocks = blocks_from_rows(rows)
+        blocks = blocks_from_rows(rows, self._call_details)
         self.refs.add(*rows.edges[3:6])
         for block in blocks:
             self._add_block(block)
         return blocks
+
+    def _call_details(self, call_ids: list[int]) -> Sequence[list[Any]]:
+        return self.source.call_details(call_ids)
 
     def add_calls(self, calls: Iterable[StoredCall]) -> None:
         """Index calls given as objects (the facts of another frame's index)."""
@@ -183,21 +185,14 @@ class ElementIndex:
         for i in np.unique(which).tolist():
             block = self._blocks[i]
             spec = self._spec(block.op_name, block.op_version)
+            source = _BlockCalls(self.refs, block)
             positions = np.flatnonzero(which == i)
-            content_keys, semantic, content_versions, started, durations = block.heads()
             for position, row in zip(
                 positions.tolist(), (rows[positions] - self._starts[i]).tolist()
             ):
-                result[position] = LazyCall(
-                    spec,
-                    content_keys[row],
-                    keys[position],
-                    partial(_call_refs, self.refs, block, row),
-                    semantic[row],
-                    content_versions[row],
-                    started[row],
-                    durations[row],
-                )
+                # refs are made, and the calls' other fields read (for the whole block), when
+                # first asked for
+                result[position] = LazyCall(spec, keys[position], source, row)
         return result
 
     def _spec(self, op_name: str, op_version: int) -> OpSpec:
@@ -298,19 +293,33 @@ class ElementIndex:
         return calls, refs
 
 
-def _call_refs(refs: RefView, block: CallBlock, row: int) -> tuple[dict[str, Ref], dict[str, Ref]]:
-    return (
-        {
-            name: ref_from_kind(refs.kinds.get(key, KIND_ATOM), refs.content[key], key)
-            for name, slot in block.inputs.items()
-            for key in (slot.refs[row],)
-        },
-        {
-            name: ref_from_kind(refs.kinds.get(key, KIND_ATOM), refs.content[key], key)
-            for name, slot in block.outputs.items()
-            for key in (slot.refs[row],)
-        },
-    )
+class _BlockCalls:
+    """The refs and details of the calls of one block, for the :class:`LazyCall` objects a
+    frame hands out (one of these per block, not two closures per call)."""
+
+    __slots__ = ("refs", "block")
+
+    def __init__(self, refs: RefView, block: CallBlock) -> None:
+        self.refs = refs
+        self.block = block
+
+    def call_refs(self, row: int) -> tuple[dict[str, Ref], dict[str, Ref]]:
+        content, kinds = self.refs.content, self.refs.kinds
+        return (
+            {
+                name: ref_from_kind(kinds.get(key, KIND_ATOM), content[key], key)
+                for name, slot in self.block.inputs.items()
+                for key in (slot.refs[row],)
+            },
+            {
+                name: ref_from_kind(kinds.get(key, KIND_ATOM), content[key], key)
+                for name, slot in self.block.outputs.items()
+                for key in (slot.refs[row],)
+            },
+        )
+
+    def call_details(self, row: int) -> tuple[Any, ...]:
+        return tuple(column[row] for column in self.block.heads())
 
 
 def block_slots(block: CallBlock, label: str, is_input: bool) -> list[Slot]:

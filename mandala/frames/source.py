@@ -24,6 +24,11 @@ class FrameSource(Protocol):
         """Calls that output (direction 1) or consume (direction 0) any of ``ref_keys``, as
         columns."""
 
+    def call_details(self, call_ids: list[int]) -> Sequence[list[Any]]:
+        """``(content_key, semantic_version, content_version, started_at, duration)`` columns
+        of calls by the store ids of their rows (read only when a frame hands out calls'
+        details)."""
+
     def op_spec(self, name: str, version: int) -> OpSpec:
         """What the store knows of an op version (the ``op`` of the calls a frame hands out)."""
 

@@ -208,3 +208,27 @@ def _builtin_loads(data: bytes | memoryview) -> Any:
     if end != len(data):
         raise ValueError(f"{len(data) - end} unexpected bytes after the value")
     return value
+
+
+def _builtin_loads_many(payloads: list[bytes]) -> list[Any]:
+    """:func:`_builtin_loads` of each payload, with 8-byte ints and floats (the bulk of the
+    values a frame's table shows) decoded together by numpy, the rest one by one."""
+    count = len(payloads)
+    if count < 64 or any(len(payload) != 9 for payload in payloads):
+        return list(map(_builtin_loads, payloads))
+    import numpy as np  # here: decoding one value does not need numpy
+
+    rows = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(count, 9)
+    tags = rows[:, 0]
+    numbers = np.ascontiguousarray(rows[:, 1:])
+    result: list[Any] = [None] * count
+    for tag, dtype in ((0x66, "<f8"), (0x69, "<i8")):
+        where = np.flatnonzero(tags == tag)
+        if len(where):
+            for position, value in zip(
+                where.tolist(), numbers[where].view(dtype).reshape(-1).tolist()
+            ):
+                result[position] = value
+    for position in np.flatnonzero((tags != 0x66) & (tags != 0x69)).tolist():
+        result[position] = _builtin_loads(payloads[position])
+    return result

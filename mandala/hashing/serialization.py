@@ -42,6 +42,7 @@ from mandala.hashing.codecs_builtin import (
     _SEQUENCE_TAGS,
     _builtin_dumps,
     _builtin_loads,
+    _builtin_loads_many,
     _is_builtin,
     _NotBuiltinError,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "get_format",
     "encode",
     "decode",
+    "decode_many",
     "write_to_file",
     "read_from_file",
     "estimated_size",
@@ -228,6 +230,24 @@ def decode(format: str, data: bytes | memoryview, *, allow_pickle: bool = True) 
     _check_readable(chosen, allow_pickle)
     try:
         return chosen.loads(data)
+    except MandalaError:
+        raise
+    except Exception as exc:
+        raise _read_error(chosen, exc) from exc
+
+
+def decode_many(format: str, payloads: list[bytes], *, allow_pickle: bool = True) -> list[object]:
+    """:func:`decode` of many payloads of one format (builtin scalars decoded together).
+
+    Raises:
+        SerializationError: as :func:`decode`, for the first payload that fails.
+    """
+    chosen = get_format(format)
+    _check_readable(chosen, allow_pickle)
+    try:
+        if chosen.loads is _builtin_loads:
+            return _builtin_loads_many(payloads)
+        return list(map(chosen.loads, payloads))
     except MandalaError:
         raise
     except Exception as exc:

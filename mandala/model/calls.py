@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mandala.model.refs import Ref, short_id
 
-__all__ = ["OpSpec", "Call", "LazyCall"]
+__all__ = ["OpSpec", "Call", "CallSource", "LazyCall"]
 
 
 @dataclass(frozen=True)
@@ -135,42 +135,87 @@ class Call:
 
 _INPUTS_SLOT = Call.__dict__["inputs"]
 _OUTPUTS_SLOT = Call.__dict__["outputs"]
+_DETAIL_SLOTS = tuple(
+    Call.__dict__[name]
+    for name in ("content_key", "semantic_version", "content_version", "started_at", "duration")
+)
+
+
+class CallSource(Protocol):
+    """Where a :class:`LazyCall` gets its refs and other fields, by the call's row there."""
+
+    def call_refs(self, row: int) -> tuple[dict[str, Ref], dict[str, Ref]]:
+        """``(inputs, outputs)`` of the call of ``row``."""
+
+    def call_details(self, row: int) -> tuple[Any, ...]:
+        """``(content_key, semantic_version, content_version, started_at, duration)``."""
 
 
 class LazyCall(Call):
-    """A :class:`Call` whose input and output refs are built on first access.
+    """A :class:`Call` whose input and output refs, and optionally its other stored fields
+    (content key, versions, timing), are built on first access.
 
     Tables of stored calls hold one Call per cell; most are never opened, so building their refs
-    up front (several objects per call) would dominate the cost of the table.
+    up front (several objects per call), or reading every call's metadata from the store, would
+    dominate the cost of the table.
+
+    Args:
+        source / row: where the refs (and details) come from: ``source.call_refs(row)``.
+        details: ``(content_key, semantic_version, content_version, started_at, duration)``,
+            or None to ask ``source.call_details(row)`` when one of them is first read.
     """
 
-    __slots__ = ("_make_refs",)
+    __slots__ = ("_source", "_row")
 
     def __init__(
         self,
         op: OpSpec,
-        content_key: bytes,
         history_key: bytes,
-        make_refs: Any,
-        semantic_version: str | None = None,
-        content_version: str | None = None,
-        started_at: float | None = None,
-        duration: float | None = None,
+        source: CallSource,
+        row: int,
+        details: tuple[Any, ...] | None = None,
     ) -> None:
         self.op = op
-        self.content_key = content_key
         self.history_key = history_key
-        self.semantic_version = semantic_version
-        self.content_version = content_version
-        self.started_at = started_at
-        self.duration = duration
-        self._make_refs = make_refs
+        self._source = source
+        self._row = row
+        if details is not None:
+            for slot, value in zip(_DETAIL_SLOTS, details):
+                slot.__set__(self, value)
+
+    def _detail(self, index: int) -> Any:
+        slot = _DETAIL_SLOTS[index]
+        try:
+            return slot.__get__(self, Call)
+        except AttributeError:
+            for each, value in zip(_DETAIL_SLOTS, self._source.call_details(self._row)):
+                try:
+                    each.__get__(self, Call)  # assigned since: keep
+                except AttributeError:
+                    each.__set__(self, value)
+            return slot.__get__(self, Call)
+
+    content_key = property(
+        lambda self: self._detail(0), lambda self, value: _DETAIL_SLOTS[0].__set__(self, value)
+    )
+    semantic_version = property(
+        lambda self: self._detail(1), lambda self, value: _DETAIL_SLOTS[1].__set__(self, value)
+    )
+    content_version = property(
+        lambda self: self._detail(2), lambda self, value: _DETAIL_SLOTS[2].__set__(self, value)
+    )
+    started_at = property(
+        lambda self: self._detail(3), lambda self, value: _DETAIL_SLOTS[3].__set__(self, value)
+    )
+    duration = property(
+        lambda self: self._detail(4), lambda self, value: _DETAIL_SLOTS[4].__set__(self, value)
+    )
 
     def _refs(self, slot: Any) -> dict[str, Ref]:
         try:
             return slot.__get__(self, Call)
         except AttributeError:
-            inputs, outputs = self._make_refs()
+            inputs, outputs = self._source.call_refs(self._row)
             _INPUTS_SLOT.__set__(self, inputs)
             _OUTPUTS_SLOT.__set__(self, outputs)
             return slot.__get__(self, Call)

@@ -42,11 +42,11 @@ def _normal(call: StoredCall) -> StoredCall:
     return call._replace(inputs=tuple(sorted(call.inputs)), outputs=tuple(sorted(call.outputs)))
 
 
-def _calls_of(rows: CallRows) -> set[StoredCall]:
-    """The calls of the blocks of ``rows``, as objects."""
+def _calls_of(rows: CallRows, load_heads: Any = None) -> set[StoredCall]:
+    """The calls of the blocks of ``rows``, as objects (details read by ``load_heads``)."""
     refs = RefView()
     refs.add(*rows.edges[3:6])
-    blocks = blocks_from_rows(rows)
+    blocks = blocks_from_rows(rows, load_heads)
     return {block.stored(row, refs) for block in blocks for row in range(len(block))}
 
 
@@ -68,7 +68,7 @@ def _fill(storage: Storage) -> None:
 def test_rows_of_an_op_give_the_stored_calls(storage: Storage, name: str) -> None:
     _fill(storage)
     backend = storage.backend
-    assert _calls_of(backend.load_call_rows_of_op(name)) == _normalized(
+    assert _calls_of(backend.load_call_rows_of_op(name), backend.load_call_details) == _normalized(
         backend.load_calls_of_op(name)
     )
 
@@ -79,11 +79,13 @@ def test_rows_touching_refs_and_by_key_give_the_stored_calls(storage: Storage) -
     calls = backend.load_calls_of_op("inc")
     outputs = [edge.history_key for call in calls for edge in call.outputs]
     for direction in (DIRECTION_IN, DIRECTION_OUT):
-        assert _calls_of(backend.load_call_rows_touching(outputs, direction)) == _normalized(
-            backend.load_calls_touching(outputs, direction)
-        )
+        assert _calls_of(
+            backend.load_call_rows_touching(outputs, direction), backend.load_call_details
+        ) == _normalized(backend.load_calls_touching(outputs, direction))
     keys = [call.history_key for call in calls] + [b"\x00" * 16, b"not a key"]
-    assert _calls_of(backend.load_call_rows_set(keys)) == _normalized(calls)
+    assert _calls_of(backend.load_call_rows_set(keys), backend.load_call_details) == _normalized(
+        calls
+    )
     assert blocks_from_rows(backend.load_call_rows_set([])) == []
 
 
@@ -145,32 +147,43 @@ def _stored_calls(draw: Any) -> list[StoredCall]:
     return calls
 
 
-def _rows_of(calls: list[StoredCall], seed: int) -> CallRows:
+def _rows_of(calls: list[StoredCall], seed: int) -> tuple[CallRows, Any]:
+    """Rows of ``calls`` in a shuffled order; with their details, or (odd seeds) without them
+    and with a reader of the details by call id."""
     ops = {}
     heads, edges = [], []
+    details: dict[int, tuple] = {}
     for number, call in enumerate(calls):
         op_id = 10 + 2 * ["f", "g", "__make_list__"].index(call.op_name) + call.op_version
         ops[op_id] = (call.op_name, call.op_version)
         call_id = 1000 - 7 * number  # ids in no particular order
-        heads.append((call_id, call.history_key, call.content_key, op_id, *call[4:8]))
+        heads.append((call_id, call.history_key, op_id))
+        details[call_id] = (call.content_key, *call[4:8])
         for direction, side in ((DIRECTION_IN, call.inputs), (DIRECTION_OUT, call.outputs)):
             edges += [(call_id, direction, *edge) for edge in side]
     shuffler = random.Random(seed)
     shuffler.shuffle(heads)
     shuffler.shuffle(edges)
-    return CallRows(
-        tuple(map(list, zip(*heads))) if heads else tuple([] for _ in range(8)),
+
+    def load_heads(call_ids: list[int]) -> list[list]:
+        return [list(column) for column in zip(*map(details.__getitem__, call_ids))]
+
+    given = [details[head[0]] for head in heads]
+    rows = CallRows(
+        tuple(map(list, zip(*heads))) if heads else tuple([] for _ in range(3)),
         tuple(map(list, zip(*edges))) if edges else tuple([] for _ in range(6)),
         ops,
+        None if seed % 2 else (tuple(map(list, zip(*given))) if given else None),
     )
+    return rows, load_heads
 
 
 @settings(deadline=None, max_examples=60)
 @given(calls=_stored_calls(), seed=st.integers(0, 2**16))
 def test_blocks_give_back_the_calls_whatever_the_row_order(calls: list, seed: int) -> None:
-    rows = _rows_of(calls, seed)
-    assert _calls_of(rows) == set(calls)
-    blocks = blocks_from_rows(rows)
+    rows, load_heads = _rows_of(calls, seed)
+    assert _calls_of(rows, load_heads) == set(calls)
+    blocks = blocks_from_rows(rows, load_heads)
     assert sum(map(len, blocks)) == len(calls)
     for block in blocks:  # one op version and one signature per block
         signatures = {

@@ -21,13 +21,17 @@ def test_a_stored_call_builds_its_refs_once_on_first_access() -> None:
     call = storage.get_ref_creator(y)
     assert isinstance(call, LazyCall)
     built = []
-    make = call._make_refs
+    source = call._source
 
-    def counting():
-        built.append(1)
-        return make()
+    class Counting:
+        def call_refs(self, row):
+            built.append(1)
+            return source.call_refs(row)
 
-    call._make_refs = counting
+        def call_details(self, row):
+            raise AssertionError("details of a stored call are given")
+
+    call._source = Counting()
     assert built == []
     assert call.outputs["y"].hid == y.hid
     assert storage.unwrap(call.inputs["x"]) == 1
@@ -54,3 +58,27 @@ def test_assigning_refs_replaces_them() -> None:
     call.outputs = {}
     assert call.outputs == {}
     assert set(call.inputs) == {"x"}
+
+
+def test_frame_calls_read_their_details_once_for_the_whole_block() -> None:
+    storage = Storage()
+    with storage:
+        for x in range(5):
+            inc(x)
+    calls = storage.cf(inc).df()["inc"].tolist()
+    assert all(isinstance(call, LazyCall) for call in calls)
+    stored = {c.history_key: c for c in storage.backend.load_calls_of_op("inc")}
+    reads = []
+    backend_read = storage.backend.load_call_details
+
+    def counting(call_ids):
+        reads.append(len(call_ids))
+        return backend_read(call_ids)
+
+    storage.backend.load_call_details = counting
+    for call in calls:
+        expected = stored[call.history_key]
+        assert call.content_key == expected.content_key
+        assert call.started_at == expected.started_at and call.duration == expected.duration
+        assert (call.semantic_version, call.content_version) == (None, None)
+    assert reads == [5]  # one read, for the block, on the first detail asked for
