@@ -81,28 +81,42 @@ class SqliteBackend(SqlBackend):
         decode: Callable[..., Any],
         decode_inline_many: Callable[..., list[Any]] | None = None,
     ) -> dict[bytes, Any]:
-        """As :meth:`SqlBackend.decode_values`, with inline values read in bulk (one aggregate
-        per format) and decoded together, and values in blob files read row by row."""
+        """As :meth:`SqlBackend.decode_values`, with the values read in bulk (one aggregate)
+        and decoded together by format; values in blob files are read one by one.
+
+        Asked for at least a quarter of the store's values, this scans the whole table and
+        keeps what was asked for: cheaper than probing the table once per key."""
         if not self._bulk_reads or decode_inline_many is None:
             return super().decode_values(content_keys, decode)
-        found: dict[bytes, Any] = {}
+        wanted = set(content_keys)
         with self._lock:
-            self._fill_lookup_keys(content_keys)
-            groups = read_inline_values(self._conn, "SELECT key FROM lookup_keys")
-            if groups is None:
-                rest = "content_key IN (SELECT key FROM lookup_keys)"
-            else:
-                rest = (
-                    "content_key IN (SELECT key FROM lookup_keys)"
-                    " AND (blob_key IS NOT NULL OR data IS NULL)"
-                )
-                for fmt, keys, payloads, checksums in groups:
-                    found.update(zip(keys, decode_inline_many(fmt, keys, payloads, checksums)))
-            for row in self._conn.execute(
-                f"SELECT content_key, format, data, blob_key, checksum FROM stored_values"
-                f" WHERE {rest}"
-            ):
-                found[row[0]] = decode(*row)
+            stored = self._execute("SELECT count(*) FROM stored_values").fetchone()[0]
+            scan = len(wanted) * 4 >= stored
+            if not scan:
+                self._fill_lookup_keys(list(wanted))
+            found_rows = read_inline_values(
+                self._conn, "1" if scan else "content_key IN (SELECT key FROM lookup_keys)"
+            )
+        if found_rows is None:
+            return super().decode_values(list(wanted), decode)
+        found: dict[bytes, Any] = {}
+        for fmt, (keys, payloads, checksums) in found_rows.by_format.items():
+            if scan:
+                keep = list(map(wanted.__contains__, keys))
+                if not all(keep):
+                    keys = [key for key, kept in zip(keys, keep) if kept]
+                    payloads = [payload for payload, kept in zip(payloads, keep) if kept]
+                    checksums = [checksum for checksum, kept in zip(checksums, keep) if kept]
+            found.update(zip(keys, decode_inline_many(fmt, keys, payloads, checksums)))
+        in_blobs = [key for key in found_rows.in_blobs if not scan or key in wanted]
+        if in_blobs:
+            with self._lock:
+                for row in self._rows_in(
+                    "SELECT content_key, format, data, blob_key, checksum FROM stored_values"
+                    " WHERE content_key IN ({marks})",
+                    in_blobs,
+                ):
+                    found[row[0]] = decode(*row)
         return found
 
     def _begin_write(self) -> None:

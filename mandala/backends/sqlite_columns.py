@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mandala.backends.records import Column
 from mandala.hashing.digest import KEY_SIZE
@@ -25,7 +25,7 @@ from mandala.hashing.digest import KEY_SIZE
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["read_columns", "read_inline_values"]
+__all__ = ["InlineValues", "read_columns", "read_inline_values"]
 
 _TEXT_SEPARATOR = "\x1f"
 """Joins text cells (ASCII unit separator: never in an op, input or version name)."""
@@ -85,6 +85,11 @@ def read_columns(
     rows in the same (unspecified) order in every list; None if it must be read row by row."""
     names = [f"c{i}" for i in range(len(columns))]
     aggregates = ", ".join(_aggregate(column, name) for column, name in zip(columns, names))
+    # a text holding a separator (or the NULL mark) could not be cut apart: read rows instead
+    texts = [n for c, n in zip(columns, names) if c in (Column.TEXT, Column.OPT_TEXT)]
+    if texts:
+        marks = " + ".join(f"instr({n}, char(30)) + instr({n}, char(31))" for n in texts)
+        aggregates += f", ifnull(max({marks}), 0)"
     wrapped = f"WITH q ({', '.join(names)}) AS ({sql}) SELECT count(*), {aggregates} FROM q"
     try:
         row = conn.execute(wrapped, tuple(params)).fetchone()
@@ -97,8 +102,10 @@ def read_columns(
     count = row[0]
     if not count:
         return tuple([] for _ in columns)
+    if texts and row[-1]:
+        return None
     result = []
-    for column, text in zip(columns, row[1:]):
+    for column, text in zip(columns, row[1 : 1 + len(columns)]):
         cells = _split(column, text, count) if text is not None else None
         if cells is None:
             return None
@@ -106,51 +113,79 @@ def read_columns(
     return tuple(result)
 
 
-def read_inline_values(
-    conn: sqlite3.Connection, keys_sql: str
-) -> list[tuple[str, list[bytes], list[bytes], list[bytes | None]]] | None:
-    """Values stored inline (not in blob files) whose content key is among the rows of
-    ``keys_sql`` (a SELECT of one key column), as ``(format, keys, payloads, checksums)`` per
-    format; None if they must be read row by row. Values kept in blob files are not included."""
+class InlineValues(NamedTuple):
+    """Stored values read in bulk: those stored inline, by format, as ``(keys, payloads,
+    checksums)``; and the keys of those kept in blob files (to read one by one)."""
+
+    by_format: dict[str, tuple[list[bytes], list[bytes], list[bytes | None]]]
+    in_blobs: list[bytes]
+
+
+def read_inline_values(conn: sqlite3.Connection, where: str) -> InlineValues | None:
+    """The stored values whose rows satisfy ``where`` (an SQL condition on ``stored_values``),
+    in one aggregate; None if they must be read row by row."""
     query = (
-        "SELECT format, count(*), CAST(group_concat(content_key, '') AS BLOB),"
-        " group_concat(length(data), ','), CAST(group_concat(data, '') AS BLOB),"
+        "SELECT count(*), group_concat(format, char(31)),"
+        " CAST(group_concat(content_key, '') AS BLOB),"
+        " group_concat(CASE WHEN blob_key IS NULL AND data IS NOT NULL THEN length(data)"
+        " ELSE -1 END, ','),"
+        " CAST(group_concat(CASE WHEN blob_key IS NULL THEN ifnull(data, x'') ELSE x'' END, '')"
+        " AS BLOB),"
         " CAST(group_concat(ifnull(checksum, x''), '') AS BLOB),"
         " group_concat(length(ifnull(checksum, x'')), ',')"
-        f" FROM stored_values WHERE content_key IN ({keys_sql})"
-        " AND blob_key IS NULL AND data IS NOT NULL GROUP BY format"
+        f" FROM stored_values WHERE {where}"
     )
     try:
-        rows = conn.execute(query).fetchall()
+        row = conn.execute(query).fetchone()
     except sqlite3.DataError:
         return None
     except sqlite3.OperationalError as error:
         if "too big" in str(error):
             return None
         raise
-    found = []
-    for fmt, count, key_blob, lengths, data, checksum_blob, checksum_lengths in rows:
-        keys = _split(Column.KEY, key_blob, count)
-        sizes = _offsets(lengths, count, len(data or b""))
-        checksum_sizes = _offsets(checksum_lengths, count, len(checksum_blob or b""))
-        if keys is None or sizes is None or checksum_sizes is None:
-            return None
-        payloads = _cut(data or b"", sizes)
-        checksums = [part or None for part in _cut(checksum_blob or b"", checksum_sizes)]
-        found.append((fmt, keys, payloads, checksums))
-    return found
+    count, formats, key_blob, lengths, data, checksum_blob, checksum_lengths = row
+    if not count:
+        return InlineValues({}, [])
+    keys = _split(Column.KEY, key_blob, count)
+    format_of = _split(Column.TEXT, formats, count)
+    sizes = _offsets(lengths, count, len(data or b""))
+    checksum_sizes = _offsets(checksum_lengths, count, len(checksum_blob or b""))
+    if keys is None or format_of is None or sizes is None or checksum_sizes is None:
+        return None
+    offsets, inline = sizes
+    payloads = _cut(data or b"", offsets)
+    checksums = [part or None for part in _cut(checksum_blob or b"", checksum_sizes[0])]
+    in_blobs = [key for key, here in zip(keys, inline) if not here]
+    by_format: dict[str, tuple[list[bytes], list[bytes], list[bytes | None]]] = {}
+    first = format_of[0]
+    if not in_blobs and format_of.count(first) == count:  # the common case: one format
+        by_format[first] = (keys, payloads, checksums)
+        return InlineValues(by_format, in_blobs)
+    for key, fmt, payload, checksum, here in zip(keys, format_of, payloads, checksums, inline):
+        if here:
+            group = by_format.setdefault(fmt, ([], [], []))
+            group[0].append(key)
+            group[1].append(payload)
+            group[2].append(checksum)
+    return InlineValues(by_format, in_blobs)
 
 
-def _offsets(lengths: str, count: int, total: int) -> np.ndarray | None:
-    """Start offsets (``count + 1`` of them) from comma-joined lengths, if they add up."""
+def _offsets(lengths: str, count: int, total: int) -> tuple[Any, list[bool]] | None:
+    """Start offsets (``count + 1`` of them) from comma-joined lengths (-1: no bytes here,
+    counted as 0), if they add up; and which lengths were not -1."""
     import numpy as np
 
-    sizes = np.array(lengths.split(","), dtype=np.int64)
+    try:
+        sizes = np.fromstring(lengths, dtype=np.int64, sep=",")
+    except ValueError:
+        return None
+    present = sizes >= 0
+    sizes = np.where(present, sizes, 0)
     if len(sizes) != count or int(sizes.sum()) != total:
         return None
     offsets = np.zeros(count + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
-    return offsets
+    return offsets, present.tolist()
 
 
 def _cut(data: bytes, offsets: np.ndarray) -> list[bytes]:

@@ -1,0 +1,163 @@
+"""SQLite bulk reads (columns aggregated in SQL, values decoded together) give exactly what the
+row-by-row reads give, and fall back to rows where the aggregates cannot carry the data."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mandala.backends.records import Column
+from mandala.backends.sql import SqlBackend
+from mandala.backends.sqlite_columns import read_columns
+from mandala.imports import Storage, op
+
+_KINDS = list(Column)
+
+
+def _table(rows: list[tuple]) -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (a INTEGER, b BLOB, c TEXT, d TEXT, e REAL)")
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?)", rows)
+    return conn
+
+
+_FLOATS = st.one_of(
+    st.none(),
+    st.floats(allow_nan=False),  # SQLite stores NaN as NULL
+    st.sampled_from([0.0, -0.0, 5e-324, 1.7976931348623157e308, 1 / 3, 1795779038.803861]),
+)
+_ROWS = st.lists(
+    st.tuples(
+        st.integers(-(2**63), 2**63 - 1),
+        st.binary(min_size=16, max_size=16),
+        st.text(st.characters(blacklist_categories=["Cs"])),
+        st.one_of(st.none(), st.text(st.characters(blacklist_categories=["Cs"]), max_size=8)),
+        _FLOATS,
+    ),
+    max_size=40,
+)
+_SQL = "SELECT a, b, c, d, e FROM t"
+_COLUMNS = (Column.INT, Column.KEY, Column.TEXT, Column.OPT_TEXT, Column.OPT_REAL)
+
+
+def _same(x: Any, y: Any) -> bool:
+    if isinstance(x, float) and isinstance(y, float):
+        return x == y and math.copysign(1, x) == math.copysign(1, y)
+    return type(x) is type(y) and x == y
+
+
+@settings(deadline=None, max_examples=150)
+@given(rows=_ROWS)
+def test_columns_read_in_bulk_equal_the_rows(rows: list[tuple]) -> None:
+    conn = _table(rows)
+    found = read_columns(conn, _SQL, (), _COLUMNS)
+    by_rows = conn.execute(_SQL).fetchall()
+    marked = any(mark in (row[2] + (row[3] or "")) for row in rows for mark in "\x1e\x1f")
+    if found is None:  # only where the aggregate cannot carry a cell
+        assert marked
+        return
+    assert not marked
+    assert all(len(column) == len(rows) for column in found)
+    for got, expected in zip(zip(*found), by_rows):
+        assert all(_same(x, y) for x, y in zip(got, expected)), (got, expected)
+
+
+def test_cells_the_aggregates_cannot_carry_make_the_read_fall_back() -> None:
+    key = bytes(range(16))
+    assert read_columns(_table([(1, key[:15], "a", None, None)]), _SQL, (), _COLUMNS) is None
+    assert read_columns(_table([(1, key, "a\x1fb", None, None)]), _SQL, (), _COLUMNS) is None
+    assert read_columns(_table([(1, key, "a", "\x1e", None)]), _SQL, (), _COLUMNS) is None
+    assert read_columns(_table([]), _SQL, (), _COLUMNS) == ([], [], [], [], [])
+
+
+@op
+def make(i: int) -> Any:
+    kinds = [
+        i,
+        i * 0.5,
+        -i,
+        f"s{i}",
+        [i, (i, "x")],
+        {"k": i},
+        np.arange(i % 4),
+        pd.DataFrame({"a": [i]}),
+        None,
+        True,
+        2**70 + i,
+    ]
+    return kinds[i % len(kinds)]
+
+
+@op
+def big(i: int) -> Any:
+    return np.full(200_000, i, dtype=np.float64)  # 1.6 MB: kept in a blob file
+
+
+def _values(storage: Storage, keys: list[bytes], bulk: bool) -> dict[bytes, Any]:
+    session = storage.session
+    backend = storage.backend
+    if bulk:
+        return backend.decode_values(keys, session._decode, session._decode_inline_many)
+    return SqlBackend.decode_values(backend, keys, session._decode)
+
+
+def _equal(x: Any, y: Any) -> bool:
+    if isinstance(x, np.ndarray):
+        return isinstance(y, np.ndarray) and x.dtype == y.dtype and np.array_equal(x, y)
+    if isinstance(x, pd.DataFrame):
+        return isinstance(y, pd.DataFrame) and x.equals(y)
+    return type(x) is type(y) and x == y
+
+
+@pytest.mark.parametrize("share", [1.0, 0.1])  # a scan of the table, or probes by key
+def test_values_read_in_bulk_equal_the_row_reads(tmp_path: Path, share: float) -> None:
+    storage = Storage(tmp_path / "s.db")
+    with storage:
+        refs = [make(i) for i in range(300)] + [big(i) for i in range(3)]
+    keys = [ref.content_key for ref in refs]
+    asked = keys[:: int(1 / share)] + [b"\x00" * 16]  # and one key that is not stored
+    bulk = _values(storage, asked, bulk=True)
+    rows = _values(storage, asked, bulk=False)
+    assert bulk.keys() == rows.keys() == set(asked) - {b"\x00" * 16}
+    assert all(_equal(bulk[key], rows[key]) for key in rows)
+    if share == 1.0:
+        assert any(isinstance(v, np.ndarray) and v.size == 200_000 for v in bulk.values())
+
+
+def test_a_damaged_value_is_refused_in_bulk_reads_too(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "s.db")
+    with storage:
+        refs = [make(i) for i in range(100)]
+    target = refs[1].content_key  # a float, stored inline
+    storage.backend.connection().execute(
+        "UPDATE stored_values SET data = ? WHERE content_key = ?",
+        (b"f" + np.float64(7.5).tobytes(), target),
+    )
+    from mandala.errors import CorruptValueError
+
+    with pytest.raises(CorruptValueError, match=target.hex()):
+        _values(storage, [ref.content_key for ref in refs], bulk=True)
+
+
+def test_frames_show_the_same_table_through_bulk_and_row_reads(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "s.db")
+    with storage:
+        for i in range(200):
+            make(i)
+    bulk = storage.cf(make).df()
+    storage.backend._bulk_reads = False
+    rows = storage.cf(make).df()
+    assert list(bulk.columns) == list(rows.columns)
+    key = lambda frame: frame.sort_values("i").reset_index(drop=True)  # noqa: E731
+    a, b = key(bulk), key(rows)
+    assert [c.hid for c in a["make"]] == [c.hid for c in b["make"]]
+    assert all(_equal(x, y) for x, y in zip(a["var_0"], b["var_0"]))
+    assert [c.started_at for c in a["make"]] == [c.started_at for c in b["make"]]
