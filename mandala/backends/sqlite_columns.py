@@ -88,7 +88,7 @@ def read_columns(
     # a text holding a separator (or the NULL mark) could not be cut apart: read rows instead
     texts = [n for c, n in zip(columns, names) if c in (Column.TEXT, Column.OPT_TEXT)]
     if texts:
-        marks = " + ".join(f"instr({n}, char(30)) + instr({n}, char(31))" for n in texts)
+        marks = " + ".join(f"ifnull(instr({n}, char(30)) + instr({n}, char(31)), 0)" for n in texts)
         aggregates += f", ifnull(max({marks}), 0)"
     wrapped = f"WITH q ({', '.join(names)}) AS ({sql}) SELECT count(*), {aggregates} FROM q"
     try:

@@ -46,14 +46,10 @@ def paused_gc() -> Iterator[None]:
         yield
     finally:
         if enabled:
-            if not gc.get_freeze_count():
-                # What was made in the pause is young: the first allocation after it would
-                # set off a collection walking all of it (a fifth of a table's time). Move
-                # it, untouched, to the oldest generation instead, where it waits for the next
-                # full collection like any long-lived object. (Skipped when the program keeps
-                # objects frozen itself: unfreeze() would release them.)
-                gc.freeze()
-                gc.unfreeze()
+            # Not gc.freeze() + unfreeze() to spare the collection that walks what the pause
+            # made: that would move every live object to the oldest generation, and a storage
+            # dropped later (a reference cycle holding a database connection) would then wait
+            # for a full collection.
             gc.enable()
 
 

@@ -315,10 +315,7 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         lazy = set(lazy_vars or ())
         load = values == "objs"
         # each column's distinct codes, decoded once; cells are then taken by position
-        distinct = {
-            column: np.unique(codes_table[column].to_numpy(), return_inverse=True)
-            for column in columns
-        }
+        distinct = {column: _distinct(codes_table[column].to_numpy()) for column in columns}
         cell_array = np.fromiter(cells, dtype=object, count=len(cells))
         plain = frozenset not in set(map(type, cells))
         to_load: set[bytes] = set()
@@ -454,7 +451,7 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
             return pd.DataFrame(
                 {
                     c: self._cells(
-                        *np.unique(codes_table[c].to_numpy(), return_inverse=True),
+                        *_distinct(codes_table[c].to_numpy()),
                         cells,
                         c in self.vs,
                         False,
@@ -548,3 +545,10 @@ def _kind_of(ref: Ref) -> int:
     if isinstance(ref, SetRef):
         return KIND_SET
     return KIND_POINTER if ref.history_key == ref.content_key else KIND_ATOM
+
+
+def _distinct(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct values of an integer column and where each row takes one (as
+    ``np.unique(codes, return_inverse=True)``, about twice as fast on a million rows)."""
+    inverse, found = pd.factorize(codes, sort=True)
+    return np.asarray(found), inverse

@@ -132,14 +132,11 @@ class ElementIndex:
 
     def add_rows(self, rows: CallRows) -> list[CallBlock]:
         """Index calls read from the store; returns all of them as blocks (known ones too)."""
-        blocks = blocks_from_rows(rows, self._call_details)
+        blocks = blocks_from_rows(rows, _DetailsReader(self.source))
         self.refs.add(*rows.edges[3:6])
         for block in blocks:
             self._add_block(block)
         return blocks
-
-    def _call_details(self, call_ids: list[int]) -> Sequence[list[Any]]:
-        return self.source.call_details(call_ids)
 
     def add_calls(self, calls: Iterable[StoredCall]) -> None:
         """Index calls given as objects (the facts of another frame's index)."""
@@ -182,7 +179,7 @@ class ElementIndex:
         rows = np.fromiter(map(self.row_of.__getitem__, keys), dtype=np.int64, count=len(keys))
         which = np.searchsorted(np.asarray(self._starts), rows, side="right") - 1
         result: list[Any] = [None] * len(keys)
-        for i in np.unique(which).tolist():
+        for i in np.flatnonzero(np.bincount(which)).tolist():  # the blocks holding some
             block = self._blocks[i]
             spec = self._spec(block.op_name, block.op_version)
             source = _BlockCalls(self.refs, block)
@@ -291,6 +288,20 @@ class ElementIndex:
                     calls += [keys[i] for i in rows]
                     refs += [column[i] for i in rows]
         return calls, refs
+
+
+class _DetailsReader:
+    """Reads the details of a block's calls from the frame's source (a block holds this, not
+    the index: a block referring back to its index would make a reference cycle, and the index
+    and its storage connection would then wait for the garbage collector)."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: FrameSource) -> None:
+        self.source = source
+
+    def __call__(self, call_ids: list[int]) -> Sequence[list[Any]]:
+        return self.source.call_details(call_ids)
 
 
 class _BlockCalls:
