@@ -10,21 +10,31 @@ process with its own connection; :class:`WalCheckpointer` does that for one stor
 
 - the store's connection runs with ``wal_autocheckpoint = 0`` and ``journal_size_limit`` set to
   the threshold, so the ``-wal`` file is cut back to the threshold whenever SQLite restarts the
-  log: its size exceeds the threshold only while the log holds more than that;
-- after each commit the committer looks at that size (one ``stat``); past the threshold it wakes
-  the thread, which runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own connection (a passive
-  checkpoint never waits for, nor blocks, readers and writers, in this process or another);
-- past :data:`CAP_BYTES` (the thread cannot keep up, or readers pin the log) the committer
-  checkpoints itself, as SQLite's automatic checkpoint would, so the log stays bounded.
+  log from its beginning;
+- after each commit the committer looks at the file's size (one ``stat``; past the threshold, also
+  the log header, to tell a restarted log from a grown one). When the log holds
+  :data:`THRESHOLD_BYTES` that no checkpoint was asked to copy yet, it wakes the thread, which
+  runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own connection (a passive checkpoint never waits
+  for, nor blocks, readers and writers, in this process or another);
+- a passive checkpoint cannot finish while this process keeps appending, and SQLite restarts the
+  log only after a finished one; so past :data:`CAP_BYTES` (a writer that never pauses, a thread
+  that cannot keep up, readers that pin the log) the committer checkpoints itself, as SQLite's
+  automatic checkpoint would, and the log stays bounded.
+
+Measured (``python3 -m bench --only scaling``, a store of 1M trivial calls, blocks of 2000 fresh
+calls): one block and its commit went from about 206 to 132 µs per call, the checkpoint (about
+100 µs per call, mostly fsync) running on after the commit; six blocks back to back, checkpoints
+included, from about 187 to 153 µs per call. A store of 1000 calls is unchanged.
 
 Lifecycle: the thread starts at the first commit that needs it (a store that is only read never
 starts one). :meth:`WalCheckpointer.stop` (``Storage.close``) wakes it, waits for it and closes its
 connection, so the store's own connection is the last one and SQLite's checkpoint-on-close
 leaves no ``-wal`` file, as before. The thread holds no reference to the store: a store garbage
 collected without ``close()`` stops it through a ``weakref.finalize`` on the store (finalizers
-also run at interpreter exit), and the thread is a daemon, so it never keeps a process alive. Around ``fork()`` no checkpoint is
-in flight (SQLite's locks and mutexes are never copied mid-operation), and a child starts with
-no thread and never touches the parent's checkpoint connection.
+also run at interpreter exit), and the thread is a daemon, so it never keeps a process alive.
+Around ``fork()`` no checkpoint is in flight (SQLite's locks and mutexes are never copied
+mid-operation), and a child starts with no thread and never touches the parent's checkpoint
+connection.
 """
 
 from __future__ import annotations
@@ -40,7 +50,8 @@ __all__ = ["WalCheckpointer", "THRESHOLD_BYTES", "CAP_BYTES"]
 logger = logging.getLogger(__name__)
 
 THRESHOLD_BYTES = 16 * 1024 * 1024
-"""Log size past which the thread checkpoints (SQLite's default of 1000 pages is about 4 MB)."""
+"""Log bytes that no checkpoint was asked to copy yet past which the thread is woken (SQLite's
+automatic checkpoint runs at 1000 pages, about 4 MB; 4, 16 and 64 MB measured the same)."""
 
 CAP_BYTES = 128 * 1024 * 1024
 """Log size past which the committer checkpoints itself, so the log stays bounded."""
