@@ -20,6 +20,8 @@ class Config:
     """Store sizes (calls already stored) for the scaling workload."""
     scaling_m: int = 2_000
     """Calls measured at each store size (fewer when the store is smaller)."""
+    sustained_blocks: int = 6
+    """Back-to-back blocks of ``scaling_m`` fresh calls, each committed, in the sustained row."""
     array_mb: float = 100.0
     """Size of the big array, in MB (10**6 bytes)."""
     quick: bool = False
@@ -32,6 +34,7 @@ class Config:
             reps=3,
             sizes=[1_000, 10_000],
             scaling_m=500,
+            sustained_blocks=3,
             array_mb=16.0,
             quick=True,
         )
