@@ -592,10 +592,16 @@ class SqlBackend(ABC):
         with self._lock:
             self._execute("CREATE TEMP TABLE IF NOT EXISTS lookup_calls (id BIGINT PRIMARY KEY)")
             self._execute("DELETE FROM lookup_calls")
-            self._executemany(
-                "INSERT INTO lookup_calls (id) VALUES (?) ON CONFLICT DO NOTHING",
-                [(call_id,) for call_id in call_ids],
-            )
+            if self.dialect == "postgresql":  # one parameter, not a round trip per id
+                self._execute(
+                    "INSERT INTO lookup_calls (id) SELECT DISTINCT unnest(CAST(? AS BIGINT[]))",
+                    (list(call_ids),),
+                )
+            else:
+                self._executemany(
+                    "INSERT INTO lookup_calls (id) VALUES (?) ON CONFLICT DO NOTHING",
+                    [(call_id,) for call_id in call_ids],
+                )
             rows = self._execute(
                 "SELECT c.call_id, c.content_key, c.semantic_version, c.content_version,"
                 " c.started_at, c.duration FROM calls c"

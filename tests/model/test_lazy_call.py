@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import pickle
 
+import pytest
+
 from mandala.imports import Storage, op
 from mandala.model.calls import Call, LazyCall
 
@@ -82,3 +84,33 @@ def test_frame_calls_read_their_details_once_for_the_whole_block() -> None:
         assert call.started_at == expected.started_at and call.duration == expected.duration
         assert (call.semantic_version, call.content_version) == (None, None)
     assert reads == [5]  # one read, for the block, on the first detail asked for
+
+
+def test_frame_calls_of_every_backend_read_their_details(storage: Storage) -> None:
+    with storage:
+        for x in range(30):
+            inc(x)
+    stored = {c.history_key: c for c in storage.backend.load_calls_of_op("inc")}
+    calls = storage.cf(inc).df()["inc"].tolist()
+    assert len(calls) == 30
+    for call in calls:
+        expected = stored[call.history_key]
+        assert (call.content_key, call.started_at, call.duration) == (
+            expected.content_key,
+            expected.started_at,
+            expected.duration,
+        )
+
+
+def test_details_of_calls_dropped_since_the_frame_was_made_raise_a_clear_error(
+    storage: Storage,
+) -> None:
+    from mandala.errors import StorageError
+
+    with storage:
+        for x in range(3):
+            inc(x)
+    calls = storage.cf(inc).df()["inc"].tolist()
+    storage.drop_calls(calls[:1], delete_dependents=True)
+    with pytest.raises(StorageError, match="make the frame again"):
+        _ = calls[0].started_at
