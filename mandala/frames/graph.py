@@ -291,9 +291,9 @@ class ElementIndex:
 
 
 class _DetailsReader:
-    """Reads the details of a block's calls from the frame's source (a block holds this, not
-    the index: a block referring back to its index would make a reference cycle, and the index
-    and its storage connection would then wait for the garbage collector)."""
+    """Reads the details of a block's calls from the frame's source. A block holds this rather
+    than the index, so that a call a frame handed out keeps its own block alive, not the whole
+    index of the frame."""
 
     __slots__ = ("source",)
 
