@@ -76,6 +76,22 @@ def test_cells_the_aggregates_cannot_carry_make_the_read_fall_back() -> None:
     assert read_columns(_table([(1, key, "a\x1fb", None, None)]), _SQL, (), _COLUMNS) is None
     assert read_columns(_table([(1, key, "a", "\x1e", None)]), _SQL, (), _COLUMNS) is None
     assert read_columns(_table([]), _SQL, (), _COLUMNS) == ([], [], [], [], [])
+    big = _table([(i, key, "a", None, 0.5) for i in range(1000)])
+    big.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 4000)  # the keys alone take 16,000 bytes
+    assert read_columns(big, _SQL, (), _COLUMNS) is None
+
+
+def test_a_table_above_sqlites_length_limit_is_read_row_by_row(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "s.db")
+    with storage:
+        for i in range(300):
+            make(i)
+    expected = storage.cf(make).df()
+    storage.backend.connection().setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 2000)
+    got = storage.cf(make).df()
+    assert sorted(c.hid for c in got["make"]) == sorted(c.hid for c in expected["make"])
+    order = lambda frame: frame.sort_values("i").reset_index(drop=True)  # noqa: E731
+    assert all(_equal(x, y) for x, y in zip(order(got)["var_0"], order(expected)["var_0"]))
 
 
 @op
