@@ -804,10 +804,11 @@ class _FrameSource:
         return self.storage._spec(name, version)
 
     def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
-        keys = list(content_keys)
+        # a set stays a set: the bulk read below keeps what it scans by membership in it
+        keys = content_keys if isinstance(content_keys, (set, frozenset)) else list(content_keys)
         session = self.storage.session
         if len(keys) < _BULK_VALUES:
-            return session.load_values(keys)
+            return session.load_values(list(keys))
         # A frame's table loads every value it shows: decode the store's rows directly (each
         # checked and decoded as the session does), without its bookkeeping per key. Keys the
         # store lacks go through the session (uncommitted values, or its error for a missing one).

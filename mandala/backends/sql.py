@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from mandala.backends import schema
@@ -744,7 +744,7 @@ class SqlBackend(ABC):
 
     def decode_values(
         self,
-        content_keys: Sequence[bytes],
+        content_keys: Collection[bytes],
         decode: Callable[..., Any],
         decode_inline_many: Callable[..., list[Any]] | None = None,
     ) -> dict[bytes, Any]:
@@ -756,7 +756,7 @@ class SqlBackend(ABC):
         for values stored inline (a dialect that reads them in bulk does)."""
         found: dict[bytes, Any] = {}
         with self._lock:
-            self._fill_lookup_keys(content_keys)
+            self._fill_lookup_keys(list(content_keys))
             cursor = self._execute(
                 "SELECT v.content_key, v.format, v.data, v.blob_key, v.checksum"
                 " FROM stored_values v WHERE v.content_key IN (SELECT key FROM lookup_keys)"

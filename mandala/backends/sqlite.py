@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from mandala.backends import schema
@@ -91,7 +91,7 @@ class SqliteBackend(SqlBackend):
 
     def decode_values(
         self,
-        content_keys: Sequence[bytes],
+        content_keys: Collection[bytes],
         decode: Callable[..., Any],
         decode_inline_many: Callable[..., list[Any]] | None = None,
     ) -> dict[bytes, Any]:
@@ -102,7 +102,7 @@ class SqliteBackend(SqlBackend):
         keeps what was asked for: cheaper than probing the table once per key."""
         if not self._bulk_reads or decode_inline_many is None:
             return super().decode_values(content_keys, decode)
-        wanted = set(content_keys)
+        wanted = content_keys if isinstance(content_keys, (set, frozenset)) else set(content_keys)
         with self._lock:
             stored = self._execute("SELECT count(*) FROM stored_values").fetchone()[0]
             scan = len(wanted) * 4 >= stored

@@ -120,8 +120,10 @@ class ElementIndex:
         """Values by content key: kept ones from memory, the rest in one request."""
         kept = self.values
         if not kept:  # nothing attached (the common case): no set difference to take
-            missing = list(content_keys)
-            return self.source.load_values(missing) if missing else {}
+            keys = (
+                content_keys if isinstance(content_keys, (set, frozenset)) else list(content_keys)
+            )
+            return self.source.load_values(keys) if keys else {}
         wanted = set(content_keys)
         missing = list(wanted - kept.keys())
         loaded = self.source.load_values(missing) if missing else {}
