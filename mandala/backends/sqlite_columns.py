@@ -1,7 +1,7 @@
 """Bulk reads from SQLite as columns: each column of a result comes back as one string.
 
 Fetching a million rows through ``sqlite3`` makes a tuple per row and an object per cell, which
-costs about a microsecond a row; SQLite itself scans the same rows twenty times faster. So a
+costs an order of magnitude more than SQLite's own scan of the same rows. So a
 bulk read asks SQLite to aggregate each column into one value (``group_concat``): integers and
 floats as text joined by commas, fixed-size keys and byte strings concatenated with no
 separator (with their lengths as a second column when they vary), text joined by a control
