@@ -15,6 +15,9 @@ Each repetition runs in a fresh interpreter on the closed store (a new Storage: 
   values of the five value columns (with mandala's own decoder). This is the same table,
   without Call objects.
 - pandas-keys: the same without decoding values (keys only).
+- columnar: the same table with each column read as one SQL aggregate (as mandala's bulk reads
+  do) and kept in numpy arrays, values decoded by numpy: what a frame built on key arrays could
+  approach (no Python object per cell, no Call objects).
 
 Both sides must return the same number of rows and the same sum of scores, or the run fails.
 ``python3 -m bench.frames --profile [SIZE]`` prints a cProfile of the frame path instead.
@@ -193,7 +196,88 @@ def task_pandas(task: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": seconds, "peak_mb": peak, "rows": len(table), "checksum": checksum}
 
 
-TASKS = {"mandala": task_mandala, "pandas": task_pandas}
+_EDGE_COLUMNS_SQL = (
+    "SELECT count(*), group_concat(e.call_id, ','), group_concat(e.direction || e.name, char(31)),"
+    " CAST(group_concat(e.ref_key, '') AS BLOB), CAST(group_concat(e.content_key, '') AS BLOB)"
+    " FROM call_edges e JOIN calls c ON c.call_id = e.call_id"
+    " JOIN ops o ON o.op_id = c.op_id WHERE o.name = ?"
+)
+_VALUE_COLUMNS_SQL = (
+    "SELECT count(*), CAST(group_concat(content_key, '') AS BLOB), group_concat(length(data), ','),"
+    " CAST(group_concat(data, '') AS BLOB) FROM stored_values"
+    " WHERE format = 'builtin' AND blob_key IS NULL AND data IS NOT NULL"
+)
+
+
+def task_columnar(task: dict[str, Any]) -> dict[str, Any]:
+    """A second floor: the same table, with each column read as one aggregate (as mandala's
+    bulk reads do) and kept as numpy arrays. Keys are joined by their first 8 bytes, the other 8
+    checked after each merge; values are decoded by numpy (all are 8-byte builtin scalars here).
+    Cells are numpy numbers, not Python objects, and there are no Call objects: what a frame
+    built on key arrays would still have to add."""
+    import sqlite3
+
+    import numpy as np
+    import pandas as pd
+
+    conn = sqlite3.connect(task["db"])
+    before, reset = _memory_mark()
+    start = clock()
+
+    def calls(op_name: str) -> dict[str, np.ndarray]:
+        count, ids, slots, refs, contents = conn.execute(_EDGE_COLUMNS_SQL, (op_name,)).fetchone()
+        call_ids = np.fromstring(ids, dtype=np.int64, sep=",")
+        codes, names = pd.factorize(np.array(slots.split("\x1f"), dtype=object))
+        ref_words = np.frombuffer(refs, dtype="<u8").reshape(count, 2)
+        content_words = np.frombuffer(contents, dtype="<u8").reshape(count, 2)
+        columns: dict[str, np.ndarray] = {}
+        for code, slot in enumerate(names):
+            rows = np.flatnonzero(codes == code)
+            rows = rows[np.argsort(call_ids[rows], kind="stable")]  # one row per call, aligned
+            name = slot[1:]
+            columns[name] = ref_words[rows, 0]
+            columns[name + "_check"] = ref_words[rows, 1]
+            columns[name + "_cid"] = content_words[rows, 0]
+        return columns
+
+    scored = pd.DataFrame(calls("evaluate"))
+    trained = pd.DataFrame(calls("train"))
+    made = pd.DataFrame(calls("make_data"))
+    table = scored.merge(
+        trained[["data", "data_check", "lr", "lr_cid", "model", "model_check"]],
+        on=["model", "data"],
+        suffixes=("", "_t"),
+    ).merge(made[["seed", "seed_cid", "data", "data_check"]], on="data", suffixes=("", "_m"))
+    for a, b in (
+        ("model_check", "model_check_t"),
+        ("data_check", "data_check_t"),
+        ("data_check", "data_check_m"),
+    ):
+        if not np.array_equal(table[a].to_numpy(), table[b].to_numpy()):
+            raise RuntimeError("columnar floor: two keys share their first 8 bytes")
+    count, keys, lengths, data = conn.execute(_VALUE_COLUMNS_SQL).fetchone()
+    if not np.all(np.fromstring(lengths, dtype=np.int64, sep=",") == 9):
+        raise RuntimeError("columnar floor: a value is not an 8-byte builtin scalar")
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(count, 9)
+    numbers = np.ascontiguousarray(raw[:, 1:])
+    floats = numbers.view("<f8").reshape(-1)
+    ints = numbers.view("<i8").reshape(-1).astype(np.float64)
+    values = np.where(raw[:, 0] == ord("f"), floats, ints)
+    where = pd.Index(np.frombuffer(keys, dtype="<u8").reshape(count, 2)[:, 0])
+    for column in ("seed", "data", "lr", "model", "score"):
+        table[column] = values[where.get_indexer(table[column + "_cid"].to_numpy())]
+    seconds = clock() - start
+    peak = _peak_above(before, reset)
+    conn.close()
+    return {
+        "seconds": seconds,
+        "peak_mb": peak,
+        "rows": len(table),
+        "checksum": float(table["score"].sum()),
+    }
+
+
+TASKS = {"mandala": task_mandala, "pandas": task_pandas, "columnar": task_columnar}
 
 
 def _run_child(task: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
@@ -239,19 +323,26 @@ def frames(cfg: Config) -> list[Row]:
                 m = _run_child({"kind": "mandala", "db": str(db)})
                 p = _run_child({"kind": "pandas", "db": str(db), "values": True})
                 k = _run_child({"kind": "pandas", "db": str(db), "values": False})
-                if not m["rows"] == p["rows"] == k["rows"] == expected_rows:
+                c = _run_child({"kind": "columnar", "db": str(db)})
+                if not m["rows"] == p["rows"] == k["rows"] == c["rows"] == expected_rows:
                     raise RuntimeError(
                         f"frames @{label}: rows differ: mandala {m['rows']}, pandas {p['rows']},"
-                        f" keys {k['rows']}, expected {expected_rows}"
+                        f" keys {k['rows']}, columnar {c['rows']}, expected {expected_rows}"
                     )
-                if abs(m["checksum"] - p["checksum"]) > 1e-6 * max(1.0, abs(p["checksum"])):
-                    raise RuntimeError(f"frames @{label}: mandala and pandas disagree on scores")
+                for other in (p, c):
+                    if abs(m["checksum"] - other["checksum"]) > 1e-6 * max(
+                        1.0, abs(other["checksum"])
+                    ):
+                        raise RuntimeError(
+                            f"frames @{label}: mandala and a floor disagree on scores"
+                        )
                 for name, value in (
                     ("frame", m["frame_s"]),
                     ("df", m["df_s"]),
                     ("total", m["frame_s"] + m["df_s"]),
                     ("pandas", p["seconds"]),
                     ("keys", k["seconds"]),
+                    ("columnar", c["seconds"]),
                 ):
                     samples.setdefault(name, []).append(value)
                 for name, value in (("mandala", m["peak_mb"]), ("pandas", p["peak_mb"])):
@@ -269,7 +360,11 @@ def frames(cfg: Config) -> list[Row]:
                     "frames",
                     f"@{label}: frame + df, s ({calls} calls, {expected_rows} rows)",
                     samples["total"],
-                    {"pandas-merge": samples["pandas"], "pandas-keys": samples["keys"]},
+                    {
+                        "pandas-merge": samples["pandas"],
+                        "pandas-keys": samples["keys"],
+                        "columnar": samples["columnar"],
+                    },
                     Target("<=", target) if target else None,
                 ),
                 Row("frames", f"  @{label}: frame (cf(evaluate).expand_back), s", samples["frame"]),
