@@ -404,18 +404,13 @@ class Storage:
         if isinstance(stored, Call):
             return stored
 
+        source = _StoredCallRefs(stored)
         return LazyCall(
             self._spec(stored.op_name, stored.op_version),
             stored.history_key,
-            _StoredCallRefs(stored),
+            source,
             0,
-            (
-                stored.content_key,
-                stored.semantic_version,
-                stored.content_version,
-                stored.started_at,
-                stored.duration,
-            ),
+            source.call_details(0),
         )
 
     def mget_call(self, hids: Iterable[str], in_memory: bool = False) -> list[Call]:
@@ -760,7 +755,7 @@ _BULK_VALUES = 5000
 
 
 class _StoredCallRefs:
-    """The refs of one stored call, made when a :class:`LazyCall` first needs them."""
+    """The refs (made when a :class:`LazyCall` first needs them) and fields of one stored call."""
 
     __slots__ = ("stored",)
 
@@ -780,7 +775,14 @@ class _StoredCallRefs:
         )
 
     def call_details(self, row: int) -> tuple[Any, ...]:
-        raise AssertionError("the details of a stored call are given")  # never asked
+        stored = self.stored
+        return (
+            stored.content_key,
+            stored.semantic_version,
+            stored.content_version,
+            stored.started_at,
+            stored.duration,
+        )
 
 
 class _FrameSource:

@@ -475,8 +475,7 @@ class SqlBackend(ABC):
         """Calls that output (``direction`` 1) or take as input (0) any of ``ref_keys``."""
         with self._lock:
             self._fill_temp_keys(list(ref_keys))
-            self._execute("CREATE TEMP TABLE IF NOT EXISTS lookup_calls (id BIGINT PRIMARY KEY)")
-            self._execute("DELETE FROM lookup_calls")
+            self._empty_lookup_calls()
             self._execute(
                 "INSERT INTO lookup_calls (id) SELECT DISTINCT e.call_id FROM call_edges e"
                 " WHERE e.ref_key IN (SELECT key FROM lookup_keys) AND e.direction = ?"
@@ -508,6 +507,11 @@ class SqlBackend(ABC):
             )
 
     # ---------------------------------------------------------------- bulk reads as rows
+
+    def _empty_lookup_calls(self) -> None:
+        """Make the temp table ``lookup_calls`` (call ids) exist and be empty."""
+        self._execute("CREATE TEMP TABLE IF NOT EXISTS lookup_calls (id BIGINT PRIMARY KEY)")
+        self._execute("DELETE FROM lookup_calls")
 
     def _fill_lookup_keys(self, keys: Sequence[bytes]) -> None:
         """Put ``keys`` in the temp table ``lookup_keys`` in one statement.
@@ -590,8 +594,7 @@ class SqlBackend(ABC):
             StorageError: a call is no longer stored (dropped since it was read).
         """
         with self._lock:
-            self._execute("CREATE TEMP TABLE IF NOT EXISTS lookup_calls (id BIGINT PRIMARY KEY)")
-            self._execute("DELETE FROM lookup_calls")
+            self._empty_lookup_calls()
             if self.dialect == "postgresql":  # one parameter, not a round trip per id
                 self._execute(
                     "INSERT INTO lookup_calls (id) SELECT DISTINCT unnest(CAST(? AS BIGINT[]))",
@@ -638,8 +641,7 @@ class SqlBackend(ABC):
         """
         with self._lock:
             self._fill_lookup_keys(ref_keys)
-            self._execute("CREATE TEMP TABLE IF NOT EXISTS lookup_calls (id BIGINT PRIMARY KEY)")
-            self._execute("DELETE FROM lookup_calls")
+            self._empty_lookup_calls()
             self._execute(
                 "INSERT INTO lookup_calls (id) SELECT e.call_id FROM call_edges e"
                 " WHERE e.ref_key IN (SELECT key FROM lookup_keys) AND e.direction = ?"

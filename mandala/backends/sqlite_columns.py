@@ -78,6 +78,19 @@ def _split(column: Column, text: Any, count: int) -> list[Any] | None:
     return [interned.setdefault(part, part) for part in parts]
 
 
+def _aggregate_row(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
+    """The one row of an aggregate query, or None when a result is above SQLite's length
+    limit ("string or blob too big")."""
+    try:
+        return conn.execute(sql, tuple(params)).fetchone()
+    except sqlite3.DataError:
+        return None
+    except sqlite3.OperationalError as error:
+        if "too big" in str(error):
+            return None
+        raise
+
+
 def read_columns(
     conn: sqlite3.Connection, sql: str, params: Sequence[Any], columns: Sequence[Column]
 ) -> tuple[list[Any], ...] | None:
@@ -91,14 +104,9 @@ def read_columns(
         marks = " + ".join(f"ifnull(instr({n}, char(30)) + instr({n}, char(31)), 0)" for n in texts)
         aggregates += f", ifnull(max({marks}), 0)"
     wrapped = f"WITH q ({', '.join(names)}) AS ({sql}) SELECT count(*), {aggregates} FROM q"
-    try:
-        row = conn.execute(wrapped, tuple(params)).fetchone()
-    except sqlite3.DataError:  # "string or blob too big": a result above SQLite's length limit
+    row = _aggregate_row(conn, wrapped, params)
+    if row is None:
         return None
-    except sqlite3.OperationalError as error:
-        if "too big" in str(error):
-            return None
-        raise
     count = row[0]
     if not count:
         return tuple([] for _ in columns)
@@ -135,14 +143,9 @@ def read_inline_values(conn: sqlite3.Connection, where: str) -> InlineValues | N
         " group_concat(length(ifnull(checksum, x'')), ',')"
         f" FROM stored_values WHERE {where}"
     )
-    try:
-        row = conn.execute(query).fetchone()
-    except sqlite3.DataError:
+    row = _aggregate_row(conn, query, ())
+    if row is None:
         return None
-    except sqlite3.OperationalError as error:
-        if "too big" in str(error):
-            return None
-        raise
     count, formats, key_blob, lengths, data, checksum_blob, checksum_lengths = row
     if not count:
         return InlineValues({}, [])

@@ -151,6 +151,19 @@ class CallSource(Protocol):
         """``(content_key, semantic_version, content_version, started_at, duration)``."""
 
 
+def _detail_property(index: int) -> property:
+    """A :class:`LazyCall` field kept in the slot of the same name of :class:`Call`, read from
+    the call's source on first access."""
+
+    def get(self: LazyCall) -> Any:
+        return self._detail(index)
+
+    def set(self: LazyCall, value: Any) -> None:
+        _DETAIL_SLOTS[index].__set__(self, value)
+
+    return property(get, set)
+
+
 class LazyCall(Call):
     """A :class:`Call` whose input and output refs, and optionally its other stored fields
     (content key, versions, timing), are built on first access.
@@ -195,21 +208,11 @@ class LazyCall(Call):
                     each.__set__(self, value)
             return slot.__get__(self, Call)
 
-    content_key = property(
-        lambda self: self._detail(0), lambda self, value: _DETAIL_SLOTS[0].__set__(self, value)
-    )
-    semantic_version = property(
-        lambda self: self._detail(1), lambda self, value: _DETAIL_SLOTS[1].__set__(self, value)
-    )
-    content_version = property(
-        lambda self: self._detail(2), lambda self, value: _DETAIL_SLOTS[2].__set__(self, value)
-    )
-    started_at = property(
-        lambda self: self._detail(3), lambda self, value: _DETAIL_SLOTS[3].__set__(self, value)
-    )
-    duration = property(
-        lambda self: self._detail(4), lambda self, value: _DETAIL_SLOTS[4].__set__(self, value)
-    )
+    content_key = _detail_property(0)
+    semantic_version = _detail_property(1)
+    content_version = _detail_property(2)
+    started_at = _detail_property(3)
+    duration = _detail_property(4)
 
     def _refs(self, slot: Any) -> dict[str, Ref]:
         try:
