@@ -54,7 +54,9 @@ def _split(column: Column, text: Any, count: int) -> list[Any] | None:
     if column is Column.KEY:
         if len(text) != KEY_SIZE * count:
             return None
-        return [text[i : i + KEY_SIZE] for i in range(0, len(text), KEY_SIZE)]
+        # a void item converts to bytes as it is (a bytes_ item would drop trailing zero bytes)
+        keys: list[Any] = np.frombuffer(text, dtype=f"V{KEY_SIZE}").tolist()
+        return keys
     if column is Column.INT or column is Column.OPT_REAL:
         try:
             numbers = np.fromstring(  # text mode: parses in C, no string per number
