@@ -160,8 +160,9 @@ EDGE_COLUMNS = (Column.INT, Column.INT, Column.TEXT, Column.KEY, Column.KEY, Col
 
 
 class CallRows(NamedTuple):
-    """Calls read in bulk as columns (lists), for a reader that keeps them as columns (a
-    computation frame) instead of one object per call and per edge.
+    """Calls read in bulk as columns, for a reader that keeps them as columns (a computation
+    frame) instead of one object per call and per edge. A column is a list, or (from a bulk
+    read) a numpy array of integers or of 16-byte keys (``S16``).
 
     Attributes:
         heads: the columns ``(call_id, history_key, op_id)``, one entry per call, in no given

@@ -579,10 +579,14 @@ class SqlBackend(ABC):
         heads = self._columns(head_sql, params, HEAD_COLUMNS)
         edges = (
             self._columns(edge_sql, params, EDGE_COLUMNS)
-            if heads[0]
+            if len(heads[0])
             else tuple([] for _ in EDGE_COLUMNS)
         )
-        ops = {op_id: self._op_name(op_id) for op_id in set(heads[2])}
+        op_ids = heads[2]  # a list, or an array from a bulk read
+        ops = {
+            op_id: self._op_name(op_id)
+            for op_id in set(op_ids.tolist() if hasattr(op_ids, "tolist") else op_ids)
+        }
         return CallRows(heads, edges, ops)
 
     def load_call_details(self, call_ids: Sequence[int]) -> tuple[list[Any], ...]:

@@ -47,13 +47,19 @@ def _aggregate(column: Column, name: str) -> str:
     return f"group_concat(CASE WHEN {name} IS NULL THEN 'nan' ELSE quote({name}) END, ',')"
 
 
-def _split(column: Column, text: Any, count: int) -> list[Any] | None:
-    """The cells of an aggregated column, or None when they do not cut into ``count``."""
+def _split(column: Column, text: Any, count: int, as_array: bool = False) -> list[Any] | None:
+    """The cells of an aggregated column, or None when they do not cut into ``count``.
+
+    ``as_array``: keys and integers come as one numpy array (``S16`` or ``int64``) rather than
+    a list of objects (never read a key array item by item: a ``bytes_`` item drops trailing
+    zero bytes)."""
     import numpy as np  # here, not at import: opening a store does not need numpy
 
     if column is Column.KEY:
         if len(text) != KEY_SIZE * count:
             return None
+        if as_array:
+            return np.frombuffer(text, dtype=f"S{KEY_SIZE}")  # type: ignore[return-value]
         # a void item converts to bytes as it is (a bytes_ item would drop trailing zero bytes)
         keys: list[Any] = np.frombuffer(text, dtype=f"V{KEY_SIZE}").tolist()
         return keys
@@ -66,6 +72,8 @@ def _split(column: Column, text: Any, count: int) -> list[Any] | None:
             return None
         if len(numbers) != count:
             return None
+        if as_array and column is Column.INT:
+            return numbers  # type: ignore[return-value]
         cells = numbers.tolist()
         if column is Column.OPT_REAL:
             for position in np.flatnonzero(np.isnan(numbers)).tolist():
@@ -96,8 +104,9 @@ def _aggregate_row(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) ->
 def read_columns(
     conn: sqlite3.Connection, sql: str, params: Sequence[Any], columns: Sequence[Column]
 ) -> tuple[list[Any], ...] | None:
-    """The result of ``sql`` (a SELECT of ``len(columns)`` columns) as one list per column,
-    rows in the same (unspecified) order in every list; None if it must be read row by row."""
+    """The result of ``sql`` (a SELECT of ``len(columns)`` columns) as one column each (keys
+    and integers as numpy arrays, other cells as lists), rows in the same (unspecified) order
+    in every column; None if it must be read row by row."""
     names = [f"c{i}" for i in range(len(columns))]
     aggregates = ", ".join(_aggregate(column, name) for column, name in zip(columns, names))
     # a text holding a separator (or the NULL mark) could not be cut apart: read rows instead
@@ -116,7 +125,7 @@ def read_columns(
         return None
     result = []
     for column, text in zip(columns, row[1 : 1 + len(columns)]):
-        cells = _split(column, text, count) if text is not None else None
+        cells = _split(column, text, count, as_array=True) if text is not None else None
         if cells is None:
             return None
         result.append(cells)

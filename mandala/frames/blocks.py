@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ from mandala.backends.records import (
     StoredCall,
     StoredOutput,
 )
+from mandala.frames.keys import KEY_DTYPE, KeyTable, key_array
 
 __all__ = ["Slot", "RefView", "CallBlock", "blocks_from_rows", "rows_from_calls", "paused_gc"]
 
@@ -53,47 +54,110 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-class Slot(NamedTuple):
-    """One input or output name of a block: the key of the ref each call has there (content
-    keys and kinds are facts of the refs, kept once each in a :class:`RefView`)."""
+class Slot:
+    """One input or output name of a block: the id (in the refs' :class:`KeyTable`) of the ref
+    each call has there. Content keys and kinds are facts of the refs, kept once each in a
+    :class:`RefView`."""
 
-    refs: list[bytes]
+    __slots__ = ("ids", "table", "_refs")
 
-    def take(self, rows: Sequence[int]) -> Slot:
-        return Slot([self.refs[i] for i in rows])
+    def __init__(self, ids: np.ndarray, table: KeyTable) -> None:
+        self.ids = ids
+        self.table = table
+        self._refs: list[bytes] | None = None
+
+    @property
+    def refs(self) -> list[bytes]:
+        """The refs' keys as objects, row by row (made on first use)."""
+        if self._refs is None:
+            self._refs = self.table.to_bytes(self.ids)
+        return self._refs
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> Slot:
+        return Slot(self.ids[np.asarray(rows, dtype=np.int64)], self.table)
 
 
 class RefView(Mapping[bytes, tuple[bytes, int]]):
     """``history_key -> (content_key, kind)`` of the refs a family of frames knows.
 
-    Content keys are kept by ref; kinds only where they are not atoms (most refs are), so that
-    indexing a million edges makes no tuple per edge.
+    Facts are kept in arrays by ref id (of ``table``), so that indexing a million edges makes
+    no object per edge.
     """
 
-    def __init__(self) -> None:
-        self.content: dict[bytes, bytes] = {}
-        self.kinds: dict[bytes, int] = {}
+    def __init__(self, table: KeyTable | None = None) -> None:
+        self.table = table if table is not None else KeyTable()
+        self._content = np.empty(0, dtype=KEY_DTYPE)
+        self._kinds = np.empty(0, dtype=np.int8)
+        self._known = np.empty(0, dtype=bool)
+        self.has_kinds = False
+        """Whether some ref is not an atom (most frames hold atoms only)."""
+
+    def _grow(self, size: int) -> None:
+        if size <= len(self._known):
+            return
+        capacity = max(size, 2 * len(self._known), 1024)
+        for name, dtype in (("_content", KEY_DTYPE), ("_kinds", np.int8), ("_known", bool)):
+            old = getattr(self, name)
+            grown = np.zeros(capacity, dtype=dtype)
+            grown[: len(old)] = old
+            setattr(self, name, grown)
+
+    def add_ids(self, ids: np.ndarray, contents: np.ndarray, kinds: np.ndarray) -> None:
+        """Record the facts of refs by id (aligned arrays); known refs keep theirs."""
+        if not len(ids):
+            return
+        self._grow(int(ids.max()) + 1)
+        fresh = ~self._known[ids]
+        if not fresh.all():
+            ids, contents, kinds = ids[fresh], contents[fresh], kinds[fresh]
+        self._content[ids] = contents
+        self._kinds[ids] = kinds
+        self._known[ids] = True
+        if not self.has_kinds and np.any(kinds != KIND_ATOM):
+            self.has_kinds = True
+
+    def add(self, refs: Sequence[bytes], contents: Sequence[bytes], kinds: Sequence[int]) -> None:
+        """Record refs with their (aligned) content keys and kinds."""
+        ids = self.table.intern(key_array(refs))
+        self.add_ids(ids, key_array(contents), np.asarray(kinds, dtype=np.int8))
+
+    def content_of(self, ids: np.ndarray) -> np.ndarray:
+        """Content keys of refs by id (a key array)."""
+        return self._content[ids]
+
+    def kinds_of(self, ids: np.ndarray) -> np.ndarray:
+        return self._kinds[ids]
+
+    def _id(self, key: object) -> int:
+        if not isinstance(key, bytes):
+            return -1
+        found = self.table.id_of(key)
+        return found if 0 <= found < len(self._known) and self._known[found] else -1
 
     def __getitem__(self, key: bytes) -> tuple[bytes, int]:
-        return self.content[key], self.kinds.get(key, KIND_ATOM)
+        found = self._id(key)
+        if found < 0:
+            raise KeyError(key)
+        return self.table_bytes(self._content[found : found + 1])[0], int(self._kinds[found])
+
+    @staticmethod
+    def table_bytes(keys: np.ndarray) -> list[bytes]:
+        """A key array as ``bytes`` objects."""
+        result: list[bytes] = keys.view(f"V{KEY_DTYPE.itemsize}").tolist()
+        return result
 
     def __contains__(self, key: object) -> bool:
-        return key in self.content
+        return self._id(key) >= 0
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self.content)
+        known = np.flatnonzero(self._known[: len(self.table)])
+        return iter(self.table.to_bytes(known))
 
     def __len__(self) -> int:
-        return len(self.content)
-
-    def add(self, refs: list[bytes], contents: list[bytes], kinds: list[int]) -> None:
-        """Record refs with their (aligned) content keys and kinds."""
-        self.content.update(zip(refs, contents))
-        if kinds.count(KIND_ATOM) != len(kinds):
-            self.kinds.update((ref, kind) for ref, kind in zip(refs, kinds) if kind != KIND_ATOM)
+        return int(np.count_nonzero(self._known))
 
     def setdefault(self, key: bytes, value: tuple[bytes, int]) -> tuple[bytes, int]:
-        if key not in self.content:
+        if key not in self:
             self.add([key], [value[0]], [value[1]])
         return self[key]
 
@@ -103,7 +167,8 @@ class CallBlock:
 
     Attributes:
         op_name / op_version: the op of every call of the block.
-        keys: the calls' history keys; row ``i`` of every column belongs to ``keys[i]``.
+        ids: the calls' ids in ``table`` (the calls' history keys); row ``i`` of every column
+            belongs to ``ids[i]``.
         call_ids: the store's ids of the calls (to read their details), or None when the
             details were given.
         inputs / outputs: a :class:`Slot` by input / output name, in name order.
@@ -115,10 +180,12 @@ class CallBlock:
     __slots__ = (
         "op_name",
         "op_version",
-        "keys",
+        "ids",
+        "table",
         "call_ids",
         "inputs",
         "outputs",
+        "_keys",
         "_heads",
         "_load_heads",
     )
@@ -127,7 +194,8 @@ class CallBlock:
         self,
         op_name: str,
         op_version: int,
-        keys: list[bytes],
+        ids: np.ndarray,
+        table: KeyTable,
         heads: Sequence[list[Any]] | None,
         inputs: dict[str, Slot],
         outputs: dict[str, Slot],
@@ -136,7 +204,9 @@ class CallBlock:
     ) -> None:
         self.op_name = op_name
         self.op_version = op_version
-        self.keys = keys
+        self.ids = ids
+        self.table = table
+        self._keys: list[bytes] | None = None
         self.call_ids = call_ids
         self._heads = None if heads is None else tuple(heads)
         self._load_heads = load_heads
@@ -146,7 +216,14 @@ class CallBlock:
         self.outputs = dict(sorted(outputs.items()))
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.ids)
+
+    @property
+    def keys(self) -> list[bytes]:
+        """The calls' history keys as objects, row by row (made on first use)."""
+        if self._keys is None:
+            self._keys = self.table.to_bytes(self.ids)
+        return self._keys
 
     def heads(self) -> tuple[list[Any], ...]:
         """Columns ``(content_keys, semantic_versions, content_versions, started_at,
@@ -156,16 +233,21 @@ class CallBlock:
             self._heads = tuple(self._load_heads(self.call_ids))
         return self._heads
 
-    def take(self, rows: Sequence[int]) -> CallBlock:
+    def take(self, rows: Sequence[int] | np.ndarray) -> CallBlock:
         """The block of the given rows only."""
+        picked = np.asarray(rows, dtype=np.int64)
+        listed = picked.tolist()
         return CallBlock(
             self.op_name,
             self.op_version,
-            [self.keys[i] for i in rows],
-            None if self._heads is None else [[column[i] for i in rows] for column in self._heads],
-            {name: slot.take(rows) for name, slot in self.inputs.items()},
-            {name: slot.take(rows) for name, slot in self.outputs.items()},
-            None if self.call_ids is None else [self.call_ids[i] for i in rows],
+            self.ids[picked],
+            self.table,
+            None
+            if self._heads is None
+            else [[column[i] for i in listed] for column in self._heads],
+            {name: slot.take(picked) for name, slot in self.inputs.items()},
+            {name: slot.take(picked) for name, slot in self.outputs.items()},
+            None if self.call_ids is None else [self.call_ids[i] for i in listed],
             self._load_heads,
         )
 
@@ -173,8 +255,17 @@ class CallBlock:
         """The call of row ``row`` as a :class:`StoredCall` (edges in name order), with the
         content keys and kinds of its refs from ``refs``."""
         content_keys, semantic, content_versions, started, durations = self.heads()
+        edges = []
+        for side in (self.inputs, self.outputs):
+            edges.append(
+                tuple(
+                    StoredOutput(name, key, *refs[key])
+                    for name, slot in side.items()
+                    for key in (slot.table.key(int(slot.ids[row])),)
+                )
+            )
         return StoredCall(
-            self.keys[row],
+            self.table.key(int(self.ids[row])),
             content_keys[row],
             self.op_name,
             self.op_version,
@@ -182,14 +273,8 @@ class CallBlock:
             content_versions[row],
             started[row],
             durations[row],
-            tuple(
-                StoredOutput(name, slot.refs[row], *refs[slot.refs[row]])
-                for name, slot in self.inputs.items()
-            ),
-            tuple(
-                StoredOutput(name, slot.refs[row], *refs[slot.refs[row]])
-                for name, slot in self.outputs.items()
-            ),
+            edges[0],
+            edges[1],
         )
 
 
@@ -201,51 +286,57 @@ def _objects(values: Sequence[Any]) -> np.ndarray:
 
 
 def blocks_from_rows(
-    rows: CallRows, load_heads: Callable[[list[int]], Sequence[list[Any]]] | None = None
+    rows: CallRows,
+    load_heads: Callable[[list[int]], Sequence[list[Any]]] | None = None,
+    *,
+    calls: KeyTable | None = None,
+    refs: RefView | None = None,
 ) -> list[CallBlock]:
     """Pivot rows read from the store into blocks, whatever order the rows come in.
 
-    ``load_heads`` reads the details of calls by store id when ``rows`` has none."""
+    Calls get ids in ``calls`` and refs in ``refs.table`` (new tables when not given), and the
+    content keys and kinds of the refs are recorded in ``refs``. ``load_heads`` reads the
+    details of calls by store id when ``rows`` has none."""
+    calls = calls if calls is not None else KeyTable()
+    refs = refs if refs is not None else RefView()
     call_ids, keys, op_ids = rows.heads
     count = len(call_ids)
     if not count:
         return []
-    ids = np.fromiter(call_ids, dtype=np.int64, count=count)
+    ids = _int_array(call_ids)
+    key_ids = calls.intern(key_array(keys))
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
-    # (direction, name) -> (refs, present), each a column over all calls
+    # (direction, name) -> (ref ids, present), each a column over all calls
     columns: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
-    edge_calls, directions, names, refs = rows.edges[:4]
-    if edge_calls:
-        size = len(edge_calls)
-        edge_ids = np.fromiter(edge_calls, dtype=np.int64, count=size)
+    edge_calls, directions, names, ref_keys, content_keys, kinds = rows.edges
+    if len(edge_calls):
+        edge_ids = _int_array(edge_calls)
         at = np.minimum(np.searchsorted(sorted_ids, edge_ids), count - 1)
         if not np.array_equal(sorted_ids[at], edge_ids):
             raise ValueError("an edge row names a call that is not among the call rows")
         position = order[at]
+        ref_ids = refs.table.intern(key_array(ref_keys))
+        refs.add_ids(ref_ids, key_array(content_keys), _int_array(kinds).astype(np.int8))
         name_codes, name_values = pd.factorize(_objects(names))
-        slot_codes = name_codes.astype(np.int64) * 2 + np.fromiter(
-            directions, dtype=np.int64, count=size
-        )
-        ref_array = _objects(refs)
+        slot_codes = name_codes.astype(np.int64) * 2 + _int_array(directions)
         by_slot = np.argsort(slot_codes, kind="stable")
         bounds = np.flatnonzero(np.diff(slot_codes[by_slot])) + 1
         for part in np.split(by_slot, bounds):
             code = int(slot_codes[part[0]])
             where = position[part]
-            ref_column = np.empty(count, dtype=object)
-            ref_column[where] = ref_array[part]
+            ref_column = np.full(count, -1, dtype=np.int64)
+            ref_column[where] = ref_ids[part]
             present = np.zeros(count, dtype=bool)
             present[where] = True
             columns[(code % 2, str(name_values[code // 2]))] = (ref_column, present)
     slots = list(columns)
     signature = _signatures([columns[slot][1] for slot in slots], count)
     groups = (
-        pd.DataFrame({"op": np.fromiter(op_ids, dtype=np.int64, count=count), "sig": signature})
+        pd.DataFrame({"op": _int_array(op_ids), "sig": signature})
         .groupby(["op", "sig"], sort=True)
         .indices
     )
-    key_array = _objects(keys)
     head_arrays = None if rows.details is None else [_objects(column) for column in rows.details]
     blocks = []
     for (op_id, _), members in groups.items():
@@ -259,14 +350,15 @@ def blocks_from_rows(
                 continue
             direction, name = slot
             (inputs if direction == DIRECTION_IN else outputs)[name] = Slot(
-                ref_column[members].tolist()
+                ref_column[members], refs.table
             )
         op_name, op_version = rows.ops[int(op_id)]
         blocks.append(
             CallBlock(
                 op_name,
                 op_version,
-                key_array[members].tolist(),
+                key_ids[members],
+                calls,
                 None if head_arrays is None else [array[members].tolist() for array in head_arrays],
                 inputs,
                 outputs,
@@ -275,6 +367,12 @@ def blocks_from_rows(
             )
         )
     return blocks
+
+
+def _int_array(values: Sequence[int] | np.ndarray) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        return values.astype(np.int64, copy=False)
+    return np.fromiter(values, dtype=np.int64, count=len(values))
 
 
 def _signatures(present: list[np.ndarray], count: int) -> np.ndarray:

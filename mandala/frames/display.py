@@ -21,6 +21,7 @@ import tempfile
 import textwrap
 import webbrowser
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,7 @@ class DisplayMixin(FrameGraph):
         ``label`` to refs of its variable node."""
         calls: set[bytes] = set()
         refs: set[bytes] = set()
+        known: AbstractSet[bytes]
         if source in self.vs:
             var, func = source, target
             known = self.vs[var]
@@ -175,7 +177,7 @@ class DisplayMixin(FrameGraph):
                     refs.update(found)
         else:
             func, var = source, target
-            known = self.vs.get(var, set())
+            known = self.vs.get(var) or set()
             for key in self.fs.get(func, ()):
                 found = [
                     r for r in self.call_outputs_on(self.index.calls[key], label) if r in known

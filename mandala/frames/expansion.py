@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
+
 from mandala.backends.records import DIRECTION_IN, DIRECTION_OUT
 from mandala.frames.blocks import CallBlock, paused_gc
 from mandala.frames.graph import FrameGraph, edge_label
+from mandala.frames.keys import KeySet
 
 __all__ = ["expand"]
 
-Part = tuple[CallBlock, list[int] | None]
+Part = tuple[CallBlock, np.ndarray | None]
 """Calls of a block: the rows given, or (None) all of them."""
 
 
@@ -51,51 +54,48 @@ def _expand_step(
     frame: FrameGraph, varnames: list[str], back: bool, skip_existing: bool, reuse_existing: bool
 ) -> set[str]:
     index = frame.index
-    frontier: dict[str, set[bytes]] = {}
+    frontier: list[np.ndarray] = []
     for var in varnames:
         if skip_existing and (frame.inp.get(var) if back else frame.out.get(var)):
             continue
         elements = frame.source_elements(var) if back else frame.sink_elements(var)
-        if elements:
-            frontier[var] = elements
+        if len(elements):
+            frontier.append(elements.ids)
     if not frontier:
         return set()
-    all_refs = list(set().union(*frontier.values()))
+    wanted = index.ref_table.to_bytes(np.unique(np.concatenate(frontier)))
     blocks = index.add_rows(
-        index.source.call_rows_touching(all_refs, DIRECTION_OUT if back else DIRECTION_IN)
+        index.source.call_rows_touching(wanted, DIRECTION_OUT if back else DIRECTION_IN)
     )
     # A call connects to every expanded variable that already holds one of its outputs (going
     # back) or inputs (going forward), not only to the variable whose frontier found it.
-    holders = [(var, frame.vs[var]) for var in varnames]
+    holders = [(var, frame.vs[var].ids) for var in varnames]
     groups: dict[tuple[str, tuple], list[Part]] = {}
     for block in blocks:
         connections: list[tuple[str, str]] = []
-        masks: list[list[bool]] = []
+        masks: list[np.ndarray] = []
         for name, slot in (block.outputs if back else block.inputs).items():
             label = name if back else edge_label(block.op_name, name)
             for var, held in holders:
-                if held.issuperset(slot.refs):  # in C: the common cases, all or none
-                    mask = [True] * len(slot.refs)
-                elif held.isdisjoint(slot.refs):
+                mask = np.isin(slot.ids, held)
+                if not mask.any():
                     continue
-                else:
-                    mask = [ref in held for ref in slot.refs]
                 connections.append((label, var))
                 masks.append(mask)
         if not masks:
             continue
-        if all(all(mask) for mask in masks):  # the common case: every call, every connection
+        if all(mask.all() for mask in masks):  # the common case: every call, every connection
             key = (block.op_name, tuple(sorted(set(connections))))
             groups.setdefault(key, []).append((block, None))
             continue
-        rows_by_pattern: dict[tuple[bool, ...], list[int]] = {}
-        for row, pattern in enumerate(zip(*masks)):
-            rows_by_pattern.setdefault(pattern, []).append(row)
-        for pattern, rows in rows_by_pattern.items():
-            connected = {connections[j] for j, on in enumerate(pattern) if on}
+        patterns = np.packbits(np.stack(masks, axis=1), axis=1)
+        _, first, inverse = np.unique(patterns, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        for group, row in enumerate(first.tolist()):
+            connected = {connections[j] for j, mask in enumerate(masks) if mask[row]}
             if connected:
                 key = (block.op_name, tuple(sorted(connected)))
-                groups.setdefault(key, []).append((block, rows))
+                groups.setdefault(key, []).append((block, np.flatnonzero(inverse == group)))
     changed: set[str] = set()
     for (op_name, connected_on), parts in sorted(groups.items(), key=lambda item: item[0]):
         changed |= _add_group(frame, op_name, connected_on, parts, back, reuse_existing)
@@ -110,18 +110,19 @@ def _add_group(
     back: bool,
     reuse_existing: bool,
 ) -> set[str]:
-    call_keys: set[bytes] = set()
+    index = frame.index
+    call_parts: list[np.ndarray] = []
     # the other side: inputs when going back, outputs when going forward
-    needed: dict[str, set[bytes]] = {}
+    needed: dict[str, list[np.ndarray]] = {}
     for block, rows in parts:
-        call_keys.update(block.keys if rows is None else [block.keys[i] for i in rows])
+        call_parts.append(block.ids if rows is None else block.ids[rows])
         for name, slot in (block.inputs if back else block.outputs).items():
             label = edge_label(op_name, name) if back else name
-            column = slot.refs if rows is None else [slot.refs[i] for i in rows]
-            needed.setdefault(label, set()).update(column)
+            needed.setdefault(label, []).append(slot.ids if rows is None else slot.ids[rows])
+    call_keys = KeySet.of_ids(index.call_table, np.concatenate(call_parts))
     func = _function_node(frame, op_name, call_keys, connections, back, reuse_existing)
     edges_before = set(frame.in_edges(func)) | set(frame.out_edges(func))
-    calls_before = set(frame.fs[func])
+    calls_before = frame.fs[func].copy()
     for label, var in connections:
         if back:
             frame._add_edge(func, var, label)
@@ -129,7 +130,7 @@ def _add_group(
             frame._add_edge(var, func, label)
     changed: set[str] = set()
     for label in sorted(needed):
-        refs = needed[label]
+        refs = KeySet.of_ids(index.ref_table, np.concatenate(needed[label]))
         existing = frame.inp[func].get(label, set()) if back else frame.out[func].get(label, set())
         var = _variable_for(frame, label, refs, existing, back, reuse_existing)
         if back:
@@ -141,13 +142,13 @@ def _add_group(
         if len(frame.vs[var]) != before:
             changed.add(var)
     frame.fs[func] |= call_keys
-    if edges_before or calls_before:  # a reused node: its other calls and edges must agree
+    if edges_before or len(calls_before):  # a reused node: its other calls and edges must agree
         changed |= _complete(frame, func, edges_before, call_keys - calls_before)
     return changed
 
 
 def _complete(
-    frame: FrameGraph, func: str, edges_before: set[tuple[str, str, str]], new_calls: set[bytes]
+    frame: FrameGraph, func: str, edges_before: set[tuple[str, str, str]], new_calls: KeySet
 ) -> set[str]:
     """Restore the frame's invariant around a reused function node.
 
@@ -163,7 +164,7 @@ def _complete(
             if not variables:
                 continue
             scan = new_calls if (is_input, label) in labels_before else frame.fs[func]
-            if not scan:
+            if not len(scan):
                 continue
             new_edges = [
                 v
@@ -171,19 +172,20 @@ def _complete(
                 if ((v, func, label) if is_input else (func, v, label)) not in edges_before
             ]
             target_var = new_edges[0] if new_edges else sorted(variables)[0]
-            holders = [frame.vs[v] for v in variables]
-            _, refs = frame.index.pairs(frame.op_of[func], scan, label, is_input)
-            for ref in refs:
-                if not any(ref in held for held in holders):
-                    frame.vs[target_var].add(ref)
-                    changed.add(target_var)
+            _, refs = frame.index.pair_ids(frame.op_of[func], scan, label, is_input)
+            missing = np.ones(len(refs), dtype=bool)
+            for v in variables:
+                missing &= ~np.isin(refs, frame.vs[v].ids)
+            if missing.any():
+                frame.vs[target_var] |= KeySet.of_ids(frame.index.ref_table, refs[missing])
+                changed.add(target_var)
     return changed
 
 
 def _function_node(
     frame: FrameGraph,
     op_name: str,
-    call_keys: set[bytes],
+    call_keys: KeySet,
     connections: tuple,
     back: bool,
     reuse_existing: bool,
@@ -208,7 +210,7 @@ def _function_node(
 def _variable_for(
     frame: FrameGraph,
     label: str,
-    refs: set[bytes],
+    refs: KeySet,
     existing: set[str],
     back: bool,
     reuse_existing: bool,

@@ -16,7 +16,8 @@ from mandala.frames.display import DisplayMixin
 from mandala.frames.expansion import expand
 from mandala.frames.filters import FilterMixin
 from mandala.frames.graph import ElementIndex, FrameGraph, edge_label
-from mandala.frames.history import history_table, joint_history_table
+from mandala.frames.history import KeyCodes, history_table, joint_history_table
+from mandala.frames.keys import KeySet
 from mandala.frames.source import FrameSource
 from mandala.model.calls import Call
 from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
@@ -67,24 +68,26 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         with paused_gc():
             blocks = frame.index.add_rows(source.call_rows_of_op(name))
         frame._add_func(name, name)
-        inputs: dict[str, set[bytes]] = {}
-        outputs: dict[str, set[bytes]] = {}
+        inputs: dict[str, list[np.ndarray]] = {}
+        outputs: dict[str, list[np.ndarray]] = {}
         for block in blocks:
             for input_name, slot in block.inputs.items():
-                inputs.setdefault(edge_label(name, input_name), set()).update(slot.refs)
+                inputs.setdefault(edge_label(name, input_name), []).append(slot.ids)
             for output_name, slot in block.outputs.items():
-                outputs.setdefault(output_name, set()).update(slot.refs)
+                outputs.setdefault(output_name, []).append(slot.ids)
+        refs, calls = frame.index.ref_table, frame.index.call_table
         for label in sorted(inputs):
             var = frame.new_name(label)
             frame._add_var(var)
-            frame.vs[var] |= inputs[label]
+            frame.vs[var] = KeySet.of_ids(refs, np.concatenate(inputs[label]))
             frame._add_edge(var, name, label)
         for label in sorted(outputs):
             var = frame.new_name(frame.output_var_hint(label))
             frame._add_var(var)
-            frame.vs[var] |= outputs[label]
+            frame.vs[var] = KeySet.of_ids(refs, np.concatenate(outputs[label]))
             frame._add_edge(name, var, label)
-        frame.fs[name] = set().union(*(block.keys for block in blocks))
+        ids = [block.ids for block in blocks]
+        frame.fs[name] = KeySet.of_ids(calls, np.concatenate(ids) if ids else np.empty(0, np.int64))
         return frame
 
     @classmethod
@@ -144,7 +147,7 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         """``{function node: op name}``."""
         return dict(self.op_of)
 
-    def _known_var(self, vname: str) -> set[bytes]:
+    def _known_var(self, vname: str) -> KeySet:
         if vname not in self.vs:
             raise ValueError(f"Node {vname} not found in the CF (variables: {sorted(self.vs)})")
         return self.vs[vname]
@@ -316,35 +319,66 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         load = values == "objs"
         # each column's distinct codes, decoded once; cells are then taken by position
         distinct = {column: _distinct(codes_table[column].to_numpy()) for column in columns}
-        cell_array = np.fromiter(cells, dtype=object, count=len(cells))
-        plain = frozenset not in set(map(type, cells))
-        to_load: set[bytes] = set()
-        if load:
-            contents, kinds = self.index.refs.content, self.index.refs.kinds
-            for column in columns:
-                if column in frame.vs and column not in lazy:
-                    found = distinct[column][0]
-                    if plain and not kinds:  # atoms only: every ref has a value to load
-                        to_load.update(map(contents.__getitem__, cell_array[found[found >= 0]]))
-                        continue
-                    for code in found.tolist():
-                        if code >= 0:
-                            cell = cells[code]
-                            for k in cell if isinstance(cell, frozenset) else (cell,):
-                                if kinds.get(k, KIND_ATOM) in (KIND_ATOM, KIND_POINTER):
-                                    to_load.add(contents[k])
+        loaded_vars = [c for c in columns if load and c in frame.vs and c not in lazy]
+        if isinstance(cells, KeyCodes):
+            to_load = self._content_keys_to_load(
+                [distinct[column][0] for column in loaded_vars], cells
+            )
+            cell_source: Any = cells
+        else:
+            cell_array = np.fromiter(cells, dtype=object, count=len(cells))
+            plain = frozenset not in set(map(type, cells))
+            cell_source = cell_array if plain else cells
+            to_load = set()
+            refs = self.index.refs
+            for column in loaded_vars:
+                for code in distinct[column][0].tolist():
+                    if code >= 0:
+                        cell = cells[code]
+                        for k in cell if isinstance(cell, frozenset) else (cell,):
+                            content_key, kind = refs[k]
+                            if kind in (KIND_ATOM, KIND_POINTER):
+                                to_load.add(content_key)
         loaded = frame._load_values(to_load)
         result = {
             column: self._cells(
                 *distinct[column],
-                cell_array if plain else cells,
+                cell_source,
                 column in frame.vs,
-                load and column not in lazy,
+                column in loaded_vars,
                 loaded,
             )
             for column in columns
         }
         return pd.DataFrame(result, columns=columns)
+
+    def _content_keys_to_load(self, found: list[np.ndarray], codes: KeyCodes) -> set[bytes]:
+        """Content keys of the values behind the ref codes of some columns (atoms and
+        pointers: other refs are collections, assembled from their elements)."""
+        if not found:
+            return set()
+        ids = np.concatenate([column[column >= 0] for column in found])
+        refs = self.index.refs
+        if refs.has_kinds:
+            kinds = refs.kinds_of(ids)
+            ids = ids[(kinds == KIND_ATOM) | (kinds == KIND_POINTER)]
+        return set(refs.table_bytes(refs.content_of(codes.ref_ids(ids))))
+
+    def _ref_values(self, ids: np.ndarray, loaded: dict[bytes, Any]) -> list[Any]:
+        """The values of refs by id (atoms and pointers from ``loaded``)."""
+        refs = self.index.refs
+        contents = refs.table_bytes(refs.content_of(ids))
+        if not refs.has_kinds:  # atoms only
+            return list(map(loaded.get, contents))
+        found = []
+        kinds = refs.kinds_of(ids).tolist()
+        keys = self.index.ref_table.to_bytes(ids)
+        for key, content, kind in zip(keys, contents, kinds):
+            if kind in (KIND_ATOM, KIND_POINTER):
+                found.append(loaded.get(content))
+            else:
+                found.append(self.source.unwrap(self._ref(key)))
+        return found
 
     def _load_values(self, content_keys: set[bytes]) -> dict[bytes, Any]:
         return self.index.load_values(content_keys) if content_keys else {}
@@ -362,19 +396,31 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         (``inverse``): each distinct cell is decoded once. ``cells`` decodes codes: an object
         array when no cell is a collection (the common case, taken without a loop), else a
         list."""
+        if isinstance(cells, KeyCodes):  # every cell one key, its code an id
+            column = np.empty(len(found), dtype=object)
+            present = found >= 0
+            codes = found[present]
+            made: list[Any]
+            if not is_var:
+                made = self.index.public_calls_of_ids(cells.call_ids(codes))
+            elif load:
+                made = self._ref_values(cells.ref_ids(codes), loaded)
+            else:
+                made = [self._ref(k) for k in cells.refs.to_bytes(cells.ref_ids(codes))]
+            column[present] = np.fromiter(made, dtype=object, count=len(made))
+            return column[inverse.reshape(-1)]
         many: Any
         if not is_var:
             many = self.index.public_calls
         elif load:
-            contents, kinds = self.index.refs.content, self.index.refs.kinds
+            refs = self.index.refs
 
             def many(keys: list[bytes]) -> list[Any]:
-                if not kinds:  # atoms only
-                    return list(map(loaded.get, map(contents.__getitem__, keys)))
                 found = []
                 for key in keys:
-                    if kinds.get(key, KIND_ATOM) in (KIND_ATOM, KIND_POINTER):
-                        found.append(loaded.get(contents[key]))
+                    content_key, kind = refs[key]
+                    if kind in (KIND_ATOM, KIND_POINTER):
+                        found.append(loaded.get(content_key))
                     else:
                         found.append(self.source.unwrap(self._ref(key)))
                 return found

@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from mandala.backends.records import KIND_ATOM, CallRows, StoredCall
+from mandala.backends.records import CallRows, StoredCall
 from mandala.engine.session import ref_from_kind
 from mandala.frames.blocks import CallBlock, RefView, Slot, blocks_from_rows, rows_from_calls
+from mandala.frames.keys import KeySet, KeyTable, key_array
 from mandala.frames.source import FrameSource
+from mandala.hashing.digest import KEY_SIZE
 from mandala.model.calls import Call, LazyCall, OpSpec
 from mandala.model.refs import Ref
 
@@ -84,32 +86,37 @@ class CallView(MutableMapping[bytes, StoredCall]):
         del self._made[key]
 
     def __contains__(self, key: object) -> bool:
-        return key in self._index.row_of or key in self._made
+        return self._index.row(key) >= 0 or key in self._made
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._index.row_of)
+        return iter(self._index.call_table.to_bytes(self._index.ids_by_row()))
 
     def __len__(self) -> int:
-        return len(self._index.row_of)
+        return self._index.row_count
 
 
 class ElementIndex:
     """Calls and refs seen by a family of frames, with creator and consumer indexes.
 
     Calls are kept as columns (:class:`CallBlock`, one per op version and signature, in
-    ``blocks_by_op``); ``calls`` reads one of them as a :class:`StoredCall`.
+    ``blocks_by_op``); ``calls`` reads one of them as a :class:`StoredCall`. Calls and refs
+    have integer ids in two :class:`KeyTable` objects (``call_table``, ``ref_table``): frames
+    hold their elements as :class:`KeySet` objects of those ids.
     """
 
     def __init__(self, source: FrameSource) -> None:
         self.source = source
         self.blocks_by_op: dict[str, list[CallBlock]] = {}
-        self.row_of: dict[bytes, int] = {}
-        """Call key -> its row among all blocks (in the order they were added)."""
+        self.call_table = KeyTable()
+        self.refs = RefView()
+        self.ref_table = self.refs.table
+        self._row_of_id = np.empty(0, dtype=np.int64)
+        """Call id -> its row among all blocks (in the order they were added), -1 if none."""
+        self._id_of_row: list[np.ndarray] = []
         self._blocks: list[CallBlock] = []
         self._starts: list[int] = []
         self._rows = 0
         self.calls = CallView(self)
-        self.refs = RefView()
         self._creator: dict[bytes, bytes] | None = None
         self._consumers: dict[bytes, set[bytes]] | None = None
         self.values: dict[bytes, Any] = {}
@@ -130,12 +137,23 @@ class ElementIndex:
         loaded.update((key, kept[key]) for key in wanted if key in kept)
         return loaded
 
+    # ------------------------------------------------------------------ element sets
+
+    def ref_set(self, keys: Iterable[bytes] = ()) -> KeySet:
+        """A set of refs of this index (keys given as objects)."""
+        return KeySet.of_keys(self.ref_table, keys) if keys else KeySet(self.ref_table)
+
+    def call_set(self, keys: Iterable[bytes] = ()) -> KeySet:
+        """A set of calls of this index (keys given as objects)."""
+        return KeySet.of_keys(self.call_table, keys) if keys else KeySet(self.call_table)
+
     # ------------------------------------------------------------------ adding facts
 
     def add_rows(self, rows: CallRows) -> list[CallBlock]:
         """Index calls read from the store; returns all of them as blocks (known ones too)."""
-        blocks = blocks_from_rows(rows, _DetailsReader(self.source))
-        self.refs.add(*rows.edges[3:6])
+        blocks = blocks_from_rows(
+            rows, _DetailsReader(self.source), calls=self.call_table, refs=self.refs
+        )
         for block in blocks:
             self._add_block(block)
         return blocks
@@ -145,22 +163,52 @@ class ElementIndex:
         self.add_rows(rows_from_calls(calls))
 
     def _add_block(self, block: CallBlock) -> None:
-        row_of = self.row_of
-        if not row_of.keys().isdisjoint(block.keys):  # some calls are known: keep the others
-            fresh = [key not in row_of for key in block.keys]
-            block = block.take([i for i, new in enumerate(fresh) if new])
+        size = len(self.call_table)
+        if len(self._row_of_id) < size:
+            grown = np.full(max(size, 2 * len(self._row_of_id)), -1, dtype=np.int64)
+            grown[: len(self._row_of_id)] = self._row_of_id
+            self._row_of_id = grown
+        known = self._row_of_id[block.ids] >= 0
+        if known.any():  # some calls are known: keep the others
+            block = block.take(np.flatnonzero(~known))
             if not len(block):
                 return
         start = self._rows
         self._blocks.append(block)
         self._starts.append(start)
         self._rows += len(block)
-        row_of.update(zip(block.keys, range(start, self._rows)))
+        self._row_of_id[block.ids] = np.arange(start, self._rows)
+        self._id_of_row.append(block.ids)
         self.blocks_by_op.setdefault(block.op_name, []).append(block)
         self._creator = self._consumers = None
 
     def add_ref(self, history_key: bytes, content_key: bytes, kind: int) -> None:
         self.refs.setdefault(history_key, (content_key, kind))
+
+    # ------------------------------------------------------------------ rows
+
+    @property
+    def row_count(self) -> int:
+        """Calls indexed."""
+        return self._rows
+
+    def ids_by_row(self) -> np.ndarray:
+        """The call id of every row, in row order."""
+        if len(self._id_of_row) > 1:
+            self._id_of_row = [np.concatenate(self._id_of_row)]
+        return self._id_of_row[0] if self._id_of_row else np.empty(0, dtype=np.int64)
+
+    def row(self, key: object) -> int:
+        """The row of an indexed call, -1 if it is not indexed."""
+        if not isinstance(key, bytes):
+            return -1
+        found = self.call_table.id_of(key)
+        return int(self._row_of_id[found]) if 0 <= found < len(self._row_of_id) else -1
+
+    def rows_of_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of calls by id (-1 for calls not indexed)."""
+        inside = (ids >= 0) & (ids < len(self._row_of_id))
+        return np.where(inside, self._row_of_id[np.where(inside, ids, 0)], -1)
 
     def public_call(self, key: bytes) -> Call:
         """The :class:`Call` of an indexed call (see :meth:`public_calls`)."""
@@ -178,20 +226,36 @@ class ElementIndex:
                     self.source.to_call(call) if call is not None else self.public_calls([key])[0]
                     for key, call in zip(keys, stored)
                 ]
-        rows = np.fromiter(map(self.row_of.__getitem__, keys), dtype=np.int64, count=len(keys))
+        ids = self.call_table.find(key_array(keys))
+        rows = self.rows_of_ids(ids)
+        if np.any(rows < 0):
+            raise KeyError(keys[int(np.flatnonzero(rows < 0)[0])])
+        return self._calls_at(rows, keys)
+
+    def public_calls_of_ids(self, ids: np.ndarray) -> list[Call]:
+        """:meth:`public_calls` of calls given by id."""
+        if self.calls.has_made():
+            return self.public_calls(self.call_table.to_bytes(ids))
+        return self._calls_at(self.rows_of_ids(ids), None)
+
+    def _calls_at(self, rows: np.ndarray, keys: list[bytes] | None) -> list[Call]:
         which = np.searchsorted(np.asarray(self._starts), rows, side="right") - 1
-        result: list[Any] = [None] * len(keys)
+        result: list[Any] = [None] * len(rows)
         for i in np.flatnonzero(np.bincount(which)).tolist():  # the blocks holding some
             block = self._blocks[i]
             spec = self._spec(block.op_name, block.op_version)
             source = _BlockCalls(self.refs, block)
             positions = np.flatnonzero(which == i)
-            for position, row in zip(
-                positions.tolist(), (rows[positions] - self._starts[i]).tolist()
-            ):
+            local = rows[positions] - self._starts[i]
+            block_keys = (
+                [keys[p] for p in positions.tolist()]
+                if keys is not None
+                else self.call_table.to_bytes(block.ids[local])
+            )
+            for position, key, row in zip(positions.tolist(), block_keys, local.tolist()):
                 # refs are made, and the calls' other fields read (for the whole block), when
                 # first asked for
-                result[position] = LazyCall(spec, keys[position], source, row)
+                result[position] = LazyCall(spec, key, source, row)
         return result
 
     def _spec(self, op_name: str, op_version: int) -> OpSpec:
@@ -235,61 +299,64 @@ class ElementIndex:
         Raises:
             KeyError: the call is not indexed.
         """
-        row = self.row_of[key]
+        row = self.row(key)
+        if row < 0:
+            raise KeyError(key)
         i = bisect_right(self._starts, row) - 1
         return self._blocks[i], row - self._starts[i]
 
+    def _call_ids_of(self, call_keys: Collection[bytes]) -> np.ndarray:
+        """Sorted ids of the indexed calls among ``call_keys``."""
+        if isinstance(call_keys, KeySet) and call_keys.table is self.call_table:
+            return call_keys.ids
+        items = [k for k in call_keys if isinstance(k, bytes) and len(k) == KEY_SIZE]
+        found = self.call_table.find(key_array(items))
+        return np.sort(found[found >= 0])
+
     def selected(
         self, op_name: str, call_keys: Collection[bytes]
-    ) -> list[tuple[CallBlock, list[int] | None]]:
+    ) -> list[tuple[CallBlock, np.ndarray | None]]:
         """The blocks of ``op_name`` holding calls of ``call_keys``, with the rows of those
         calls (None: every row of the block)."""
         blocks = self.blocks_by_op.get(op_name, ())
         if not call_keys or not blocks:
             return []
-        total = sum(len(block) for block in blocks)
-        if len(call_keys) * 4 < total:  # a few calls: find each one
-            found: dict[int, tuple[CallBlock, list[int]]] = {}
-            for key in call_keys:
-                if key not in self.row_of:
-                    continue
-                block, row = self.locate(key)
-                if block.op_name == op_name:
-                    found.setdefault(id(block), (block, []))[1].append(row)
-            return [
-                (block, None if len(rows) == len(block) else sorted(rows))
-                for block, rows in found.values()
-            ]
-        selected: list[tuple[CallBlock, list[int] | None]] = []
-        issuperset = call_keys.issuperset if isinstance(call_keys, (set, frozenset)) else None
+        wanted = self._call_ids_of(call_keys)
+        selected: list[tuple[CallBlock, np.ndarray | None]] = []
         for block in blocks:
-            if issuperset is not None and issuperset(block.keys):
+            inside = np.isin(block.ids, wanted)
+            if inside.all():
                 selected.append((block, None))
-                continue
-            rows = [i for i, key in enumerate(block.keys) if key in call_keys]
-            if len(rows) == len(block):
-                selected.append((block, None))
-            elif rows:
-                selected.append((block, rows))
+            elif inside.any():
+                selected.append((block, np.flatnonzero(inside)))
         return selected
+
+    def pair_ids(
+        self, op_name: str, call_keys: Collection[bytes], label: str, is_input: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(call ids, ref ids)``, aligned: the refs that calls of ``call_keys`` have on
+        edges labelled ``label`` (inputs, or outputs)."""
+        calls: list[np.ndarray] = []
+        refs: list[np.ndarray] = []
+        for block, rows in self.selected(op_name, call_keys):
+            for slot in block_slots(block, label, is_input):
+                if rows is None:
+                    calls.append(block.ids)
+                    refs.append(slot.ids)
+                else:
+                    calls.append(block.ids[rows])
+                    refs.append(slot.ids[rows])
+        if not calls:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty
+        return np.concatenate(calls), np.concatenate(refs)
 
     def pairs(
         self, op_name: str, call_keys: Collection[bytes], label: str, is_input: bool
     ) -> tuple[list[bytes], list[bytes]]:
-        """``(calls, refs)``, aligned: the refs that calls of ``call_keys`` have on edges
-        labelled ``label`` (inputs, or outputs)."""
-        calls: list[bytes] = []
-        refs: list[bytes] = []
-        for block, rows in self.selected(op_name, call_keys):
-            for slot in block_slots(block, label, is_input):
-                if rows is None:
-                    calls += block.keys
-                    refs += slot.refs
-                else:
-                    keys, column = block.keys, slot.refs
-                    calls += [keys[i] for i in rows]
-                    refs += [column[i] for i in rows]
-        return calls, refs
+        """:meth:`pair_ids` as keys."""
+        calls, refs = self.pair_ids(op_name, call_keys, label, is_input)
+        return self.call_table.to_bytes(calls), self.ref_table.to_bytes(refs)
 
 
 class _DetailsReader:
@@ -317,19 +384,21 @@ class _BlockCalls:
         self.block = block
 
     def call_refs(self, row: int) -> tuple[dict[str, Ref], dict[str, Ref]]:
-        content, kinds = self.refs.content, self.refs.kinds
-        return (
-            {
-                name: ref_from_kind(kinds.get(key, KIND_ATOM), content[key], key)
-                for name, slot in self.block.inputs.items()
-                for key in (slot.refs[row],)
-            },
-            {
-                name: ref_from_kind(kinds.get(key, KIND_ATOM), content[key], key)
-                for name, slot in self.block.outputs.items()
-                for key in (slot.refs[row],)
-            },
-        )
+        refs = self.refs
+        sides = []
+        for side in (self.block.inputs, self.block.outputs):
+            names = list(side)
+            ids = np.fromiter((side[name].ids[row] for name in names), np.int64, len(names))
+            keys = refs.table.to_bytes(ids)
+            contents = refs.table_bytes(refs.content_of(ids))
+            kinds = refs.kinds_of(ids).tolist()
+            sides.append(
+                {
+                    name: ref_from_kind(kind, content, key)
+                    for name, key, content, kind in zip(names, keys, contents, kinds)
+                }
+            )
+        return sides[0], sides[1]
 
     def call_details(self, row: int) -> tuple[Any, ...]:
         return tuple(column[row] for column in self.block.heads())
@@ -346,16 +415,58 @@ def block_slots(block: CallBlock, label: str, is_input: bool) -> list[Slot]:
     return [] if slot is None else [slot]
 
 
+class NodeSets(dict[str, KeySet]):
+    """Element sets by node name; a set assigned in any form is kept as a :class:`KeySet` of
+    the node kind's table."""
+
+    def __init__(self, table: KeyTable, items: Iterable[tuple[str, Any]] = ()) -> None:
+        super().__init__()
+        self.table = table
+        for name, elements in items:
+            self[name] = elements
+
+    def _wrap(self, elements: Any) -> KeySet:
+        if isinstance(elements, KeySet) and elements.table is self.table:
+            return elements
+        return KeySet.of_keys(self.table, elements)
+
+    def __setitem__(self, name: str, elements: Any) -> None:
+        super().__setitem__(name, self._wrap(elements))
+
+    def setdefault(self, name: str, elements: Any = None) -> KeySet:
+        if name not in self:
+            self[name] = KeySet(self.table) if elements is None else elements
+        return self[name]
+
+
 class FrameGraph:
     """Nodes, labelled edges and element sets; the mutation primitives every operation uses."""
 
     def __init__(self, index: ElementIndex) -> None:
         self.index = index
-        self.vs: dict[str, set[bytes]] = {}
-        self.fs: dict[str, set[bytes]] = {}
+        self._vs = NodeSets(index.ref_table)
+        self._fs = NodeSets(index.call_table)
         self.op_of: dict[str, str] = {}
         self.inp: dict[str, dict[str, set[str]]] = {}
         self.out: dict[str, dict[str, set[str]]] = {}
+
+    @property
+    def vs(self) -> NodeSets:
+        """Refs by variable."""
+        return self._vs
+
+    @vs.setter
+    def vs(self, sets: Any) -> None:
+        self._vs = NodeSets(self.index.ref_table, sets.items())
+
+    @property
+    def fs(self) -> NodeSets:
+        """Calls by function node."""
+        return self._fs
+
+    @fs.setter
+    def fs(self, sets: Any) -> None:
+        self._fs = NodeSets(self.index.call_table, sets.items())
 
     # ------------------------------------------------------------------ nodes and edges
 
@@ -413,12 +524,12 @@ class FrameGraph:
         return {n for n in self.nodes if not self.out_neighbors(n)}
 
     def _add_var(self, name: str) -> None:
-        self.vs.setdefault(name, set())
+        self.vs.setdefault(name)
         self.inp.setdefault(name, {})
         self.out.setdefault(name, {})
 
     def _add_func(self, name: str, op_name: str) -> None:
-        self.fs.setdefault(name, set())
+        self.fs.setdefault(name)
         self.op_of[name] = op_name
         self.inp.setdefault(name, {})
         self.out.setdefault(name, {})
@@ -524,38 +635,46 @@ class FrameGraph:
         found: dict[bytes, list[tuple[str, bytes]]] = {}
         for label, funcs in self.inp.get(var, {}).items():
             for func in funcs:
-                calls, refs = self.index.pairs(self.op_of[func], self.fs[func], label, False)
+                call_ids, ref_ids = self.index.pair_ids(
+                    self.op_of[func], self.fs[func], label, False
+                )
+                inside = np.isin(ref_ids, held.ids)
+                calls = self.index.call_table.to_bytes(call_ids[inside])
+                refs = self.index.ref_table.to_bytes(ref_ids[inside])
                 for call_key, ref in zip(calls, refs):
-                    if ref in held:
-                        found.setdefault(ref, []).append((func, call_key))
+                    found.setdefault(ref, []).append((func, call_key))
         return found
 
-    def created_refs(self, var: str) -> set[bytes]:
+    def _refs_on_edges(self, var: str, into: bool) -> KeySet:
+        """The refs of ``var`` that calls of the frame output into it (``into``), or take
+        from it as inputs."""
+        parts = []
+        for label, funcs in (self.inp if into else self.out).get(var, {}).items():
+            for func in funcs:
+                parts.append(
+                    self.index.pair_ids(self.op_of[func], self.fs[func], label, not into)[1]
+                )
+        found = KeySet.of_ids(self.index.ref_table, np.concatenate(parts)) if parts else None
+        return self.vs[var] & found if found is not None else KeySet(self.index.ref_table)
+
+    def created_refs(self, var: str) -> KeySet:
         """The refs of ``var`` created by calls of the frame (on an edge into ``var``)."""
-        found: set[bytes] = set()
-        for label, funcs in self.inp.get(var, {}).items():
-            for func in funcs:
-                found.update(self.index.pairs(self.op_of[func], self.fs[func], label, False)[1])
-        return found & self.vs[var]
+        return self._refs_on_edges(var, True)
 
-    def consumed_in_frame(self, var: str) -> set[bytes]:
+    def consumed_in_frame(self, var: str) -> KeySet:
         """Refs of ``var`` that some call of the frame takes as an input from ``var``."""
-        found: set[bytes] = set()
-        for label, funcs in self.out.get(var, {}).items():
-            for func in funcs:
-                found.update(self.index.pairs(self.op_of[func], self.fs[func], label, True)[1])
-        return found & self.vs[var]
+        return self._refs_on_edges(var, False)
 
-    def source_elements(self, var: str) -> set[bytes]:
+    def source_elements(self, var: str) -> KeySet:
         """Refs of ``var`` with no creator call in the frame (on an edge into ``var``)."""
         if not self.inp.get(var):
-            return set(self.vs[var])
+            return self.vs[var].copy()
         return self.vs[var] - self.created_refs(var)
 
-    def sink_elements(self, var: str) -> set[bytes]:
+    def sink_elements(self, var: str) -> KeySet:
         """Refs of ``var`` that no call of the frame consumes (on an edge out of ``var``)."""
         if not self.out.get(var):
-            return set(self.vs[var])
+            return self.vs[var].copy()
         return self.vs[var] - self.consumed_in_frame(var)
 
     # ------------------------------------------------------------------ order
@@ -645,8 +764,8 @@ class FrameGraph:
         return other
 
     def _copy_structure(self, other: FrameGraph) -> None:
-        other.vs = {k: set(v) for k, v in self.vs.items()}
-        other.fs = {k: set(v) for k, v in self.fs.items()}
+        other.vs = {k: v.copy() for k, v in self.vs.items()}
+        other.fs = {k: v.copy() for k, v in self.fs.items()}
         other.op_of = dict(self.op_of)
         other.inp = {k: {lab: set(s) for lab, s in v.items()} for k, v in self.inp.items()}
         other.out = {k: {lab: set(s) for lab, s in v.items()} for k, v in self.out.items()}

@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from mandala.frames.graph import COLLECTION_OPS, FrameGraph, block_slots, edge_label
+from mandala.frames.keys import KeySet, KeyTable
 
-__all__ = ["history_table", "joint_history_table", "Element"]
+__all__ = ["history_table", "joint_history_table", "Element", "KeyCodes"]
 
 Element = bytes
 History = dict[str, frozenset[bytes]]
@@ -168,21 +169,22 @@ def joint_history_table(
     frame: FrameGraph,
     variables: list[str],
     how: str = "outer",
-    sinks: dict[str, set[bytes]] | None = None,
-) -> tuple[pd.DataFrame, list[Any]]:
+    sinks: dict[str, KeySet] | None = None,
+) -> tuple[pd.DataFrame, list[Any] | KeyCodes]:
     """The joined table of the histories of the sink elements of ``variables``.
 
     ``sinks`` gives the sink elements of some variables if the caller has them already.
-    Returns integer codes and the list that decodes them (negative codes are missing cells).
+    Returns integer codes and what decodes them (negative codes are missing cells): a list
+    of cells (keys, or frozensets of keys), or a :class:`KeyCodes` when every cell is one key.
     """
     known = dict(sinks or {})
     for var in variables:
         if var not in known:
             known[var] = frame.sink_elements(var)
-    codes = _Codes()
-    columnar = _columnar_tables(frame, variables, codes, known)
+    key_codes = KeyCodes(frame.index.ref_table, frame.index.call_table)
+    columnar = _columnar_tables(frame, variables, key_codes, known)
     if columnar is not None:
-        return _join(frame, variables, columnar, how), codes.cells
+        return _join(frame, variables, columnar, how), key_codes
     codes = _Codes()
     starts: list[tuple[str, bytes]] = []
     per_var: dict[str, list[tuple[str, bytes]]] = {}
@@ -232,8 +234,32 @@ def _join(
     return table.drop_duplicates(ignore_index=True)
 
 
+class KeyCodes:
+    """Codes that are key ids: a ref's id in ``refs``, a call's id plus ``offset`` (the
+    number of refs when the codes were made). Negative codes are missing cells."""
+
+    def __init__(self, refs: KeyTable, calls: KeyTable) -> None:
+        self.refs = refs
+        self.calls = calls
+        self.offset = len(refs)
+        self.missing = -1
+
+    def ref_ids(self, codes: np.ndarray) -> np.ndarray:
+        return codes
+
+    def call_ids(self, codes: np.ndarray) -> np.ndarray:
+        return codes - self.offset
+
+    def fresh_missing(self, count: int) -> np.ndarray:
+        """``count`` new negative codes, one per missing cell (a missing cell never joins
+        another)."""
+        found = np.arange(self.missing - 1, self.missing - 1 - count, -1, dtype=np.int64)
+        self.missing -= count
+        return found
+
+
 def _columnar_tables(
-    frame: FrameGraph, variables: list[str], codes: _Codes, sinks: dict[str, set[bytes]]
+    frame: FrameGraph, variables: list[str], codes: KeyCodes, sinks: dict[str, KeySet]
 ) -> dict[str, pd.DataFrame] | None:
     """History tables of the sink elements of ``variables``, built with one merge per edge.
 
@@ -242,8 +268,7 @@ def _columnar_tables(
     returns None when the frame is not of that shape (or a merge shows it is not), and the
     element-by-element computation takes over.
 
-    Key columns are read from the index's columns (no object per call) and factorized together
-    into integer codes, so every merge joins integers.
+    Key columns are the index's id columns (no object per call), so every merge joins integers.
     """
     order = {node: i for i, node in enumerate(frame.topsort())}
     for source, target, _ in frame.edges():
@@ -260,38 +285,13 @@ def _columnar_tables(
                 seen |= variables_on_label
     index = frame.index
     upstream_nodes = _upstream(frame, variables)
-    # every key column first (no object per call: taken from the index's columns), then one
-    # factorization turns them all into integer codes, so every merge below joins integers
-    key_columns: dict[str, dict[str, list[bytes]]] = {}
+    func_tables: dict[str, pd.DataFrame] = {}
     for func in sorted(upstream_nodes & frame.fs.keys()):
-        found = _func_keys(frame, index, func)
+        found = _func_keys(frame, index, func, codes.offset)
         if found is None:
             return None
-        key_columns[func] = found
-    owned = {var: list(frame.vs[var]) for var in sorted(upstream_nodes & frame.vs.keys())}
-    pieces = [column for table in key_columns.values() for column in table.values()]
-    pieces += owned.values()
-    everything = np.empty(sum(map(len, pieces)), dtype=object)
-    start = 0
-    for piece in pieces:
-        everything[start : start + len(piece)] = piece
-        start += len(piece)
-    coded_all, codes.cells = _factorize_keys(everything)
-    start = 0
-    func_tables: dict[str, pd.DataFrame] = {}
-    for func, table_keys in key_columns.items():
-        columns = {}
-        for name, column in table_keys.items():
-            columns[name] = coded_all[start : start + len(column)]
-            start += len(column)
-        func_tables[func] = pd.DataFrame(columns, columns=list(table_keys))
-    own_codes: dict[str, np.ndarray] = {}
-    for var, refs in owned.items():
-        own_codes[var] = coded_all[start : start + len(refs)]
-        start += len(refs)
-
-    def func_table(func: str) -> pd.DataFrame:
-        return func_tables[func]
+        func_tables[func] = pd.DataFrame(found, columns=list(found))
+    own_codes = {var: frame.vs[var].ids for var in sorted(upstream_nodes & frame.vs.keys())}
 
     histories: dict[str, pd.DataFrame | None] = {}
 
@@ -299,12 +299,10 @@ def _columnar_tables(
         if var in histories:
             return histories[var]
         parts = []
-        created: set[int] = set()
+        created: list[np.ndarray] = []
         for funcs in frame.inp[var].values():
             for func in funcs:
-                table = func_table(func)
-                if table is None:
-                    return None
+                table = func_tables[func]
                 inputs = [next(iter(v)) for v in frame.inp[func].values()]
                 part = table[[func, var, *inputs]]
                 for upstream in inputs:
@@ -316,10 +314,11 @@ def _columnar_tables(
                     if len(merged) != len(part):
                         return None  # paths disagree: a node holds several elements of a row
                     part = merged
-                created.update(part[var].tolist())
+                created.append(part[var].to_numpy())
                 parts.append(part)
-        sources = [code for code in own_codes[var].tolist() if code not in created]
-        if sources:
+        own = own_codes[var]
+        sources = own[~np.isin(own, np.concatenate(created))] if created else own
+        if len(sources):
             parts.append(pd.DataFrame({var: sources}, dtype="int64"))
         result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({var: []})
         if result[var].duplicated().any():
@@ -332,13 +331,7 @@ def _columnar_tables(
         full = history(var)
         if full is None:
             return None
-        sink_refs = sinks[var]
-        sink_codes = {
-            code for ref, code in zip(owned[var], own_codes[var].tolist()) if ref in sink_refs
-        }
-        is_sink = np.fromiter(
-            (c in sink_codes for c in full[var].tolist()), dtype=bool, count=len(full)
-        )
+        is_sink = np.isin(full[var].to_numpy(), sinks[var].ids)
         table = full[is_sink].reset_index(drop=True)
         columns = {}
         for column in table.columns:
@@ -346,36 +339,10 @@ def _columnar_tables(
             missing = np.flatnonzero(pd.isna(values))
             if len(missing):  # each missing cell its own code: it must never join another
                 values = values.copy()
-                values[missing] = np.arange(codes.missing - 1, codes.missing - 1 - len(missing), -1)
-                codes.missing -= len(missing)
+                values[missing] = codes.fresh_missing(len(missing))
             columns[column] = values.astype(np.int64)
         tables[var] = pd.DataFrame(columns, columns=list(table.columns))
     return tables
-
-
-_KEY_BYTES = 16
-"""Bytes in an element key (a history key)."""
-
-
-def _factorize_keys(keys: np.ndarray) -> tuple[np.ndarray, list[Any]]:
-    """Integer codes for element keys (equal keys, equal codes) and the key of each code.
-
-    Keys are 16-byte digests, so their first 8 bytes, read as integers, almost never collide:
-    factorizing those uses an integer hash table, several times faster on millions of keys
-    than one of objects. The other 8 bytes are then checked to agree within every code; if
-    they do not (or a key has another length), the objects themselves are factorized.
-    """
-    count = len(keys)
-    blob = b"".join(keys.tolist()) if count else b""
-    if count and len(blob) == _KEY_BYTES * count:
-        words = np.frombuffer(blob, dtype=np.uint64).reshape(count, 2)
-        found, _ = pd.factorize(words[:, 0])
-        first = np.empty(int(found.max()) + 1, dtype=np.int64)
-        first[found[::-1]] = np.arange(count - 1, -1, -1)  # the earliest row of each code
-        if np.array_equal(words[first[found], 1], words[:, 1]):
-            return found.astype(np.int64), keys[first].tolist()
-    found, uniques = pd.factorize(keys)
-    return found.astype(np.int64), list(uniques)
 
 
 def _upstream(frame: FrameGraph, variables: list[str]) -> set[str]:
@@ -390,23 +357,29 @@ def _upstream(frame: FrameGraph, variables: list[str]) -> set[str]:
     return seen
 
 
-def _func_keys(frame: FrameGraph, index: Any, func: str) -> dict[str, list[bytes]] | None:
-    """The key columns of a function node's table: its calls and the refs they have on each
-    connected label (one variable per label); None if a call lacks a connected label."""
+def _func_keys(
+    frame: FrameGraph, index: Any, func: str, call_offset: int
+) -> dict[str, np.ndarray] | None:
+    """The code columns of a function node's table: its calls (ids plus ``call_offset``) and
+    the refs (ids) they have on each connected label (one variable per label); None if a call
+    lacks a connected label."""
     sides = (
         (True, {label: next(iter(v)) for label, v in frame.inp[func].items()}),
         (False, {label: next(iter(v)) for label, v in frame.out[func].items()}),
     )
     names = [func] + [var for _, by_label in sides for var in by_label.values()]
-    columns: dict[str, list[bytes]] = {name: [] for name in names}
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for block, rows in index.selected(frame.op_of[func], frame.fs[func]):
-        part = {func: block.keys}
+        part = {func: block.ids + call_offset}
         for is_input, by_label in sides:
             for label, var in by_label.items():
                 slots = block_slots(block, label, is_input)
                 if len(slots) != 1:
                     return None  # a call without a ref on a connected label
-                part[var] = slots[0].refs
+                part[var] = slots[0].ids
         for name, column in part.items():
-            columns[name] += column if rows is None else [column[i] for i in rows]
-    return columns
+            columns[name].append(column if rows is None else column[rows])
+    return {
+        name: np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        for name, parts in columns.items()
+    }

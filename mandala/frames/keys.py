@@ -40,7 +40,7 @@ def key_array(keys: Iterable[bytes]) -> np.ndarray:
         return keys
     items = keys if isinstance(keys, (list, tuple)) else list(keys)
     blob = b"".join(items)
-    if len(blob) != KEY_SIZE * len(items) or any(len(k) != KEY_SIZE for k in items):
+    if len(blob) != KEY_SIZE * len(items) or (items and set(map(len, items)) != {KEY_SIZE}):
         raise ValueError(f"keys must be {KEY_SIZE} bytes long")
     return np.frombuffer(blob, dtype=KEY_DTYPE)
 
@@ -220,12 +220,13 @@ class KeySet(MutableSet[bytes]):
             return keys.copy()
         return cls(table, _sorted_unique(table.intern(key_array(_listed(keys)))))
 
-    def _from_iterable(self, it: Iterable[bytes]) -> KeySet:
+    def _from_iterable(self, it: Iterable[bytes]) -> KeySet:  # type: ignore[override]
         return KeySet.of_keys(self.table, it)
 
     def copy(self) -> KeySet:
         other = KeySet(self.table, self._ids)
         if self._ids is None:
+            other._ids = None
             other._objects = set(self._objects or ())
         return other
 
@@ -294,21 +295,21 @@ class KeySet(MutableSet[bytes]):
     def _result(self, ids: np.ndarray) -> KeySet:
         return KeySet(self.table, ids)
 
-    def __or__(self, other: Iterable[Any]) -> KeySet:  # type: ignore[override]
+    def __or__(self, other: Iterable[Any]) -> KeySet:
         if not isinstance(other, Iterable):
             return NotImplemented
         return self._result(_union(self.ids, self._ids_of(other, add=True)))
 
     __ror__ = __or__
 
-    def __and__(self, other: Iterable[Any]) -> KeySet:  # type: ignore[override]
+    def __and__(self, other: Iterable[Any]) -> KeySet:
         if not isinstance(other, Iterable):
             return NotImplemented
         return self._result(np.intersect1d(self.ids, self._ids_of(other, False), True))
 
     __rand__ = __and__
 
-    def __sub__(self, other: Iterable[Any]) -> KeySet:  # type: ignore[override]
+    def __sub__(self, other: Iterable[Any]) -> KeySet:
         if not isinstance(other, Iterable):
             return NotImplemented
         return self._result(_difference(self.ids, self._ids_of(other, add=False)))
@@ -318,7 +319,7 @@ class KeySet(MutableSet[bytes]):
             return NotImplemented
         return self._result(_difference(self._ids_of(other, add=True), self.ids))
 
-    def __xor__(self, other: Iterable[Any]) -> KeySet:  # type: ignore[override]
+    def __xor__(self, other: Iterable[Any]) -> KeySet:
         if not isinstance(other, Iterable):
             return NotImplemented
         theirs = self._ids_of(other, add=True)
@@ -406,21 +407,32 @@ class KeySet(MutableSet[bytes]):
         for other in others:
             self |= other
 
+    def intersection_update(self, *others: Iterable[Any]) -> None:
+        for other in others:
+            self &= other
+
+    def difference_update(self, *others: Iterable[Any]) -> None:
+        for other in others:
+            self -= other
+
+    def symmetric_difference_update(self, other: Iterable[Any]) -> None:
+        self ^= other
+
     def _set_ids(self, ids: np.ndarray) -> KeySet:
         self._ids = ids
         self._objects = None
         return self
 
-    def __ior__(self, other: Iterable[Any]) -> KeySet:  # type: ignore[override]
+    def __ior__(self, other: Iterable[Any]) -> KeySet:
         return self._set_ids(_union(self.ids, self._ids_of(other, add=True)))
 
-    def __iand__(self, other: Iterable[Any]) -> KeySet:  # type: ignore[override]
+    def __iand__(self, other: Iterable[Any]) -> KeySet:
         return self._set_ids(np.intersect1d(self.ids, self._ids_of(other, False), True))
 
-    def __isub__(self, other: Iterable[Any]) -> KeySet:  # type: ignore[override]
+    def __isub__(self, other: Iterable[Any]) -> KeySet:
         return self._set_ids(_difference(self.ids, self._ids_of(other, add=False)))
 
-    def __ixor__(self, other: Iterable[Any]) -> KeySet:  # type: ignore[override]
+    def __ixor__(self, other: Iterable[Any]) -> KeySet:
         theirs = self._ids_of(other, add=True)
         return self._set_ids(np.setxor1d(self.ids, theirs, assume_unique=True))
 

@@ -18,9 +18,11 @@ them with ``how="weak"``. Going back is the mirror image (outputs instead of inp
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 from mandala.frames.graph import FrameGraph
+from mandala.frames.keys import KeySet
 
 if TYPE_CHECKING:
     from mandala.frames.source import FrameSource
@@ -79,7 +81,7 @@ class SelectionMixin(FrameGraph):
         if node not in self.vs and node not in self.fs:
             raise ValueError(f"Node {node} not found in the CF (nodes: {sorted(self.nodes)})")
 
-    def _elements(self, node: str) -> set[bytes]:
+    def _elements(self, node: str) -> KeySet:
         return self.vs[node] if node in self.vs else self.fs[node]
 
     def _set_elements(self, node: str, elements: set[bytes]) -> None:
@@ -144,7 +146,7 @@ class SelectionMixin(FrameGraph):
                 found.add(call_key)
         return found
 
-    def _boundary(self, node: str, sources: bool) -> set[bytes]:
+    def _boundary(self, node: str, sources: bool) -> AbstractSet[bytes]:
         """Source (or sink) elements of a node: no creator (consumer) connected in the frame."""
         if node in self.vs:
             return self.source_elements(node) if sources else self.sink_elements(node)

@@ -76,21 +76,3 @@ def test_the_column_wise_path_is_taken_for_a_plain_pipeline(
     df = storage.cf(score).expand_back(recursive=True).df(include_calls=False)
     assert taken == [True]
     assert sorted(df["result"]) == [0.5, 0.5, 0.5]
-
-
-_prefixes = st.sampled_from([b"\x00" * 8, b"\x01" * 8, b"prefix!!"])
-_suffixes = st.binary(min_size=8, max_size=8)
-_element_keys = st.builds(lambda a, b: a + b, _prefixes, _suffixes) | st.binary(max_size=20)
-
-
-@settings(deadline=None, max_examples=100)
-@given(keys=st.lists(_element_keys, max_size=40), repeat=st.lists(st.integers(0, 39)))
-def test_keys_factorize_to_codes_equal_exactly_for_equal_keys(keys, repeat) -> None:
-    import numpy as np
-
-    keys = keys + [keys[i] for i in repeat if i < len(keys)]  # repeated keys, shared prefixes
-    array = np.empty(len(keys), dtype=object)
-    array[:] = keys
-    codes, cells = history._factorize_keys(array)
-    assert [cells[code] for code in codes.tolist()] == keys
-    assert len(cells) == len(set(keys))
