@@ -52,7 +52,7 @@ def _split(column: Column, text: Any, count: int, as_array: bool = False) -> lis
 
     ``as_array``: keys and integers come as one numpy array (``S16`` or ``int64``) rather than
     a list of objects (never read a key array item by item: a ``bytes_`` item drops trailing
-    zero bytes)."""
+    zero bytes), and texts are not interned."""
     import numpy as np  # here, not at import: opening a store does not need numpy
 
     if column is Column.KEY:
@@ -82,6 +82,8 @@ def _split(column: Column, text: Any, count: int, as_array: bool = False) -> lis
     parts = text.split(_TEXT_SEPARATOR)
     if len(parts) != count:
         return None
+    if as_array and column is Column.TEXT:  # a reader of columns factorizes them itself
+        return parts
     interned: dict[str, Any] = {}  # names repeat: one string object each
     if column is Column.OPT_TEXT:
         interned[_NULL_TEXT] = None

@@ -16,7 +16,7 @@ import numpy as np
 from mandala.backends.records import DIRECTION_IN, DIRECTION_OUT
 from mandala.frames.blocks import CallBlock, paused_gc
 from mandala.frames.graph import FrameGraph, edge_label
-from mandala.frames.keys import KeySet
+from mandala.frames.keys import KeySet, sorted_unique
 
 __all__ = ["expand"]
 
@@ -63,7 +63,7 @@ def _expand_step(
             frontier.append(elements.ids)
     if not frontier:
         return set()
-    wanted = index.ref_table.to_bytes(np.unique(np.concatenate(frontier)))
+    wanted = index.ref_table.to_bytes(sorted_unique(np.concatenate(frontier)))
     blocks = index.add_rows(
         index.source.call_rows_touching(wanted, DIRECTION_OUT if back else DIRECTION_IN)
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Collection, Iterable, Iterator, MutableMapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -240,7 +241,7 @@ class ElementIndex:
 
     def _calls_at(self, rows: np.ndarray, keys: list[bytes] | None) -> list[Call]:
         which = np.searchsorted(np.asarray(self._starts), rows, side="right") - 1
-        result: list[Any] = [None] * len(rows)
+        result = np.empty(len(rows), dtype=object)
         for i in np.flatnonzero(np.bincount(which)).tolist():  # the blocks holding some
             block = self._blocks[i]
             spec = self._spec(block.op_name, block.op_version)
@@ -252,11 +253,12 @@ class ElementIndex:
                 if keys is not None
                 else self.call_table.to_bytes(block.ids[local])
             )
-            for position, key, row in zip(positions.tolist(), block_keys, local.tolist()):
-                # refs are made, and the calls' other fields read (for the whole block), when
-                # first asked for
-                result[position] = LazyCall(spec, key, source, row)
-        return result
+            # refs are made, and the calls' other fields read (for the whole block), when
+            # first asked for
+            made = list(map(LazyCall, repeat(spec), block_keys, repeat(source), local.tolist()))
+            result[positions] = np.fromiter(made, dtype=object, count=len(made))
+        calls: list[Call] = result.tolist()
+        return calls
 
     def _spec(self, op_name: str, op_version: int) -> OpSpec:
         spec = self._specs.get((op_name, op_version))

@@ -20,7 +20,7 @@ import numpy as np
 
 from mandala.hashing.digest import KEY_SIZE
 
-__all__ = ["KEY_DTYPE", "KeyTable", "KeySet", "key_array"]
+__all__ = ["KEY_DTYPE", "KeyTable", "KeySet", "key_array", "sorted_unique"]
 
 KEY_DTYPE = np.dtype(f"S{KEY_SIZE}")
 """Keys in arrays. Compared and sorted by their raw bytes; never turned into Python objects
@@ -211,14 +211,14 @@ class KeySet(MutableSet[bytes]):
     @classmethod
     def of_ids(cls, table: KeyTable, ids: np.ndarray) -> KeySet:
         """The set of ``ids`` (any order, repeats allowed)."""
-        return cls(table, _sorted_unique(ids))
+        return cls(table, sorted_unique(ids))
 
     @classmethod
     def of_keys(cls, table: KeyTable, keys: Iterable[bytes]) -> KeySet:
         """The set of ``keys``, interned in ``table``."""
         if isinstance(keys, KeySet) and keys.table is table:
             return keys.copy()
-        return cls(table, _sorted_unique(table.intern(key_array(_listed(keys)))))
+        return cls(table, sorted_unique(table.intern(key_array(_listed(keys)))))
 
     def _from_iterable(self, it: Iterable[bytes]) -> KeySet:  # type: ignore[override]
         return KeySet.of_keys(self.table, it)
@@ -237,7 +237,7 @@ class KeySet(MutableSet[bytes]):
         """The sorted ids of the keys (do not write to the array)."""
         if self._ids is None:
             objects = self._objects or set()
-            self._ids = _sorted_unique(self.table.intern(key_array(list(objects))))
+            self._ids = sorted_unique(self.table.intern(key_array(list(objects))))
         return self._ids
 
     def _object_set(self) -> set[bytes]:
@@ -253,7 +253,7 @@ class KeySet(MutableSet[bytes]):
         items = [k for k in _listed(other) if isinstance(k, bytes) and len(k) == KEY_SIZE]
         keys = key_array(items)
         found = self.table.intern(keys) if add else self.table.find(keys)
-        return _sorted_unique(found[found >= 0])
+        return sorted_unique(found[found >= 0])
 
     # ------------------------------------------------------------------ Set
 
@@ -444,7 +444,7 @@ def _listed(items: Iterable[Any]) -> list[Any]:
     return items if isinstance(items, list) else list(items)
 
 
-def _sorted_unique(ids: np.ndarray) -> np.ndarray:
+def sorted_unique(ids: np.ndarray) -> np.ndarray:
     """Sorted ids without repeats (sort, then drop repeats: faster than np.unique)."""
     ids = np.sort(np.asarray(ids, dtype=np.int64))
     if len(ids) > 1:
@@ -461,7 +461,7 @@ def _union(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
         return mine
     if not len(mine):
         return theirs
-    return _sorted_unique(np.concatenate((mine, theirs)))
+    return sorted_unique(np.concatenate((mine, theirs)))
 
 
 def _difference(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
