@@ -111,11 +111,13 @@ def read_columns(
     in every column; None if it must be read row by row."""
     names = [f"c{i}" for i in range(len(columns))]
     aggregates = ", ".join(_aggregate(column, name) for column, name in zip(columns, names))
-    # a text holding a separator (or the NULL mark) could not be cut apart: read rows instead
-    texts = [n for c, n in zip(columns, names) if c in (Column.TEXT, Column.OPT_TEXT)]
-    if texts:
-        marks = " + ".join(f"ifnull(instr({n}, char(30)) + instr({n}, char(31)), 0)" for n in texts)
-        aggregates += f", ifnull(max({marks}), 0)"
+    # A text holding the separator cuts into too many cells: the count shows it, and the rows
+    # are read instead. A text equal to the NULL mark would read as NULL: that is checked here
+    # (a test per row of every text would cost a quarter of the whole read).
+    marked = [n for c, n in zip(columns, names) if c is Column.OPT_TEXT]
+    if marked:
+        tests = " OR ".join(f"{n} = char(30)" for n in marked)
+        aggregates += f", ifnull(max({tests}), 0)"
     wrapped = f"WITH q ({', '.join(names)}) AS ({sql}) SELECT count(*), {aggregates} FROM q"
     row = _aggregate_row(conn, wrapped, params)
     if row is None:
@@ -123,7 +125,7 @@ def read_columns(
     count = row[0]
     if not count:
         return tuple([] for _ in columns)
-    if texts and row[-1]:
+    if marked and row[-1]:
         return None
     result = []
     for column, text in zip(columns, row[1 : 1 + len(columns)]):
