@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from mandala.frames.graph import FrameGraph
 from mandala.frames.selection import SelectionMixin
 
@@ -74,10 +76,14 @@ class AlgebraMixin(SelectionMixin):
             return
         index, theirs = self.index, other.index
         index.add_calls(theirs.calls[c] for calls in other.fs.values() for c in calls)
-        for refs in other.vs.values():
-            for key in refs:
-                if key not in index.refs:
-                    index.add_ref(key, *theirs.refs[key])
+        ids = [refs.ids for refs in other.vs.values()]
+        if ids:
+            mine = np.unique(np.concatenate(ids))
+            index.add_refs(
+                theirs.ref_table.to_bytes(mine),
+                theirs.refs.table_bytes(theirs.refs.content_of(mine)),
+                theirs.refs.kinds_of(mine).tolist(),
+            )
 
     def intersection(self, *others: Any) -> Any:
         """The nodes (of the same kind and op), edges and elements all frames share (``a & b``).

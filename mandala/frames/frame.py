@@ -98,11 +98,17 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         frame = cls(source)
         for name, refs in variables.items():
             frame._add_var(name)
+            keys: dict[bytes, Ref] = {}
             for ref in refs:
-                if ref.history_key in frame.vs[name]:
+                if ref.history_key in keys:
                     raise ValueError(f"Ref {ref.hid} already exists in variable {name}")
-                frame.index.add_ref(ref.history_key, ref.content_key, _kind_of(ref))
-                frame.vs[name].add(ref.history_key)
+                keys[ref.history_key] = ref
+            frame.index.add_refs(
+                list(keys),
+                [ref.content_key for ref in keys.values()],
+                [_kind_of(ref) for ref in keys.values()],
+            )
+            frame.vs[name] = frame.index.ref_set(keys)
         return frame
 
     def _result(self, frame: ComputationFrame, inplace: bool) -> ComputationFrame | None:

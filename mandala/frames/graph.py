@@ -184,7 +184,14 @@ class ElementIndex:
         self._creator = self._consumers = None
 
     def add_ref(self, history_key: bytes, content_key: bytes, kind: int) -> None:
-        self.refs.setdefault(history_key, (content_key, kind))
+        self.add_refs([history_key], [content_key], [kind])
+
+    def add_refs(
+        self, history_keys: Sequence[bytes], content_keys: Sequence[bytes], kinds: Sequence[int]
+    ) -> None:
+        """Record refs (aligned lists) in one step; refs already known keep their facts."""
+        if len(history_keys):
+            self.refs.add(history_keys, content_keys, kinds)
 
     # ------------------------------------------------------------------ rows
 
