@@ -165,14 +165,16 @@ def read_inline_values(conn: sqlite3.Connection, where: str) -> InlineValues | N
     if not count:
         return InlineValues({}, [])
     keys = _split(Column.KEY, key_blob, count)
-    format_of = _split(Column.TEXT, formats, count)
+    format_of = _split(Column.TEXT, formats, count, as_array=True)  # a list, not interned
     sizes = _offsets(lengths, count, len(data or b""))
     checksum_sizes = _offsets(checksum_lengths, count, len(checksum_blob or b""))
     if keys is None or format_of is None or sizes is None or checksum_sizes is None:
         return None
     offsets, inline = sizes
     payloads = _cut(data or b"", offsets)
-    checksums = [part or None for part in _cut(checksum_blob or b"", checksum_sizes[0])]
+    checksums: list[Any] = _cut(checksum_blob or b"", checksum_sizes[0])
+    if not all(checksum_sizes[1]) or b"" in checksums:  # values written before checksums
+        checksums = [part or None for part in checksums]
     in_blobs = [key for key, here in zip(keys, inline) if not here]
     by_format: dict[str, tuple[list[bytes], list[bytes], list[bytes | None]]] = {}
     first = format_of[0]
@@ -207,5 +209,14 @@ def _offsets(lengths: str, count: int, total: int) -> tuple[Any, list[bool]] | N
 
 
 def _cut(data: bytes, offsets: np.ndarray) -> list[bytes]:
+    """``data`` cut at ``offsets`` (``count + 1`` of them)."""
+    import numpy as np
+
+    count = len(offsets) - 1
+    if count > 0 and len(data) and len(data) % count == 0:
+        size = len(data) // count
+        if np.all(np.diff(offsets) == size):  # one size (keys, 8-byte scalars): cut by numpy
+            parts: list[bytes] = np.frombuffer(data, dtype=f"V{size}").tolist()
+            return parts
     bounds = offsets.tolist()
     return [data[start:end] for start, end in zip(bounds, bounds[1:])]

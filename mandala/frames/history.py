@@ -184,6 +184,8 @@ def joint_history_table(
     key_codes = KeyCodes(frame.index.ref_table, frame.index.call_table)
     columnar = _columnar_tables(frame, variables, key_codes, known)
     if columnar is not None:
+        if len(variables) == 1:  # one row per sink element already (checked as it was built)
+            return columnar[variables[0]], key_codes
         return _join(frame, variables, columnar, how), key_codes
     codes = _Codes()
     starts: list[tuple[str, bytes]] = []
