@@ -805,7 +805,14 @@ class _FrameSource:
     def op_spec(self, name: str, version: int) -> OpSpec:
         return self.storage._spec(name, version)
 
-    def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
+    def prefetch_values(self, expected: int) -> Any:
+        if expected < _BULK_VALUES or not hasattr(self.backend, "prefetch_values"):
+            return None
+        return self.backend.prefetch_values(expected)
+
+    def load_values(
+        self, content_keys: Iterable[bytes], prefetched: Any = None
+    ) -> dict[bytes, Any]:
         # a set stays a set: the bulk read below keeps what it scans by membership in it
         keys = content_keys if isinstance(content_keys, (set, frozenset)) else list(content_keys)
         session = self.storage.session
@@ -814,7 +821,9 @@ class _FrameSource:
         # A frame's table loads every value it shows: decode the store's rows directly (each
         # checked and decoded as the session does), without its bookkeeping per key. Keys the
         # store lacks go through the session (uncommitted values, or its error for a missing one).
-        found = self.backend.decode_values(keys, session._decode, session._decode_inline_many)
+        found = self.backend.decode_values(
+            keys, session._decode, session._decode_inline_many, prefetched
+        )
         if len(found) < len(keys):
             found.update(session.load_values([key for key in keys if key not in found]))
         return found

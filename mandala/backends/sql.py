@@ -748,11 +748,17 @@ class SqlBackend(ABC):
                 )
             }
 
+    def prefetch_values(self, expected: int) -> Any:
+        """Start reading values ahead of :meth:`decode_values` (a handle to pass it), or None:
+        this dialect reads them when asked."""
+        return None
+
     def decode_values(
         self,
         content_keys: Collection[bytes],
         decode: Callable[..., Any],
         decode_inline_many: Callable[..., list[Any]] | None = None,
+        prefetched: Any = None,
     ) -> dict[bytes, Any]:
         """``content_key -> decode(content_key, format, data, blob_key, checksum)`` for the
         stored values among ``content_keys``: one join through a temp table, and rows fetched a

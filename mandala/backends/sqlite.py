@@ -18,7 +18,7 @@ from mandala.backends import schema
 from mandala.backends.checkpoint import WalCheckpointer
 from mandala.backends.records import Column
 from mandala.backends.sql import SqlBackend
-from mandala.backends.sqlite_columns import read_columns, read_inline_values
+from mandala.backends.sqlite_columns import ValuePrefetch, read_columns, read_inline_values
 from mandala.errors import StorageError
 
 __all__ = ["SqliteBackend"]
@@ -89,28 +89,45 @@ class SqliteBackend(SqlBackend):
                 return found
         return super()._columns(sql, params, kinds)
 
+    def _scans_values(self, count: int) -> bool:
+        """Whether reading ``count`` values scans the whole table (a quarter or more of it):
+        cheaper than probing the table once per key."""
+        with self._lock:
+            stored = self._execute("SELECT count(*) FROM stored_values").fetchone()[0]
+        return count * 4 >= stored
+
+    def prefetch_values(self, expected: int) -> ValuePrefetch | None:
+        """Start reading every stored value in bulk on a thread, if a read of about
+        ``expected`` values will scan the whole table (see :meth:`decode_values`)."""
+        if not self._bulk_reads or self.is_memory or expected <= 0:
+            return None
+        return ValuePrefetch(self.path) if self._scans_values(expected) else None
+
     def decode_values(
         self,
         content_keys: Collection[bytes],
         decode: Callable[..., Any],
         decode_inline_many: Callable[..., list[Any]] | None = None,
+        prefetched: Any = None,
     ) -> dict[bytes, Any]:
         """As :meth:`SqlBackend.decode_values`, with the values read in bulk (one aggregate)
         and decoded together by format; values in blob files are read one by one.
 
         Asked for at least a quarter of the store's values, this scans the whole table and
-        keeps what was asked for: cheaper than probing the table once per key."""
+        keeps what was asked for: cheaper than probing the table once per key. A scan started
+        earlier (:meth:`prefetch_values`) is used if given."""
         if not self._bulk_reads or decode_inline_many is None:
             return super().decode_values(content_keys, decode)
         wanted = content_keys if isinstance(content_keys, (set, frozenset)) else set(content_keys)
-        with self._lock:
-            stored = self._execute("SELECT count(*) FROM stored_values").fetchone()[0]
-            scan = len(wanted) * 4 >= stored
-            if not scan:
-                self._fill_lookup_keys(list(wanted))
-            found_rows = read_inline_values(
-                self._conn, "1" if scan else "content_key IN (SELECT key FROM lookup_keys)"
-            )
+        scan = self._scans_values(len(wanted))
+        found_rows = prefetched.result() if scan and prefetched is not None else None
+        if found_rows is None:
+            with self._lock:
+                if not scan:
+                    self._fill_lookup_keys(list(wanted))
+                found_rows = read_inline_values(
+                    self._conn, "1" if scan else "content_key IN (SELECT key FROM lookup_keys)"
+                )
         if found_rows is None:
             return super().decode_values(list(wanted), decode)
         found: dict[bytes, Any] = {}

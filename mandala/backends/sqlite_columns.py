@@ -25,7 +25,7 @@ from mandala.hashing.digest import KEY_SIZE
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["InlineValues", "read_columns", "read_inline_values"]
+__all__ = ["InlineValues", "ValuePrefetch", "read_columns", "read_inline_values"]
 
 _TEXT_SEPARATOR = "\x1f"
 """Joins text cells (ASCII unit separator: never in an op, input or version name)."""
@@ -220,3 +220,41 @@ def _cut(data: bytes, offsets: np.ndarray) -> list[bytes]:
             return parts
     bounds = offsets.tolist()
     return [data[start:end] for start, end in zip(bounds, bounds[1:])]
+
+
+class ValuePrefetch:
+    """Every stored value of a SQLite file, read in bulk on a thread and connection of its own.
+
+    SQLite releases the GIL while it works, so a frame can build its history table and its
+    calls while the values it will show are read. The thread only reads: a connection of its
+    own sees the committed store, as the store's connection does between transactions.
+    :meth:`result` waits for the read; None if it could not be done in bulk (or failed: the
+    caller then reads as if nothing had been prefetched).
+    """
+
+    def __init__(self, path: str) -> None:
+        import threading
+
+        self._path = path
+        self._result: InlineValues | None = None
+        self._thread = threading.Thread(
+            target=self._run, name="mandala-value-prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, check_same_thread=False)
+        except sqlite3.Error:
+            return
+        try:
+            conn.execute("PRAGMA query_only = 1")
+            self._result = read_inline_values(conn, "1")
+        except sqlite3.Error:
+            self._result = None
+        finally:
+            conn.close()
+
+    def result(self) -> InlineValues | None:
+        self._thread.join()
+        return self._result

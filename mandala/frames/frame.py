@@ -308,6 +308,17 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         join_how: str,
     ) -> pd.DataFrame:
         frame: ComputationFrame = self if not nodes else self.midstream(*nodes)
+        lazy = set(lazy_vars or ())
+        load = values == "objs"
+        # The values a table shows are read while its histories and calls are built (SQLite
+        # works without the GIL), when the read will scan the store's values anyway.
+        prefetched = (
+            self.source.prefetch_values(
+                sum(len(refs) for var, refs in frame.vs.items() if var not in lazy)
+            )
+            if load
+            else None
+        )
         sinks = {v: frame.sink_elements(v) for v in frame.sort_nodes(frame.vs) if frame.vs[v]}
         variables = [v for v, elements in sinks.items() if elements]
         codes_table, cells = joint_history_table(frame, variables, join_how, sinks)
@@ -321,8 +332,6 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
             columns = [c for c in columns if c in frame.vs]
         if nodes:
             columns = [c for c in columns if c in nodes]
-        lazy = set(lazy_vars or ())
-        load = values == "objs"
         # each column's distinct codes, decoded once; cells are then taken by position
         distinct = {column: _distinct(codes_table[column].to_numpy()) for column in columns}
         loaded_vars = [c for c in columns if load and c in frame.vs and c not in lazy]
@@ -345,17 +354,15 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
                             content_key, kind = refs[k]
                             if kind in (KIND_ATOM, KIND_POINTER):
                                 to_load.add(content_key)
-        loaded = frame._load_values(to_load)
+        # columns without values first: their cells are made while the values are read
         result = {
-            column: self._cells(
-                *distinct[column],
-                cell_source,
-                column in frame.vs,
-                column in loaded_vars,
-                loaded,
-            )
+            column: self._cells(*distinct[column], cell_source, column in frame.vs, False, {})
             for column in columns
+            if column not in loaded_vars
         }
+        loaded = frame._load_values(to_load, prefetched)
+        for column in loaded_vars:
+            result[column] = self._cells(*distinct[column], cell_source, True, True, loaded)
         return pd.DataFrame(result, columns=columns)
 
     def _content_keys_to_load(self, found: list[np.ndarray], codes: KeyCodes) -> set[bytes]:
@@ -386,8 +393,8 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
                 found.append(self.source.unwrap(self._ref(key)))
         return found
 
-    def _load_values(self, content_keys: set[bytes]) -> dict[bytes, Any]:
-        return self.index.load_values(content_keys) if content_keys else {}
+    def _load_values(self, content_keys: set[bytes], prefetched: Any = None) -> dict[bytes, Any]:
+        return self.index.load_values(content_keys, prefetched) if content_keys else {}
 
     def _cells(
         self,

@@ -124,19 +124,27 @@ class ElementIndex:
         """Values kept by ``attach()``, by content key (a frame otherwise loads on demand)."""
         self._specs: dict[tuple[str, int], OpSpec] = {}
 
-    def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
-        """Values by content key: kept ones from memory, the rest in one request."""
+    def load_values(
+        self, content_keys: Iterable[bytes], prefetched: Any = None
+    ) -> dict[bytes, Any]:
+        """Values by content key: kept ones from memory, the rest in one request
+        (``prefetched``: a read started by the source's ``prefetch_values``)."""
         kept = self.values
         if not kept:  # nothing attached (the common case): no set difference to take
             keys = (
                 content_keys if isinstance(content_keys, (set, frozenset)) else list(content_keys)
             )
-            return self.source.load_values(keys) if keys else {}
+            return self._load(keys, prefetched) if keys else {}
         wanted = set(content_keys)
         missing = list(wanted - kept.keys())
-        loaded = self.source.load_values(missing) if missing else {}
+        loaded = self._load(missing, prefetched) if missing else {}
         loaded.update((key, kept[key]) for key in wanted if key in kept)
         return loaded
+
+    def _load(self, keys: Collection[bytes], prefetched: Any) -> dict[bytes, Any]:
+        if prefetched is None:  # a source need not know of prefetching
+            return self.source.load_values(keys)
+        return self.source.load_values(keys, prefetched)
 
     # ------------------------------------------------------------------ element sets
 

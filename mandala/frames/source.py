@@ -32,8 +32,14 @@ class FrameSource(Protocol):
     def op_spec(self, name: str, version: int) -> OpSpec:
         """What the store knows of an op version (the ``op`` of the calls a frame hands out)."""
 
-    def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
-        """Values by content key."""
+    def prefetch_values(self, expected: int) -> Any:
+        """Start reading values ahead, when about ``expected`` of them will be asked for (a
+        frame's table): a handle for :meth:`load_values`, or None."""
+
+    def load_values(
+        self, content_keys: Iterable[bytes], prefetched: Any = None
+    ) -> dict[bytes, Any]:
+        """Values by content key (``prefetched``: a handle of :meth:`prefetch_values`)."""
 
     def to_call(self, stored: StoredCall) -> Call:
         """A public :class:`Call` for a stored call given as an object (with lazy refs)."""

@@ -191,3 +191,67 @@ def test_frames_show_the_same_table_through_bulk_and_row_reads(tmp_path: Path) -
     assert [c.hid for c in a["make"]] == [c.hid for c in b["make"]]
     assert all(_equal(x, y) for x, y in zip(a["var_0"], b["var_0"]))
     assert [c.started_at for c in a["make"]] == [c.started_at for c in b["make"]]
+
+
+def test_a_prefetched_scan_gives_the_values_a_read_gives(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "s.db")
+    with storage:
+        refs = [make(i) for i in range(300)] + [big(i) for i in range(2)]
+    keys = [ref.content_key for ref in refs]
+    session, backend = storage.session, storage.backend
+    handle = backend.prefetch_values(len(keys))
+    assert handle is not None  # every value asked for: a scan, started ahead
+    with storage:  # values stored after the prefetch started are read all the same
+        later = [make(i) for i in range(300, 310)]
+    asked = keys + [ref.content_key for ref in later]
+    prefetched = backend.decode_values(asked, session._decode, session._decode_inline_many, handle)
+    plain = _values(storage, asked, bulk=False)
+    missing = set(asked) - prefetched.keys()
+    assert missing <= {ref.content_key for ref in later}  # committed after the scan began
+    assert set(keys) <= prefetched.keys()
+    assert all(_equal(prefetched[key], plain[key]) for key in prefetched)
+    assert backend.prefetch_values(len(asked) // 10) is None  # a few values: probes, no scan
+    assert Storage().backend.prefetch_values(10_000) is None  # in memory: one connection only
+
+
+def test_a_damaged_value_is_refused_through_a_prefetched_scan(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "s.db")
+    with storage:
+        refs = [make(i) for i in range(100)]
+    target = refs[1].content_key
+    storage.backend.connection().execute(
+        "UPDATE stored_values SET data = ? WHERE content_key = ?",
+        (b"f" + np.float64(7.5).tobytes(), target),
+    )
+    from mandala.errors import CorruptValueError
+
+    keys = [ref.content_key for ref in refs]
+    handle = storage.backend.prefetch_values(len(keys))
+    session = storage.session
+    with pytest.raises(CorruptValueError, match=target.hex()):
+        storage.backend.decode_values(keys, session._decode, session._decode_inline_many, handle)
+
+
+def test_a_frames_table_is_the_same_with_and_without_the_prefetch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = Storage(tmp_path / "s.db")
+    with storage:
+        for i in range(6000):  # past the size where a table's values are read in bulk
+            make(i)
+    started: list[Any] = []
+    original = type(storage.backend).prefetch_values
+
+    def spy(self: Any, expected: int) -> Any:
+        started.append(original(self, expected))
+        return started[-1]
+
+    monkeypatch.setattr(type(storage.backend), "prefetch_values", spy)
+    with_prefetch = storage.cf(make).df()
+    assert started and started[0] is not None
+    monkeypatch.setattr(type(storage.backend), "prefetch_values", lambda self, expected: None)
+    without = storage.cf(make).df()
+    key = lambda frame: frame.sort_values("i").reset_index(drop=True)  # noqa: E731
+    a, b = key(with_prefetch), key(without)
+    assert [c.hid for c in a["make"]] == [c.hid for c in b["make"]]
+    assert all(_equal(x, y) for x, y in zip(a["var_0"], b["var_0"]))
