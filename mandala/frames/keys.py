@@ -250,9 +250,10 @@ class KeySet(MutableSet[bytes]):
         unknown to the table, or not keys at all, are left out)."""
         if isinstance(other, KeySet) and other.table is self.table:
             return other.ids
+        if add:  # a key of another length is refused, as by add()
+            return sorted_unique(self.table.intern(key_array(_listed(other))))
         items = [k for k in _listed(other) if isinstance(k, bytes) and len(k) == KEY_SIZE]
-        keys = key_array(items)
-        found = self.table.intern(keys) if add else self.table.find(keys)
+        found = self.table.find(key_array(items))
         return sorted_unique(found[found >= 0])
 
     # ------------------------------------------------------------------ Set

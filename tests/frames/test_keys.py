@@ -114,3 +114,8 @@ def test_a_key_of_another_length_is_refused() -> None:
         KeySet.of_keys(table, [b"short"])
     with pytest.raises(ValueError, match="16 bytes"):
         KeySet(table).add(b"short")
+    with pytest.raises(ValueError, match="16 bytes"):
+        KeySet(table) | [b"short"]
+    # looking a non-key up finds nothing, as in a set of keys
+    assert not KeySet.of_keys(table, [b"k" * 16]) & [b"short", "text"]
+    assert KeySet.of_keys(table, [b"k" * 16]) - [b"short"] == {b"k" * 16}
