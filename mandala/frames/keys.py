@@ -7,8 +7,8 @@ numpy instead of hashing millions of ``bytes`` objects in Python. A ``bytes`` ob
 only for a key that code asks to see.
 
 Lookups go through the first 8 bytes of each key, as an unsigned integer kept sorted, and are
-then checked against the whole key: two keys that share their first 8 bytes (about one pair in
-10**7 at a million keys) are told apart by a slower path, never confused.
+then checked against the whole key: two keys that share their first 8 bytes (for a million keys,
+the chance that any two do is about 3 in 10**8) are told apart by a slower path, never confused.
 """
 
 from __future__ import annotations
