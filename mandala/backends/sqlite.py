@@ -9,6 +9,7 @@ background thread (``checkpoint.py``), not by the commit that happens to fill it
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import weakref
 from collections.abc import Callable, Collection, Sequence
@@ -42,6 +43,8 @@ class SqliteBackend(SqlBackend):
         super().__init__()
         self.path = path
         self.is_memory = path == ":memory:" or path.startswith("file::memory:")
+        self._absolute_path = path if self.is_memory else os.path.abspath(path)
+        """The file as opened (a later change of directory does not move it)."""
         try:
             self._conn = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
@@ -101,7 +104,9 @@ class SqliteBackend(SqlBackend):
         ``expected`` values will scan the whole table (see :meth:`decode_values`)."""
         if not self._bulk_reads or self.is_memory or expected <= 0:
             return None
-        return ValuePrefetch(self.path) if self._scans_values(expected) else None
+        if not self._scans_values(expected):
+            return None
+        return ValuePrefetch(self._absolute_path)
 
     def decode_values(
         self,

@@ -233,6 +233,7 @@ class ValuePrefetch:
     """
 
     def __init__(self, path: str) -> None:
+        """``path``: the store's file, absolute (it is opened read-only: never created)."""
         import threading
 
         self._path = path
@@ -243,8 +244,12 @@ class ValuePrefetch:
         self._thread.start()
 
     def _run(self) -> None:
+        from urllib.parse import quote
+
         try:
-            conn = sqlite3.connect(self._path, check_same_thread=False)
+            conn = sqlite3.connect(
+                f"file:{quote(self._path)}?mode=ro", uri=True, check_same_thread=False
+            )
         except sqlite3.Error:
             return
         try:

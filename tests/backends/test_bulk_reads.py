@@ -255,3 +255,21 @@ def test_a_frames_table_is_the_same_with_and_without_the_prefetch(
     a, b = key(with_prefetch), key(without)
     assert [c.hid for c in a["make"]] == [c.hid for c in b["make"]]
     assert all(_equal(x, y) for x, y in zip(a["var_0"], b["var_0"]))
+
+
+def test_a_prefetch_reads_the_stores_file_wherever_the_process_has_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    storage = Storage("s.db")  # a relative path
+    with storage:
+        refs = [make(i) for i in range(50)]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    keys = [ref.content_key for ref in refs]
+    handle = storage.backend.prefetch_values(len(keys))
+    assert handle is not None
+    found = handle.result()
+    assert found is not None and sum(len(group[0]) for group in found.by_format.values()) >= 50
+    assert list(elsewhere.iterdir()) == []  # opened read-only: no file made here
