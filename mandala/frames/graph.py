@@ -152,10 +152,6 @@ class ElementIndex:
         """A set of refs of this index (keys given as objects)."""
         return KeySet.of_keys(self.ref_table, keys) if keys else KeySet(self.ref_table)
 
-    def call_set(self, keys: Iterable[bytes] = ()) -> KeySet:
-        """A set of calls of this index (keys given as objects)."""
-        return KeySet.of_keys(self.call_table, keys) if keys else KeySet(self.call_table)
-
     # ------------------------------------------------------------------ adding facts
 
     def add_rows(self, rows: CallRows) -> list[CallBlock]:
