@@ -806,9 +806,7 @@ class _FrameSource:
         return self.storage._spec(name, version)
 
     def prefetch_values(self, expected: int) -> Any:
-        if expected < _BULK_VALUES or not hasattr(self.backend, "prefetch_values"):
-            return None
-        return self.backend.prefetch_values(expected)
+        return self.backend.prefetch_values(expected) if expected >= _BULK_VALUES else None
 
     def load_values(
         self, content_keys: Iterable[bytes], prefetched: Any = None

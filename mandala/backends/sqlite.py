@@ -124,8 +124,9 @@ class SqliteBackend(SqlBackend):
         if not self._bulk_reads or decode_inline_many is None:
             return super().decode_values(content_keys, decode)
         wanted = content_keys if isinstance(content_keys, (set, frozenset)) else set(content_keys)
-        scan = self._scans_values(len(wanted))
-        found_rows = prefetched.result() if scan and prefetched is not None else None
+        # a prefetch was started only for a read that scans (see prefetch_values): not counted again
+        scan = prefetched is not None or self._scans_values(len(wanted))
+        found_rows = prefetched.result() if prefetched is not None else None
         if found_rows is None:
             with self._lock:
                 if not scan:

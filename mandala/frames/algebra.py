@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from mandala.frames.graph import FrameGraph
+from mandala.frames.keys import sorted_unique
 from mandala.frames.selection import SelectionMixin
 
 __all__ = ["AlgebraMixin"]
@@ -78,7 +79,7 @@ class AlgebraMixin(SelectionMixin):
         index.add_calls(theirs.calls[c] for calls in other.fs.values() for c in calls)
         ids = [refs.ids for refs in other.vs.values()]
         if ids:
-            mine = np.unique(np.concatenate(ids))
+            mine = sorted_unique(np.concatenate(ids))
             index.add_refs(
                 theirs.ref_table.to_bytes(mine),
                 theirs.refs.table_bytes(theirs.refs.content_of(mine)),

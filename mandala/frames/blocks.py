@@ -156,11 +156,6 @@ class RefView(Mapping[bytes, tuple[bytes, int]]):
     def __len__(self) -> int:
         return int(np.count_nonzero(self._known))
 
-    def setdefault(self, key: bytes, value: tuple[bytes, int]) -> tuple[bytes, int]:
-        if key not in self:
-            self.add([key], [value[0]], [value[1]])
-        return self[key]
-
 
 class CallBlock:
     """Calls of one op version with the same input and output names, as columns.

@@ -187,9 +187,6 @@ class ElementIndex:
         self.blocks_by_op.setdefault(block.op_name, []).append(block)
         self._creator = self._consumers = None
 
-    def add_ref(self, history_key: bytes, content_key: bytes, kind: int) -> None:
-        self.add_refs([history_key], [content_key], [kind])
-
     def add_refs(
         self, history_keys: Sequence[bytes], content_keys: Sequence[bytes], kinds: Sequence[int]
     ) -> None:
