@@ -44,6 +44,8 @@ from mandala.versioning.report import (
 from mandala.versioning.versioner import Versioner
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from mandala.frames.frame import ComputationFrame
     from mandala.parallel.batch import Batch
 
@@ -808,23 +810,29 @@ class _FrameSource:
     def prefetch_values(self, expected: int) -> Any:
         return self.backend.prefetch_values(expected) if expected >= _BULK_VALUES else None
 
-    def load_values(
-        self, content_keys: Iterable[bytes], prefetched: Any = None
-    ) -> dict[bytes, Any]:
-        # a set stays a set: the bulk read below keeps what it scans by membership in it
-        keys = content_keys if isinstance(content_keys, (set, frozenset)) else list(content_keys)
+    def load_value_array(self, content_keys: np.ndarray, prefetched: Any = None) -> np.ndarray:
+        import numpy as np  # here: opening a store does not need numpy
+
+        from mandala.hashing.key_table import key_list
+
         session = self.storage.session
-        if len(keys) < _BULK_VALUES:
-            return session.load_values(list(keys))
+        if len(content_keys) < _BULK_VALUES:
+            keys = key_list(content_keys)
+            found = session.load_values(keys)
+            return np.fromiter(map(found.__getitem__, keys), dtype=object, count=len(keys))
         # A frame's table loads every value it shows: decode the store's rows directly (each
         # checked and decoded as the session does), without its bookkeeping per key. Keys the
         # store lacks go through the session (uncommitted values, or its error for a missing one).
-        found = self.backend.decode_values(
-            keys, session._decode, session._decode_inline_many, prefetched
+        values, present = self.backend.decode_values(
+            content_keys, session._decode, session._decode_inline_many, prefetched
         )
-        if len(found) < len(keys):
-            found.update(session.load_values([key for key in keys if key not in found]))
-        return found
+        if not present.all():
+            missing = np.flatnonzero(~present)
+            keys = key_list(content_keys[missing])
+            found = session.load_values(keys)
+            for position, key in zip(missing.tolist(), keys):
+                values[position] = found[key]
+        return values
 
     def to_call(self, stored: StoredCall) -> Call:
         return self.storage._to_call(stored)

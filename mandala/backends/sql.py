@@ -18,8 +18,8 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mandala.backends import schema
 from mandala.backends.records import (
@@ -38,6 +38,9 @@ from mandala.backends.records import (
 )
 from mandala.errors import SchemaVersionError, StorageError
 from mandala.hashing.digest import KEY_SIZE
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["SqlBackend"]
 
@@ -755,30 +758,39 @@ class SqlBackend(ABC):
 
     def decode_values(
         self,
-        content_keys: Collection[bytes],
+        content_keys: np.ndarray,
         decode: Callable[..., Any],
         decode_inline_many: Callable[..., list[Any]] | None = None,
         prefetched: Any = None,
-    ) -> dict[bytes, Any]:
-        """``content_key -> decode(content_key, format, data, blob_key, checksum)`` for the
-        stored values among ``content_keys``: one join through a temp table, and rows fetched a
-        chunk at a time, so that only one chunk of raw bytes is alive at once.
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The stored values of ``content_keys`` (a key array of distinct keys), each as
+        ``decode(content_key, format, data, blob_key, checksum)``: an object array aligned with
+        the keys, and a boolean array of which keys are stored (the others are None).
 
-        ``decode_inline_many(format, keys, payloads, checksums)``, if given, may be used instead
-        for values stored inline (a dialect that reads them in bulk does)."""
-        found: dict[bytes, Any] = {}
+        One join through a temp table, and rows fetched a chunk at a time, so that only one
+        chunk of raw bytes is alive at once. ``decode_inline_many(format, keys, payloads,
+        checksums)``, if given, may be used instead for values stored inline (a dialect that
+        reads them in bulk does)."""
+        import numpy as np
+
+        from mandala.hashing.key_table import key_list
+
+        keys = key_list(content_keys)
+        position_of = {key: position for position, key in enumerate(keys)}
+        values = np.empty(len(keys), dtype=object)
+        present = np.zeros(len(keys), dtype=bool)
         with self._lock:
-            self._fill_lookup_keys(list(content_keys))
+            self._fill_lookup_keys(keys)
             cursor = self._execute(
                 "SELECT v.content_key, v.format, v.data, v.blob_key, v.checksum"
                 " FROM stored_values v WHERE v.content_key IN (SELECT key FROM lookup_keys)"
             )
-            while True:
-                chunk = cursor.fetchmany(_ROWS_PER_FETCH)
-                if not chunk:
-                    return found
+            while chunk := cursor.fetchmany(_ROWS_PER_FETCH):
                 for row in chunk:
-                    found[row[0]] = decode(*row)
+                    position = position_of[bytes(row[0])]
+                    values[position] = decode(*row)
+                    present[position] = True
+        return values, present
 
     def load_values_set(self, content_keys: Sequence[bytes]) -> dict[bytes, StoredValue]:
         """:meth:`load_values` for many keys: one join through a temp table, not one

@@ -12,15 +12,24 @@ from __future__ import annotations
 import os
 import sqlite3
 import weakref
-from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from mandala.backends import schema
 from mandala.backends.checkpoint import WalCheckpointer
 from mandala.backends.records import Column
 from mandala.backends.sql import SqlBackend
-from mandala.backends.sqlite_columns import ValuePrefetch, read_columns, read_inline_values
+from mandala.backends.sqlite_columns import (
+    ValuePrefetch,
+    by_format,
+    read_columns,
+    read_inline_values,
+    stored_rows,
+)
 from mandala.errors import StorageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["SqliteBackend"]
 
@@ -110,51 +119,61 @@ class SqliteBackend(SqlBackend):
 
     def decode_values(
         self,
-        content_keys: Collection[bytes],
+        content_keys: np.ndarray,
         decode: Callable[..., Any],
         decode_inline_many: Callable[..., list[Any]] | None = None,
         prefetched: Any = None,
-    ) -> dict[bytes, Any]:
-        """As :meth:`SqlBackend.decode_values`, with the values read in bulk (one aggregate)
-        and decoded together by format; values in blob files are read one by one.
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`SqlBackend.decode_values`, with the values read in bulk (one aggregate),
+        matched to the keys asked for in numpy, and decoded together by format; values in blob
+        files are read one by one.
 
         Asked for at least a quarter of the store's values, this scans the whole table and
         keeps what was asked for: cheaper than probing the table once per key. A scan started
         earlier (:meth:`prefetch_values`) is used if given."""
         if not self._bulk_reads or decode_inline_many is None:
             return super().decode_values(content_keys, decode)
-        wanted = content_keys if isinstance(content_keys, (set, frozenset)) else set(content_keys)
+        from mandala.hashing.key_table import KeySequence, key_list
+
         # a prefetch was started only for a read that scans (see prefetch_values): not counted again
-        scan = prefetched is not None or self._scans_values(len(wanted))
-        found_rows = prefetched.result() if prefetched is not None else None
-        if found_rows is None:
+        scan = prefetched is not None or self._scans_values(len(content_keys))
+        stored = prefetched.result() if prefetched is not None else None
+        if stored is None:
             with self._lock:
                 if not scan:
-                    self._fill_lookup_keys(list(wanted))
-                found_rows = read_inline_values(
+                    self._fill_lookup_keys(key_list(content_keys))
+                stored = read_inline_values(
                     self._conn, "1" if scan else "content_key IN (SELECT key FROM lookup_keys)"
                 )
-        if found_rows is None:
-            return super().decode_values(list(wanted), decode)
-        found: dict[bytes, Any] = {}
-        for fmt, (keys, payloads, checksums) in found_rows.by_format.items():
-            if scan:
-                keep = list(map(wanted.__contains__, keys))
-                if not all(keep):
-                    keys = [key for key, kept in zip(keys, keep) if kept]
-                    payloads = [payload for payload, kept in zip(payloads, keep) if kept]
-                    checksums = [checksum for checksum, kept in zip(checksums, keep) if kept]
-            found.update(zip(keys, decode_inline_many(fmt, keys, payloads, checksums)))
-        in_blobs = [key for key in found_rows.in_blobs if not scan or key in wanted]
-        if in_blobs:
+        if stored is None:
+            return super().decode_values(content_keys, decode)
+        import numpy as np
+
+        rows = stored_rows(stored.keys, content_keys)
+        values = np.empty(len(content_keys), dtype=object)
+        present = rows >= 0
+        inline = np.zeros(len(rows), dtype=bool)
+        inline[present] = stored.inline[rows[present]]
+        for fmt, where in by_format(stored.formats, rows, np.flatnonzero(inline)):
+            taken = rows[where]
+            decoded = decode_inline_many(
+                fmt,
+                KeySequence(stored.keys[taken]),
+                stored.payloads(taken),
+                stored.checksums_of(taken),
+            )
+            values[where] = np.fromiter(decoded, dtype=object, count=len(decoded))
+        in_blobs = np.flatnonzero(present & ~inline)
+        if len(in_blobs):
+            position_of = dict(zip(key_list(content_keys[in_blobs]), in_blobs.tolist()))
             with self._lock:
                 for row in self._rows_in(
                     "SELECT content_key, format, data, blob_key, checksum FROM stored_values"
                     " WHERE content_key IN ({marks})",
-                    in_blobs,
+                    list(position_of),
                 ):
-                    found[row[0]] = decode(*row)
-        return found
+                    values[position_of[row[0]]] = decode(*row)
+        return values, present
 
     def _begin_write(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")

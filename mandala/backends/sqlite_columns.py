@@ -25,7 +25,14 @@ from mandala.hashing.digest import KEY_SIZE
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["InlineValues", "ValuePrefetch", "read_columns", "read_inline_values"]
+__all__ = [
+    "InlineValues",
+    "ValuePrefetch",
+    "by_format",
+    "read_columns",
+    "read_inline_values",
+    "stored_rows",
+]
 
 _TEXT_SEPARATOR = "\x1f"
 """Joins text cells (ASCII unit separator: never in an op, input or version name)."""
@@ -137,16 +144,41 @@ def read_columns(
 
 
 class InlineValues(NamedTuple):
-    """Stored values read in bulk: those stored inline, by format, as ``(keys, payloads,
-    checksums)``; and the keys of those kept in blob files (to read one by one)."""
+    """Stored values read in bulk, as arrays aligned by row (no object per value until one is
+    asked for): a frame's table matches a million values to its cells by key in numpy.
 
-    by_format: dict[str, tuple[list[bytes], list[bytes], list[bytes | None]]]
-    in_blobs: list[bytes]
+    Row ``i`` holds the value of ``keys[i]`` in format ``formats[i]``; its bytes are
+    ``data[offsets[i]:offsets[i + 1]]`` when ``inline[i]`` (else the value is in a blob file and
+    has no bytes here); its checksum is ``checksums[checksum_offsets[i]:checksum_offsets[i + 1]]``
+    (empty for a value written before checksums existed).
+    """
+
+    keys: np.ndarray
+    formats: list[str]
+    data: bytes
+    offsets: np.ndarray
+    inline: np.ndarray
+    checksums: bytes
+    checksum_offsets: np.ndarray
+
+    def payloads(self, rows: np.ndarray) -> list[bytes]:
+        """The bytes of the inline values of ``rows``."""
+        return _cut(self.data, self.offsets, rows)
+
+    def checksums_of(self, rows: np.ndarray) -> bytes | list[bytes | None]:
+        """The checksums of ``rows``: when each row has one, their concatenation (compared
+        with the payloads' digests in one comparison); else one per row, None where absent."""
+        parts = _cut(self.checksums, self.checksum_offsets, rows)
+        if len(self.checksums) == KEY_SIZE * len(self.keys):
+            return b"".join(parts)
+        return [part or None for part in parts]
 
 
 def read_inline_values(conn: sqlite3.Connection, where: str) -> InlineValues | None:
     """The stored values whose rows satisfy ``where`` (an SQL condition on ``stored_values``),
     in one aggregate; None if they must be read row by row."""
+    import numpy as np
+
     query = (
         "SELECT count(*), group_concat(format, char(31)),"
         " CAST(group_concat(content_key, '') AS BLOB),"
@@ -163,34 +195,24 @@ def read_inline_values(conn: sqlite3.Connection, where: str) -> InlineValues | N
         return None
     count, formats, key_blob, lengths, data, checksum_blob, checksum_lengths = row
     if not count:
-        return InlineValues({}, [])
-    keys = _split(Column.KEY, key_blob, count)
+        start = np.zeros(1, dtype=np.int64)
+        no_keys = np.empty(0, dtype=f"S{KEY_SIZE}")
+        return InlineValues(no_keys, [], b"", start, np.empty(0, dtype=bool), b"", start)
+    keys = _split(Column.KEY, key_blob, count, as_array=True)
     format_of = _split(Column.TEXT, formats, count, as_array=True)  # a list, not interned
-    sizes = _offsets(lengths, count, len(data or b""))
-    checksum_sizes = _offsets(checksum_lengths, count, len(checksum_blob or b""))
+    data = data or b""
+    checksum_blob = checksum_blob or b""
+    sizes = _offsets(lengths, count, len(data))
+    checksum_sizes = _offsets(checksum_lengths, count, len(checksum_blob))
     if keys is None or format_of is None or sizes is None or checksum_sizes is None:
         return None
-    offsets, inline = sizes
-    payloads = _cut(data or b"", offsets)
-    checksums: list[Any] = _cut(checksum_blob or b"", checksum_sizes[0])
-    if not all(checksum_sizes[1]) or b"" in checksums:  # values written before checksums
-        checksums = [part or None for part in checksums]
-    in_blobs = [key for key, here in zip(keys, inline) if not here]
-    by_format: dict[str, tuple[list[bytes], list[bytes], list[bytes | None]]] = {}
-    first = format_of[0]
-    if not in_blobs and format_of.count(first) == count:  # the common case: one format
-        by_format[first] = (keys, payloads, checksums)
-        return InlineValues(by_format, in_blobs)
-    for key, fmt, payload, checksum, here in zip(keys, format_of, payloads, checksums, inline):
-        if here:
-            group = by_format.setdefault(fmt, ([], [], []))
-            group[0].append(key)
-            group[1].append(payload)
-            group[2].append(checksum)
-    return InlineValues(by_format, in_blobs)
+    key_column: np.ndarray = keys  # type: ignore[assignment]  # as_array: an array
+    return InlineValues(
+        key_column, format_of, data, sizes[0], sizes[1], checksum_blob, checksum_sizes[0]
+    )
 
 
-def _offsets(lengths: str, count: int, total: int) -> tuple[Any, list[bool]] | None:
+def _offsets(lengths: str, count: int, total: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Start offsets (``count + 1`` of them) from comma-joined lengths (-1: no bytes here,
     counted as 0), if they add up; and which lengths were not -1."""
     import numpy as np
@@ -205,21 +227,50 @@ def _offsets(lengths: str, count: int, total: int) -> tuple[Any, list[bool]] | N
         return None
     offsets = np.zeros(count + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
-    return offsets, present.tolist()
+    return offsets, present
 
 
-def _cut(data: bytes, offsets: np.ndarray) -> list[bytes]:
-    """``data`` cut at ``offsets`` (``count + 1`` of them)."""
+def _cut(data: bytes, offsets: np.ndarray, rows: np.ndarray) -> list[bytes]:
+    """The parts of ``data`` (cut at ``offsets``, ``count + 1`` of them) of ``rows``."""
     import numpy as np
 
     count = len(offsets) - 1
     if count > 0 and len(data) and len(data) % count == 0:
         size = len(data) // count
         if np.all(np.diff(offsets) == size):  # one size (keys, 8-byte scalars): cut by numpy
-            parts: list[bytes] = np.frombuffer(data, dtype=f"V{size}").tolist()
+            parts: list[bytes] = np.frombuffer(data, dtype=f"V{size}")[rows].tolist()
             return parts
-    bounds = offsets.tolist()
-    return [data[start:end] for start, end in zip(bounds, bounds[1:])]
+    starts, ends = offsets[rows].tolist(), offsets[rows + 1].tolist()
+    return [data[start:end] for start, end in zip(starts, ends)]
+
+
+def stored_rows(stored: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """For each key of ``wanted``, its row in ``stored`` (distinct keys), -1 where absent."""
+    import numpy as np
+
+    from mandala.hashing.key_table import KeyTable
+
+    table = KeyTable()
+    row_of_id = np.empty(len(stored), dtype=np.int64)
+    row_of_id[table.intern(stored)] = np.arange(len(stored), dtype=np.int64)
+    ids = table.find(wanted)
+    return np.where(ids >= 0, row_of_id[np.maximum(ids, 0)], -1)
+
+
+def by_format(
+    formats: list[str], rows: np.ndarray, positions: np.ndarray
+) -> list[tuple[str, np.ndarray]]:
+    """``positions`` (of ``rows``, rows of ``formats``) grouped by the format of their row."""
+    import numpy as np
+
+    if not len(positions):
+        return []
+    first = formats[int(rows[positions[0]])]
+    if formats.count(first) == len(formats):  # the common case: one format
+        return [(first, positions)]
+    names, codes = np.unique(np.array(formats, dtype=object), return_inverse=True)
+    codes = codes.reshape(-1)[rows[positions]]
+    return [(str(names[code]), positions[codes == code]) for code in np.unique(codes).tolist()]
 
 
 class ValuePrefetch:

@@ -328,23 +328,43 @@ class Session:
     def _decode_inline_many(
         self,
         fmt: str,
-        keys: list[bytes],
+        keys: Sequence[bytes],
         payloads: list[bytes],
-        checksums: list[bytes | None],
+        checksums: bytes | list[bytes | None],
     ) -> list[Any]:
         """:meth:`_decode` of many values of one format stored inline (not in blob files), in
         the same order: each checked against its checksum, then all decoded together.
+
+        ``checksums``: one per value (None for a value written before checksums), or, when
+        every value has one, their concatenation (checked in one comparison).
 
         Raises:
             CorruptValueError: a value's bytes do not match its checksum.
         """
         if keys and not self.allow_pickle and serialization.get_format(fmt).uses_pickle:
             raise self._pickle_refused(keys[0], fmt)
-        if digest_many(payloads) != checksums:  # one comparison in C; a NULL checksum differs
-            for key, data, checksum in zip(keys, payloads, checksums):
-                if checksum is not None and digest(data) != checksum:
-                    raise self._corrupt(key, "its stored bytes do not match their checksum")
+        digests = digest_many(payloads)
+        if isinstance(checksums, bytes):
+            if b"".join(digests) != checksums:
+                size = len(checksums) // max(len(payloads), 1)
+                self._find_corrupt(
+                    keys, digests, [checksums[i * size : (i + 1) * size] for i in range(len(keys))]
+                )
+        elif digests != checksums:  # one comparison in C; a NULL checksum differs
+            self._find_corrupt(keys, digests, checksums)
         return serialization.decode_many(fmt, payloads, allow_pickle=self.allow_pickle)
+
+    def _find_corrupt(
+        self, keys: Sequence[bytes], digests: list[bytes], checksums: Sequence[bytes | None]
+    ) -> None:
+        """Raise for the first value whose digest differs from its (known) checksum.
+
+        Raises:
+            CorruptValueError: for that value.
+        """
+        for position, (found, checksum) in enumerate(zip(digests, checksums)):
+            if checksum is not None and found != checksum:
+                raise self._corrupt(keys[position], "its stored bytes do not match their checksum")
 
     @staticmethod
     def _pickle_refused(key: bytes, fmt: str) -> SerializationError:

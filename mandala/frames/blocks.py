@@ -25,6 +25,7 @@ from mandala.backends.records import (
     StoredOutput,
 )
 from mandala.frames.keys import KEY_DTYPE, KeyTable, key_array
+from mandala.hashing.key_table import key_list
 
 __all__ = ["Slot", "RefView", "CallBlock", "blocks_from_rows", "rows_from_calls", "paused_gc"]
 
@@ -143,8 +144,7 @@ class RefView(Mapping[bytes, tuple[bytes, int]]):
     @staticmethod
     def table_bytes(keys: np.ndarray) -> list[bytes]:
         """A key array as ``bytes`` objects."""
-        result: list[bytes] = keys.view(f"V{KEY_DTYPE.itemsize}").tolist()
-        return result
+        return key_list(keys)
 
     def __contains__(self, key: object) -> bool:
         return self._id(key) >= 0

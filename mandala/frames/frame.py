@@ -17,8 +17,9 @@ from mandala.frames.expansion import expand
 from mandala.frames.filters import FilterMixin
 from mandala.frames.graph import ElementIndex, FrameGraph, edge_label
 from mandala.frames.history import KeyCodes, history_table, joint_history_table
-from mandala.frames.keys import KeySet
+from mandala.frames.keys import KEY_DTYPE, KeySet, key_array, sorted_unique
 from mandala.frames.source import FrameSource
+from mandala.frames.values import TableValues
 from mandala.model.calls import Call
 from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
 
@@ -336,15 +337,13 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         distinct = {column: _distinct(codes_table[column].to_numpy()) for column in columns}
         loaded_vars = [c for c in columns if load and c in frame.vs and c not in lazy]
         if isinstance(cells, KeyCodes):
-            to_load = self._content_keys_to_load(
-                [distinct[column][0] for column in loaded_vars], cells
-            )
+            to_load = self._values_to_load([distinct[column][0] for column in loaded_vars], cells)
             cell_source: Any = cells
         else:
             cell_array = np.fromiter(cells, dtype=object, count=len(cells))
             plain = frozenset not in set(map(type, cells))
             cell_source = cell_array if plain else cells
-            to_load = set()
+            content_keys: set[bytes] = set()
             refs = self.index.refs
             for column in loaded_vars:
                 for code in distinct[column][0].tolist():
@@ -353,48 +352,47 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
                         for k in cell if isinstance(cell, frozenset) else (cell,):
                             content_key, kind = refs[k]
                             if kind in (KIND_ATOM, KIND_POINTER):
-                                to_load.add(content_key)
+                                content_keys.add(content_key)
+            to_load = TableValues(key_array(list(content_keys)))
         # columns without values first: their cells are made while the values are read
         result = {
-            column: self._cells(*distinct[column], cell_source, column in frame.vs, False, {})
+            column: self._cells(*distinct[column], cell_source, column in frame.vs, False, to_load)
             for column in columns
             if column not in loaded_vars
         }
-        loaded = frame._load_values(to_load, prefetched)
+        if len(to_load):
+            to_load.fill(frame.index.load_value_array(to_load.content_keys, prefetched))
         for column in loaded_vars:
-            result[column] = self._cells(*distinct[column], cell_source, True, True, loaded)
+            result[column] = self._cells(*distinct[column], cell_source, True, True, to_load)
         return pd.DataFrame(result, columns=columns)
 
-    def _content_keys_to_load(self, found: list[np.ndarray], codes: KeyCodes) -> set[bytes]:
-        """Content keys of the values behind the ref codes of some columns (atoms and
-        pointers: other refs are collections, assembled from their elements)."""
-        if not found:
-            return set()
-        ids = np.concatenate([column[column >= 0] for column in found])
+    def _values_to_load(self, found: list[np.ndarray], codes: KeyCodes) -> TableValues:
+        """The values behind the ref codes of some columns, to load: atoms and pointers
+        (other refs are collections, assembled from their elements)."""
+        ids = (
+            sorted_unique(np.concatenate([column[column >= 0] for column in found]))
+            if found
+            else np.empty(0, dtype=np.int64)
+        )
         refs = self.index.refs
         if refs.has_kinds:
             kinds = refs.kinds_of(ids)
             ids = ids[(kinds == KIND_ATOM) | (kinds == KIND_POINTER)]
-        return set(refs.table_bytes(refs.content_of(codes.ref_ids(ids))))
+        return TableValues.of_refs(refs, codes.ref_ids(ids))
 
-    def _ref_values(self, ids: np.ndarray, loaded: dict[bytes, Any]) -> list[Any]:
-        """The values of refs by id (atoms and pointers from ``loaded``)."""
+    def _ref_values(self, ids: np.ndarray, loaded: TableValues) -> np.ndarray:
+        """The values of refs by id (atoms and pointers from ``loaded``), as an object array."""
+        found = loaded.of_ref_ids(ids)
         refs = self.index.refs
-        contents = refs.table_bytes(refs.content_of(ids))
-        if not refs.has_kinds:  # atoms only
-            return list(map(loaded.get, contents))
-        found = []
-        kinds = refs.kinds_of(ids).tolist()
-        keys = self.index.ref_table.to_bytes(ids)
-        for key, content, kind in zip(keys, contents, kinds):
-            if kind in (KIND_ATOM, KIND_POINTER):
-                found.append(loaded.get(content))
-            else:
-                found.append(self.source.unwrap(self._ref(key)))
+        if refs.has_kinds:
+            kinds = refs.kinds_of(ids)
+            for position in np.flatnonzero((kinds != KIND_ATOM) & (kinds != KIND_POINTER)):
+                key = self.index.ref_table.key(int(ids[position]))
+                found[position] = self.source.unwrap(self._ref(key))
         return found
 
-    def _load_values(self, content_keys: set[bytes], prefetched: Any = None) -> dict[bytes, Any]:
-        return self.index.load_values(content_keys, prefetched) if content_keys else {}
+    def _load_values(self, content_keys: set[bytes]) -> dict[bytes, Any]:
+        return self.index.load_values(content_keys) if content_keys else {}
 
     def _cells(
         self,
@@ -403,7 +401,7 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         cells: Any,
         is_var: bool,
         load: bool,
-        loaded: dict[bytes, Any],
+        loaded: TableValues,
     ) -> np.ndarray:
         """A table column from its distinct codes (``found``) and where each row takes one
         (``inverse``): each distinct cell is decoded once. ``cells`` decodes codes: an object
@@ -413,11 +411,12 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
             column = np.empty(len(found), dtype=object)
             present = found >= 0
             codes = found[present]
+            if load:
+                column[present] = self._ref_values(cells.ref_ids(codes), loaded)
+                return column[inverse.reshape(-1)]
             made: list[Any]
             if not is_var:
                 made = self.index.public_calls_of_ids(cells.call_ids(codes))
-            elif load:
-                made = self._ref_values(cells.ref_ids(codes), loaded)
             else:
                 made = [self._ref(k) for k in cells.refs.to_bytes(cells.ref_ids(codes))]
             column[present] = np.fromiter(made, dtype=object, count=len(made))
@@ -514,7 +513,7 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
                         cells,
                         c in self.vs,
                         False,
-                        {},
+                        _NOTHING_LOADED,
                     )
                     for c in columns
                 },
@@ -604,6 +603,10 @@ def _kind_of(ref: Ref) -> int:
     if isinstance(ref, SetRef):
         return KIND_SET
     return KIND_POINTER if ref.history_key == ref.content_key else KIND_ATOM
+
+
+_NOTHING_LOADED = TableValues(np.empty(0, dtype=KEY_DTYPE))
+"""For tables that show refs, not values."""
 
 
 def _distinct(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,7 @@ from mandala.frames.blocks import CallBlock, RefView, Slot, blocks_from_rows, ro
 from mandala.frames.keys import KeySet, KeyTable, key_array
 from mandala.frames.source import FrameSource
 from mandala.hashing.digest import KEY_SIZE
+from mandala.hashing.key_table import key_list
 from mandala.model.calls import Call, LazyCall, OpSpec
 from mandala.model.refs import Ref
 
@@ -124,27 +125,35 @@ class ElementIndex:
         """Values kept by ``attach()``, by content key (a frame otherwise loads on demand)."""
         self._specs: dict[tuple[str, int], OpSpec] = {}
 
-    def load_values(
-        self, content_keys: Iterable[bytes], prefetched: Any = None
-    ) -> dict[bytes, Any]:
-        """Values by content key: kept ones from memory, the rest in one request
-        (``prefetched``: a read started by the source's ``prefetch_values``)."""
-        kept = self.values
-        if not kept:  # nothing attached (the common case): no set difference to take
-            keys = (
-                content_keys if isinstance(content_keys, (set, frozenset)) else list(content_keys)
-            )
-            return self._load(keys, prefetched) if keys else {}
-        wanted = set(content_keys)
-        missing = list(wanted - kept.keys())
-        loaded = self._load(missing, prefetched) if missing else {}
-        loaded.update((key, kept[key]) for key in wanted if key in kept)
-        return loaded
+    def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
+        """Values by content key (as :meth:`load_value_array`)."""
+        keys = list(dict.fromkeys(content_keys))
+        if not keys:
+            return {}
+        return dict(zip(keys, self.load_value_array(key_array(keys)).tolist()))
 
-    def _load(self, keys: Collection[bytes], prefetched: Any) -> dict[bytes, Any]:
+    def load_value_array(self, content_keys: np.ndarray, prefetched: Any = None) -> np.ndarray:
+        """The values of distinct content keys (a key array), aligned with them as an object
+        array: kept ones from memory, the rest in one request (``prefetched``: a read started
+        by the source's ``prefetch_values``)."""
+        kept = self.values
+        if not kept:  # nothing attached (the common case)
+            return self._load(content_keys, prefetched)
+        keys = key_list(content_keys)
+        held = np.fromiter(map(kept.__contains__, keys), dtype=bool, count=len(keys))
+        values = np.empty(len(keys), dtype=object)
+        if not held.all():
+            values[~held] = self._load(content_keys[~held], prefetched)
+        for position in np.flatnonzero(held).tolist():
+            values[position] = kept[keys[position]]
+        return values
+
+    def _load(self, content_keys: np.ndarray, prefetched: Any) -> np.ndarray:
+        if not len(content_keys):
+            return np.empty(0, dtype=object)
         if prefetched is None:  # a source need not know of prefetching
-            return self.source.load_values(keys)
-        return self.source.load_values(keys, prefetched)
+            return self.source.load_value_array(content_keys)
+        return self.source.load_value_array(content_keys, prefetched)
 
     # ------------------------------------------------------------------ element sets
 

@@ -6,8 +6,10 @@ whole set of refs in one call, never call by call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
+
+import numpy as np
 
 from mandala.backends.records import CallRows, StoredCall
 from mandala.model.calls import Call, OpSpec
@@ -36,10 +38,13 @@ class FrameSource(Protocol):
         """Start reading values ahead, when about ``expected`` of them will be asked for (a
         frame's table): a handle for :meth:`load_values`, or None."""
 
-    def load_values(
-        self, content_keys: Iterable[bytes], prefetched: Any = None
-    ) -> dict[bytes, Any]:
-        """Values by content key (``prefetched``: a handle of :meth:`prefetch_values`)."""
+    def load_value_array(self, content_keys: np.ndarray, prefetched: Any = None) -> np.ndarray:
+        """The values of distinct content keys (a key array), as an object array aligned with
+        them (``prefetched``: a handle of :meth:`prefetch_values`).
+
+        Raises:
+            ValueNotFoundError: a key is not a stored (or pending) value.
+        """
 
     def to_call(self, stored: StoredCall) -> Call:
         """A public :class:`Call` for a stored call given as an object (with lazy refs)."""

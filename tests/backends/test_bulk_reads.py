@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from mandala.backends.records import Column
 from mandala.backends.sql import SqlBackend
 from mandala.backends.sqlite_columns import read_columns
+from mandala.hashing.key_table import key_array, key_list
 from mandala.imports import Storage, op
 
 _KINDS = list(Column)
@@ -131,12 +132,28 @@ def big(i: int) -> Any:
     return np.full(200_000, i, dtype=np.float64)  # 1.6 MB: kept in a blob file
 
 
-def _values(storage: Storage, keys: list[bytes], bulk: bool) -> dict[bytes, Any]:
+def _as_dict(keys: list[bytes], found: tuple[np.ndarray, np.ndarray]) -> dict[bytes, Any]:
+    """The values of a ``decode_values`` result by key (the keys it found)."""
+    values, present = found
+    assert len(values) == len(present) == len(keys)
+    return {key: value for key, value, here in zip(keys, values, present) if here}
+
+
+def _decode(storage: Storage, keys: list[bytes], handle: Any = None) -> dict[bytes, Any]:
     session = storage.session
-    backend = storage.backend
+    found = storage.backend.decode_values(
+        key_array(keys), session._decode, session._decode_inline_many, handle
+    )
+    return _as_dict(keys, found)
+
+
+def _values(storage: Storage, keys: list[bytes], bulk: bool) -> dict[bytes, Any]:
     if bulk:
-        return backend.decode_values(keys, session._decode, session._decode_inline_many)
-    return SqlBackend.decode_values(backend, keys, session._decode)
+        return _decode(storage, keys)
+    backend = storage.backend
+    return _as_dict(
+        keys, SqlBackend.decode_values(backend, key_array(keys), storage.session._decode)
+    )
 
 
 def _equal(x: Any, y: Any) -> bool:
@@ -160,6 +177,35 @@ def test_values_read_in_bulk_equal_the_row_reads(tmp_path: Path, share: float) -
     assert all(_equal(bulk[key], rows[key]) for key in rows)
     if share == 1.0:
         assert any(isinstance(v, np.ndarray) and v.size == 200_000 for v in bulk.values())
+
+
+@pytest.mark.parametrize("share", [1.0, 0.1])
+def test_values_stored_before_checksums_are_read_in_bulk_unverified(
+    tmp_path: Path, share: float
+) -> None:
+    storage = Storage(tmp_path / "s.db")
+    with storage:
+        refs = [make(i) for i in range(300)]
+    keys = [ref.content_key for ref in refs]
+    old = keys[::3]  # as if written before checksums existed (schema version 1)
+    damaged = keys[1]  # still has a checksum: its damage shows
+    conn = storage.backend.connection()
+    conn.executemany(
+        "UPDATE stored_values SET checksum = NULL WHERE content_key = ?", [(k,) for k in old]
+    )
+    asked = keys[:: int(1 / share)]
+    bulk = _values(storage, asked, bulk=True)
+    rows = _values(storage, asked, bulk=False)
+    assert bulk.keys() == rows.keys() == set(asked)
+    assert all(_equal(bulk[key], rows[key]) for key in rows)
+    conn.execute(
+        "UPDATE stored_values SET data = ? WHERE content_key = ?",
+        (b"f" + np.float64(7.5).tobytes(), damaged),
+    )
+    from mandala.errors import CorruptValueError
+
+    with pytest.raises(CorruptValueError, match=damaged.hex()):
+        _values(storage, keys, bulk=True)
 
 
 def test_a_damaged_value_is_refused_in_bulk_reads_too(tmp_path: Path) -> None:
@@ -198,13 +244,13 @@ def test_a_prefetched_scan_gives_the_values_a_read_gives(tmp_path: Path) -> None
     with storage:
         refs = [make(i) for i in range(300)] + [big(i) for i in range(2)]
     keys = [ref.content_key for ref in refs]
-    session, backend = storage.session, storage.backend
+    backend = storage.backend
     handle = backend.prefetch_values(len(keys))
     assert handle is not None  # every value asked for: a scan, started ahead
     with storage:  # values stored after the prefetch started are read all the same
         later = [make(i) for i in range(300, 310)]
     asked = keys + [ref.content_key for ref in later]
-    prefetched = backend.decode_values(asked, session._decode, session._decode_inline_many, handle)
+    prefetched = _decode(storage, asked, handle)
     plain = _values(storage, asked, bulk=False)
     missing = set(asked) - prefetched.keys()
     assert missing <= {ref.content_key for ref in later}  # committed after the scan began
@@ -227,9 +273,8 @@ def test_a_damaged_value_is_refused_through_a_prefetched_scan(tmp_path: Path) ->
 
     keys = [ref.content_key for ref in refs]
     handle = storage.backend.prefetch_values(len(keys))
-    session = storage.session
     with pytest.raises(CorruptValueError, match=target.hex()):
-        storage.backend.decode_values(keys, session._decode, session._decode_inline_many, handle)
+        _decode(storage, keys, handle)
 
 
 def test_a_frames_table_is_the_same_with_and_without_the_prefetch(
@@ -271,5 +316,5 @@ def test_a_prefetch_reads_the_stores_file_wherever_the_process_has_moved(
     handle = storage.backend.prefetch_values(len(keys))
     assert handle is not None
     found = handle.result()
-    assert found is not None and sum(len(group[0]) for group in found.by_format.values()) >= 50
+    assert found is not None and set(key_list(found.keys)) >= set(keys)
     assert list(elsewhere.iterdir()) == []  # opened read-only: no file made here

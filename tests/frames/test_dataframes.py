@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from mandala.frames.collections import CallCollection, ValueCollection
+from mandala.hashing.key_table import key_list
 from mandala.imports import Call, Ref, Storage, op
 
 # ---------------------------------------------------------------------------- helpers
@@ -227,18 +228,17 @@ def test_eval_df_unwraps_refs(forward: Any) -> None:
 
 def test_attach_loads_every_value_of_the_frame(storage: Storage, forward: Any) -> None:
     requested: list[bytes] = []
-    original = forward.source.load_values
+    original = forward.source.load_value_array
 
-    def spy(keys: Any) -> Any:
-        keys = list(keys)
-        requested.extend(keys)
-        return original(keys)
+    def spy(keys: Any, *rest: Any) -> Any:
+        requested.extend(key_list(keys))
+        return original(keys, *rest)
 
-    forward.source.load_values = spy
+    forward.source.load_value_array = spy
     try:
         assert forward.attach() is None
     finally:
-        del forward.source.load_values
+        del forward.source.load_value_array
     wanted = {ref.content_key for refs in forward.refs_by_var().values() for ref in refs}
     assert wanted <= set(requested)
     assert len(wanted) == 7  # the distinct values of x, y and w: 0..5 and 9

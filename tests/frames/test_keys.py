@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mandala.frames.keys import KeySet, KeyTable, key_array
+from mandala.hashing.key_table import KeySequence, key_list
 
 # keys from a small pool, so that sets overlap; some share their first 8 bytes (the lookup
 # word) and some end in zero bytes (a numpy bytes item would drop those)
@@ -39,6 +40,24 @@ def test_a_key_keeps_one_id_and_reads_back(batches: list[list[bytes]]) -> None:
     for key in probe:
         assert table.id_of(key) == seen.get(key, -1)
     assert table.id_of(b"short") == -1
+
+
+@settings(deadline=None, max_examples=200)
+@given(keys=_key_lists, data=st.data())
+def test_a_key_array_reads_back_as_the_keys_it_holds(keys: list[bytes], data: Any) -> None:
+    array = key_array(keys)
+    assert key_list(array) == keys
+    sequence = KeySequence(array)
+    assert len(sequence) == len(keys) and list(sequence) == keys
+    for index in range(-len(keys), len(keys)):
+        assert sequence[index] == keys[index]
+    for index in (len(keys), -len(keys) - 1):
+        with pytest.raises(IndexError):
+            sequence[index]
+    start = data.draw(st.integers(-40, 40) | st.none())
+    stop = data.draw(st.integers(-40, 40) | st.none())
+    step = data.draw(st.sampled_from([None, 1, 2, -1, -3]))
+    assert sequence[start:stop:step] == keys[start:stop:step]
 
 
 _ops = [operator.or_, operator.and_, operator.sub, operator.xor]
