@@ -300,7 +300,7 @@ def blocks_from_rows(
         return []
     ids = _int_array(call_ids)
     key_ids = calls.intern(key_array(keys))
-    order = np.argsort(ids, kind="stable")
+    order = np.argsort(ids)
     sorted_ids = ids[order]
     # (direction, name) -> (ref ids, present), each a column over all calls
     columns: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
@@ -315,7 +315,7 @@ def blocks_from_rows(
         refs.add_ids(ref_ids, key_array(content_keys), _int_array(kinds).astype(np.int8))
         name_codes, name_values = pd.factorize(_objects(names))
         slot_codes = name_codes.astype(np.int64) * 2 + _int_array(directions)
-        by_slot = np.argsort(slot_codes, kind="stable")
+        by_slot = np.argsort(slot_codes)
         bounds = np.flatnonzero(np.diff(slot_codes[by_slot])) + 1
         for part in np.split(by_slot, bounds):
             code = int(slot_codes[part[0]])
@@ -335,7 +335,7 @@ def blocks_from_rows(
     head_arrays = None if rows.details is None else [_objects(column) for column in rows.details]
     blocks = []
     for (op_id, _), members in groups.items():
-        members = members[np.argsort(ids[members], kind="stable")]
+        members = members[np.argsort(ids[members])]
         first = members[0]
         inputs: dict[str, Slot] = {}
         outputs: dict[str, Slot] = {}

@@ -167,7 +167,7 @@ class KeyTable:
     def intern(self, keys: np.ndarray) -> np.ndarray:
         """The ids of ``keys``, giving new ids to the keys not in the table yet."""
         hi = _first_words(keys)
-        order = np.argsort(hi, kind="stable")
+        order = np.argsort(hi)
         ids = self._find(keys, hi, order)
         fresh = order[ids[order] < 0]  # positions of the new keys, by first word
         if not len(fresh):
@@ -197,7 +197,7 @@ class KeyTable:
         self._count = start + count
         new_ids = np.arange(start, start + count, dtype=np.int64)
         if len(hi) > 1 and np.any(hi[1:] < hi[:-1]):
-            order = np.argsort(hi, kind="stable")
+            order = np.argsort(hi)
             hi, sorted_ids = hi[order], new_ids[order]
         else:
             sorted_ids = new_ids
