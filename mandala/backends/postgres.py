@@ -88,6 +88,17 @@ class PostgresBackend(SqlBackend):
         if status != self._psycopg.pq.TransactionStatus.IDLE:
             self._conn.execute("COMMIT" if commit else "ROLLBACK")
 
+    def _begin_read(self) -> bool:
+        if self._conn.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE:
+            return False
+        # REPEATABLE READ: every statement sees the snapshot taken by the first one
+        self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        return True
+
+    def _end_read(self) -> None:
+        if self._conn.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE:
+            self._conn.execute("COMMIT")
+
     def _is_retryable(self, error: BaseException) -> bool:
         return getattr(error, "sqlstate", None) in _RETRYABLE_SQLSTATES
 

@@ -19,6 +19,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mandala.backends import schema
@@ -96,6 +97,30 @@ class SqlBackend(ABC):
     @abstractmethod
     def _end_write(self, commit: bool) -> None:
         """Commit (or roll back) the write transaction, if one is open."""
+
+    @abstractmethod
+    def _begin_read(self) -> bool:
+        """Start a transaction in which every statement sees the same committed state (writes
+        to temp tables allowed); False if a transaction is already open (it is kept)."""
+
+    @abstractmethod
+    def _end_read(self) -> None:
+        """End the transaction of :meth:`_begin_read`."""
+
+    @contextmanager
+    def _one_snapshot(self) -> Iterator[None]:
+        """Run the statements inside on one state of the store.
+
+        A read of many calls takes several statements (which calls, then their rows, then
+        their edges); a writer committing in between would otherwise show calls without their
+        edges, or edges of calls that were not read. Call under ``self._lock``."""
+        if not self._begin_read():
+            yield
+            return
+        try:
+            yield
+        finally:
+            self._end_read()
 
     @abstractmethod
     def _is_retryable(self, error: BaseException) -> bool:
@@ -465,7 +490,7 @@ class SqlBackend(ABC):
 
     def load_calls_of_op(self, name: str) -> list[StoredCall]:
         """Every stored call of the op ``name`` (all versions), with its edges: two scans."""
-        with self._lock:
+        with self._lock, self._one_snapshot():
             return self._calls_from_query(
                 f"SELECT {self._HEAD_COLUMNS} FROM calls c JOIN ops o ON o.op_id = c.op_id"
                 " WHERE o.name = ?",
@@ -476,7 +501,7 @@ class SqlBackend(ABC):
 
     def load_calls_touching(self, ref_keys: Sequence[bytes], direction: int) -> list[StoredCall]:
         """Calls that output (``direction`` 1) or take as input (0) any of ``ref_keys``."""
-        with self._lock:
+        with self._lock, self._one_snapshot():
             self._fill_temp_keys(list(ref_keys))
             self._empty_lookup_calls()
             self._execute(
@@ -497,7 +522,7 @@ class SqlBackend(ABC):
 
     def load_calls_set(self, call_keys: Sequence[bytes]) -> list[StoredCall]:
         """Calls by history key, for large sets (one join through a temp table)."""
-        with self._lock:
+        with self._lock, self._one_snapshot():
             self._fill_temp_keys(list(call_keys))
             # The edges through IN (SELECT ...): as a three-way join, SQLite (with no statistics
             # on the temp table) scanned the whole edge table.
@@ -630,7 +655,7 @@ class SqlBackend(ABC):
 
     def load_call_rows_of_op(self, name: str) -> CallRows:
         """Every stored call of the op ``name`` (all versions) as rows, unordered: two scans."""
-        with self._lock:
+        with self._lock, self._one_snapshot():
             return self._call_rows(
                 f"SELECT {self._ROW_HEAD_COLUMNS} FROM calls c JOIN ops o ON o.op_id = c.op_id"
                 " WHERE o.name = ?",
@@ -646,7 +671,7 @@ class SqlBackend(ABC):
         The temp tables are joined through ``IN (SELECT ...)``: with plain joins SQLite (which
         has no statistics on them) scans the whole edge table instead of probing it by key.
         """
-        with self._lock:
+        with self._lock, self._one_snapshot():
             self._fill_lookup_keys(ref_keys)
             self._empty_lookup_calls()
             self._execute(
@@ -665,7 +690,7 @@ class SqlBackend(ABC):
 
     def load_call_rows_set(self, call_keys: Sequence[bytes]) -> CallRows:
         """Calls by history key as rows, unordered (missing keys are skipped)."""
-        with self._lock:
+        with self._lock, self._one_snapshot():
             self._fill_lookup_keys(call_keys)
             return self._call_rows(
                 f"SELECT {self._ROW_HEAD_COLUMNS} FROM calls c"

@@ -182,6 +182,18 @@ class SqliteBackend(SqlBackend):
         if self._conn.in_transaction:
             self._conn.execute("COMMIT" if commit else "ROLLBACK")
 
+    def _begin_read(self) -> bool:
+        if self._conn.in_transaction:
+            return False
+        # deferred: the snapshot is taken by the first read, and no write lock is taken on the
+        # store (temp tables are a database of their own)
+        self._conn.execute("BEGIN")
+        return True
+
+    def _end_read(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("COMMIT")
+
     def _after_commit(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.after_commit(self._conn)
