@@ -788,7 +788,7 @@ class SqlBackend(ABC):
         decode_inline_many: Callable[..., list[Any]] | None = None,
         prefetched: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The stored values of ``content_keys`` (a key array of distinct keys), each as
+        """The stored values of ``content_keys`` (a key array; repeats allowed), each as
         ``decode(content_key, format, data, blob_key, checksum)``: an object array aligned with
         the keys, and a boolean array of which keys are stored (the others are None).
 
@@ -801,9 +801,7 @@ class SqlBackend(ABC):
         from mandala.hashing.key_table import key_list
 
         keys = key_list(content_keys)
-        position_of = {key: position for position, key in enumerate(keys)}
-        values = np.empty(len(keys), dtype=object)
-        present = np.zeros(len(keys), dtype=bool)
+        found: dict[bytes, Any] = {}
         with self._lock:
             self._fill_lookup_keys(keys)
             cursor = self._execute(
@@ -812,9 +810,9 @@ class SqlBackend(ABC):
             )
             while chunk := cursor.fetchmany(_ROWS_PER_FETCH):
                 for row in chunk:
-                    position = position_of[bytes(row[0])]
-                    values[position] = decode(*row)
-                    present[position] = True
+                    found[bytes(row[0])] = decode(*row)
+        present = np.fromiter(map(found.__contains__, keys), dtype=bool, count=len(keys))
+        values = np.fromiter(map(found.get, keys), dtype=object, count=len(keys))
         return values, present
 
     def load_values_set(self, content_keys: Sequence[bytes]) -> dict[bytes, StoredValue]:

@@ -24,7 +24,6 @@ from mandala.backends.sqlite_columns import (
     by_format,
     read_columns,
     read_inline_values,
-    stored_rows,
 )
 from mandala.errors import StorageError
 
@@ -133,7 +132,7 @@ class SqliteBackend(SqlBackend):
         earlier (:meth:`prefetch_values`) is used if given."""
         if not self._bulk_reads or decode_inline_many is None:
             return super().decode_values(content_keys, decode)
-        from mandala.hashing.key_table import KeySequence, key_list
+        from mandala.hashing.key_table import KeySequence, key_list, positions_in
 
         # a prefetch was started only for a read that scans (see prefetch_values): not counted again
         scan = prefetched is not None or self._scans_values(len(content_keys))
@@ -149,30 +148,33 @@ class SqliteBackend(SqlBackend):
             return super().decode_values(content_keys, decode)
         import numpy as np
 
-        rows = stored_rows(stored.keys, content_keys)
-        values = np.empty(len(content_keys), dtype=object)
+        rows = positions_in(stored.keys, content_keys)
         present = rows >= 0
-        inline = np.zeros(len(rows), dtype=bool)
-        inline[present] = stored.inline[rows[present]]
-        for fmt, where in by_format(stored.formats, rows, np.flatnonzero(inline)):
-            taken = rows[where]
+        # each stored row is checked and decoded once, however often its key was asked for
+        distinct, slot = np.unique(rows[present], return_inverse=True)
+        by_row = np.empty(len(distinct), dtype=object)
+        inline = stored.inline[distinct]
+        for fmt, where in by_format(stored.formats, distinct, np.flatnonzero(inline)):
+            taken = distinct[where]
             decoded = decode_inline_many(
                 fmt,
                 KeySequence(stored.keys[taken]),
                 stored.payloads(taken),
                 stored.checksums_of(taken),
             )
-            values[where] = np.fromiter(decoded, dtype=object, count=len(decoded))
-        in_blobs = np.flatnonzero(present & ~inline)
+            by_row[where] = np.fromiter(decoded, dtype=object, count=len(decoded))
+        in_blobs = np.flatnonzero(~inline)
         if len(in_blobs):
-            position_of = dict(zip(key_list(content_keys[in_blobs]), in_blobs.tolist()))
+            position_of = dict(zip(key_list(stored.keys[distinct[in_blobs]]), in_blobs.tolist()))
             with self._lock:
                 for row in self._rows_in(
                     "SELECT content_key, format, data, blob_key, checksum FROM stored_values"
                     " WHERE content_key IN ({marks})",
                     list(position_of),
                 ):
-                    values[position_of[row[0]]] = decode(*row)
+                    by_row[position_of[row[0]]] = decode(*row)
+        values = np.empty(len(content_keys), dtype=object)
+        values[present] = by_row[slot.reshape(-1)]
         return values, present
 
     def _begin_write(self) -> None:

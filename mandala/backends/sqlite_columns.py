@@ -31,7 +31,6 @@ __all__ = [
     "by_format",
     "read_columns",
     "read_inline_values",
-    "stored_rows",
 ]
 
 _TEXT_SEPARATOR = "\x1f"
@@ -244,19 +243,6 @@ def _cut(data: bytes, offsets: np.ndarray, rows: np.ndarray) -> list[bytes]:
             return parts
     starts, ends = offsets[rows].tolist(), offsets[rows + 1].tolist()
     return [data[start:end] for start, end in zip(starts, ends)]
-
-
-def stored_rows(stored: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """For each key of ``wanted``, its row in ``stored`` (distinct keys), -1 where absent."""
-    import numpy as np
-
-    from mandala.hashing.key_table import KeyTable
-
-    table = KeyTable()
-    row_of_id = np.empty(len(stored), dtype=np.int64)
-    row_of_id[table.intern(stored)] = np.arange(len(stored), dtype=np.int64)
-    ids = table.find(wanted)
-    return np.where(ids >= 0, row_of_id[np.maximum(ids, 0)], -1)
 
 
 def by_format(

@@ -133,7 +133,7 @@ class ElementIndex:
         return dict(zip(keys, self.load_value_array(key_array(keys)).tolist()))
 
     def load_value_array(self, content_keys: np.ndarray, prefetched: Any = None) -> np.ndarray:
-        """The values of distinct content keys (a key array), aligned with them as an object
+        """The values of content keys (a key array; repeats allowed), aligned with them as an object
         array: kept ones from memory, the rest in one request (``prefetched``: a read started
         by the source's ``prefetch_values``)."""
         kept = self.values

@@ -39,7 +39,7 @@ class FrameSource(Protocol):
         frame's table): a handle for :meth:`load_values`, or None."""
 
     def load_value_array(self, content_keys: np.ndarray, prefetched: Any = None) -> np.ndarray:
-        """The values of distinct content keys (a key array), as an object array aligned with
+        """The values of content keys (a key array; repeats allowed), as an object array aligned with
         them (``prefetched``: a handle of :meth:`prefetch_values`).
 
         Raises:

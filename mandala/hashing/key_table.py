@@ -20,7 +20,7 @@ import numpy as np
 
 from mandala.hashing.digest import KEY_SIZE
 
-__all__ = ["KEY_DTYPE", "KeyTable", "key_array", "key_list", "KeySequence"]
+__all__ = ["KEY_DTYPE", "KeyTable", "KeySequence", "key_array", "key_list", "positions_in"]
 
 KEY_DTYPE = np.dtype(f"S{KEY_SIZE}")
 """Keys in arrays. Compared and sorted by their raw bytes; never turned into Python objects
@@ -215,3 +215,30 @@ class KeyTable:
             merged_hi[old], merged_ids[old] = self._hi, self._by_hi
             self._hi, self._by_hi = merged_hi, merged_ids
         return new_ids
+
+
+def positions_in(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
+    """For each key of ``needles``, its position in ``haystack`` (distinct keys), -1 where it
+    is absent: one sort of each array and a binary search, checked against the whole keys.
+
+    Cheaper than interning ``haystack`` in a :class:`KeyTable` when the table is needed once.
+    """
+    if not len(haystack) or not len(needles):
+        return np.full(len(needles), -1, dtype=np.int64)
+    hay_hi = _first_words(haystack)
+    order = np.argsort(hay_hi)
+    sorted_hi = hay_hi[order]
+    if np.any(sorted_hi[1:] == sorted_hi[:-1]):  # a first word shared: the exact, slower path
+        table = KeyTable()
+        position_of_id = np.empty(len(haystack), dtype=np.int64)
+        position_of_id[table.intern(haystack)] = np.arange(len(haystack), dtype=np.int64)
+        ids = table.find(needles)
+        return np.where(ids >= 0, position_of_id[np.maximum(ids, 0)], -1)
+    hi = _first_words(needles)
+    by_hi = np.argsort(hi)  # sorted queries: a binary search over random ones misses the cache
+    at = np.empty(len(needles), dtype=np.int64)
+    at[by_hi] = np.searchsorted(sorted_hi, hi[by_hi])
+    at = np.minimum(at, len(sorted_hi) - 1)
+    positions = order[at]
+    found = (sorted_hi[at] == hi) & _equal(haystack[positions], needles)
+    return np.where(found, positions, -1)

@@ -180,6 +180,30 @@ def test_values_read_in_bulk_equal_the_row_reads(tmp_path: Path, share: float) -
 
 
 @pytest.mark.parametrize("share", [1.0, 0.1])
+def test_values_asked_for_twice_come_back_at_each_place(tmp_path: Path, share: float) -> None:
+    storage = Storage(tmp_path / "s.db")
+    with storage:
+        refs = [make(i) for i in range(300)] + [big(i) for i in range(2)]
+    keys = [ref.content_key for ref in refs][:: int(1 / share)]
+    absent = b"\x01" * 16
+    asked = keys + [absent] + keys[::-1]  # every key twice, in another order the second time
+    session = storage.session
+    for found in (
+        storage.backend.decode_values(
+            key_array(asked), session._decode, session._decode_inline_many
+        ),
+        SqlBackend.decode_values(storage.backend, key_array(asked), session._decode),
+    ):
+        values, present = found
+        assert present.tolist() == [key != absent for key in asked]
+        assert values[len(keys)] is None
+        for i in range(len(keys)):
+            assert _equal(values[i], values[len(asked) - 1 - i])
+        rows = _values(storage, keys, bulk=False)
+        assert all(_equal(values[i], rows[key]) for i, key in enumerate(keys))
+
+
+@pytest.mark.parametrize("share", [1.0, 0.1])
 def test_values_stored_before_checksums_are_read_in_bulk_unverified(
     tmp_path: Path, share: float
 ) -> None:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mandala.frames.keys import KeySet, KeyTable, key_array
-from mandala.hashing.key_table import KeySequence, key_list
+from mandala.hashing.key_table import KeySequence, key_list, positions_in
 
 # keys from a small pool, so that sets overlap; some share their first 8 bytes (the lookup
 # word) and some end in zero bytes (a numpy bytes item would drop those)
@@ -58,6 +58,15 @@ def test_a_key_array_reads_back_as_the_keys_it_holds(keys: list[bytes], data: An
     stop = data.draw(st.integers(-40, 40) | st.none())
     step = data.draw(st.sampled_from([None, 1, 2, -1, -3]))
     assert sequence[start:stop:step] == keys[start:stop:step]
+
+
+@settings(deadline=None, max_examples=300)
+@given(haystack=_key_lists, needles=_key_lists)
+def test_keys_are_found_at_their_positions(haystack: list[bytes], needles: list[bytes]) -> None:
+    distinct = list(dict.fromkeys(haystack))
+    found = positions_in(key_array(distinct), key_array(needles)).tolist()
+    position = {key: i for i, key in enumerate(distinct)}
+    assert found == [position.get(key, -1) for key in needles]
 
 
 _ops = [operator.or_, operator.and_, operator.sub, operator.xor]
