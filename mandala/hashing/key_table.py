@@ -76,21 +76,24 @@ class KeySequence(Sequence[bytes]):
         return self._keys[position : position + 1].tobytes()
 
 
+def _words(keys: np.ndarray) -> np.ndarray:
+    """Each key as two unsigned integers (little-endian): an array of shape (len, 2)."""
+    return np.ascontiguousarray(keys).view("<u8").reshape(len(keys), KEY_SIZE // 8)
+
+
 def _first_words(keys: np.ndarray) -> np.ndarray:
     """The first 8 bytes of each key as an unsigned integer (little-endian)."""
     if not len(keys):
         return np.empty(0, dtype=np.uint64)
-    words = np.ascontiguousarray(keys).view("<u8").reshape(len(keys), KEY_SIZE // 8)
-    return words[:, 0]
+    return _words(keys)[:, 0]
 
 
 def _equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Element-wise equality of two key arrays of one length (compared as integers)."""
     if not len(a):
         return np.empty(0, dtype=bool)
-    wa = np.ascontiguousarray(a).view("<u8").reshape(len(a), KEY_SIZE // 8)
-    wb = np.ascontiguousarray(b).view("<u8").reshape(len(b), KEY_SIZE // 8)
-    result: np.ndarray = (wa == wb).all(axis=1)
+    wa, wb = _words(a), _words(b)
+    result: np.ndarray = (wa[:, 0] == wb[:, 0]) & (wa[:, 1] == wb[:, 1])
     return result
 
 
@@ -126,12 +129,15 @@ class KeyTable:
         """The ids of ``keys`` (a :data:`KEY_DTYPE` array), -1 for keys not in the table."""
         return self._find(keys, _first_words(keys), None)
 
-    def _find(self, keys: np.ndarray, hi: np.ndarray, order: np.ndarray | None) -> np.ndarray:
-        """:meth:`find`, given the first words of ``keys`` and (optionally) their sort order."""
+    def _find(
+        self, keys: np.ndarray, hi: np.ndarray, order: np.ndarray | None, presorted: bool = False
+    ) -> np.ndarray:
+        """:meth:`find`, given the first words of ``keys`` and (optionally) their sort order,
+        or ``presorted`` when ``hi`` is sorted already."""
         count = len(keys)
         if not count or not self._count:
             return np.full(count, -1, dtype=np.int64)
-        if order is None and count > 64:
+        if order is None and count > 64 and not presorted:
             order = np.argsort(hi)
         if order is not None:  # sorted queries: a binary search over random ones misses the cache
             at = np.empty(count, dtype=np.int64)
@@ -165,23 +171,43 @@ class KeyTable:
         return int(self.find(np.frombuffer(bytes(key), dtype=KEY_DTYPE))[0])
 
     def intern(self, keys: np.ndarray) -> np.ndarray:
-        """The ids of ``keys``, giving new ids to the keys not in the table yet."""
-        hi = _first_words(keys)
+        """The ids of ``keys``, giving new ids to the keys not in the table yet.
+
+        Keys often repeat (a ref on many edges): they are grouped by first word first, and
+        only one key per group is looked up (and added when new)."""
+        count = len(keys)
+        if not count:
+            return _EMPTY_IDS.copy()
+        words = _words(keys)
+        hi = words[:, 0]
         order = np.argsort(hi)
+        sorted_hi = hi[order]
+        first = np.ones(count, dtype=bool)
+        np.not_equal(sorted_hi[1:], sorted_hi[:-1], out=first[1:])
+        heads = order[first]  # one key per first word
+        group = np.cumsum(first, dtype=np.int64) - 1  # the group of each key, in sorted order
+        if len(heads) < count:  # repeats of a first word: all one key? (same second word)
+            lo = words[:, 1]
+            if not np.array_equal(lo[order], lo[heads][group]):
+                return self._intern_shared_words(keys, hi, order)
+        heads_hi = sorted_hi[first]
+        head_ids = self._find(keys[heads], heads_hi, None, presorted=True)
+        new = head_ids < 0
+        if new.any():  # new keys, distinct, their first words sorted
+            head_ids[new] = self._append(keys[heads[new]], heads_hi[new])
+        ids = np.empty(count, dtype=np.int64)
+        ids[order] = head_ids[group]
+        return ids
+
+    def _intern_shared_words(
+        self, keys: np.ndarray, hi: np.ndarray, order: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`intern` when two different keys among ``keys`` share their first word."""
         ids = self._find(keys, hi, order)
         fresh = order[ids[order] < 0]  # positions of the new keys, by first word
-        if not len(fresh):
-            return ids
-        ordered, ordered_hi = keys[fresh], hi[fresh]
-        same_hi = ordered_hi[1:] == ordered_hi[:-1]
-        same_key = _equal(ordered[1:], ordered[:-1])
-        if np.any(same_hi & ~same_key):  # first words shared by different keys: exact unique
-            unique_keys, group = np.unique(ordered, return_inverse=True)
+        if len(fresh):
+            unique_keys, group = np.unique(keys[fresh], return_inverse=True)
             ids[fresh] = self._append(unique_keys, _first_words(unique_keys))[group.reshape(-1)]
-            return ids
-        starts = np.concatenate(([True], ~same_key))
-        new_ids = self._append(ordered[starts], ordered_hi[starts])
-        ids[fresh] = new_ids[np.cumsum(starts) - 1]
         return ids
 
     def _append(self, unique_keys: np.ndarray, hi: np.ndarray) -> np.ndarray:
