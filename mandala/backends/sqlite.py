@@ -163,8 +163,12 @@ class SqliteBackend(SqlBackend):
                 stored.checksums_of(taken),
             )
             by_row[where] = np.fromiter(decoded, dtype=object, count=len(decoded))
+        # values in blob files are read again, one row each: a row deleted since the bulk read
+        # (or the prefetch) began is then not stored, and the caller hears of it
+        read = np.ones(len(distinct), dtype=bool)
         in_blobs = np.flatnonzero(~inline)
         if len(in_blobs):
+            read[in_blobs] = False
             position_of = dict(zip(key_list(stored.keys[distinct[in_blobs]]), in_blobs.tolist()))
             with self._lock:
                 for row in self._rows_in(
@@ -172,9 +176,15 @@ class SqliteBackend(SqlBackend):
                     " WHERE content_key IN ({marks})",
                     list(position_of),
                 ):
-                    by_row[position_of[row[0]]] = decode(*row)
+                    position = position_of[row[0]]
+                    by_row[position] = decode(*row)
+                    read[position] = True
+        slot = slot.reshape(-1)
+        if not read.all():
+            present[np.flatnonzero(present)[~read[slot]]] = False
+            slot = slot[read[slot]]
         values = np.empty(len(content_keys), dtype=object)
-        values[present] = by_row[slot.reshape(-1)]
+        values[present] = by_row[slot]
         return values, present
 
     def _begin_write(self) -> None:

@@ -284,6 +284,34 @@ def test_a_prefetched_scan_gives_the_values_a_read_gives(tmp_path: Path) -> None
     assert Storage().backend.prefetch_values(10_000) is None  # in memory: one connection only
 
 
+def test_a_value_in_a_blob_file_deleted_after_the_scan_is_reported_missing(
+    tmp_path: Path,
+) -> None:
+    storage = Storage(tmp_path / "s.db")
+    with storage:
+        refs = [make(i) for i in range(20)] + [big(i) for i in range(2)]
+    keys = [ref.content_key for ref in refs]
+    handle = storage.backend.prefetch_values(len(keys))
+    assert handle is not None and handle.result() is not None  # the scan saw both blob rows
+    other = Storage(tmp_path / "s.db")  # another process drops one and cleans up its value
+    victim = next(
+        c
+        for c in other.cf(big).df()["big"]
+        if any(ref.hid == refs[20].hid for ref in c.outputs.values())
+    )
+    other.drop_calls([victim], delete_dependents=False)
+    other.cleanup_refs()
+    found = _decode(storage, keys, handle)
+    assert keys[20] not in found  # not read back as None
+    assert _equal(found[keys[21]], np.full(200_000, 1, dtype=np.float64))
+    assert found.keys() == set(keys) - {keys[20]}
+    from mandala.errors import ValueNotFoundError
+
+    source = storage.cf(make).source
+    with pytest.raises(ValueNotFoundError, match=keys[20].hex()):
+        source.load_value_array(key_array(keys * 300), handle)  # past the bulk-read size
+
+
 def test_a_damaged_value_is_refused_through_a_prefetched_scan(tmp_path: Path) -> None:
     storage = Storage(tmp_path / "s.db")
     with storage:
