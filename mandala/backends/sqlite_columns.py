@@ -66,9 +66,9 @@ def _split(column: Column, text: Any, count: int, as_array: bool = False) -> lis
             return None
         if as_array:
             return np.frombuffer(text, dtype=f"S{KEY_SIZE}")  # type: ignore[return-value]
-        # a void item converts to bytes as it is (a bytes_ item would drop trailing zero bytes)
-        keys: list[Any] = np.frombuffer(text, dtype=f"V{KEY_SIZE}").tolist()
-        return keys
+        from mandala.hashing.key_table import key_list
+
+        return key_list(np.frombuffer(text, dtype=f"S{KEY_SIZE}"))
     if column is Column.INT or column is Column.OPT_REAL:
         try:
             numbers = np.fromstring(  # text mode: parses in C, no string per number

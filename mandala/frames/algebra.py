@@ -13,6 +13,7 @@ import numpy as np
 from mandala.frames.graph import FrameGraph
 from mandala.frames.keys import sorted_unique
 from mandala.frames.selection import SelectionMixin
+from mandala.hashing.key_table import key_list
 
 __all__ = ["AlgebraMixin"]
 
@@ -82,7 +83,7 @@ class AlgebraMixin(SelectionMixin):
             mine = sorted_unique(np.concatenate(ids))
             index.add_refs(
                 theirs.ref_table.to_bytes(mine),
-                theirs.refs.table_bytes(theirs.refs.content_of(mine)),
+                key_list(theirs.refs.content_of(mine)),
                 theirs.refs.kinds_of(mine).tolist(),
             )
 

@@ -139,12 +139,7 @@ class RefView(Mapping[bytes, tuple[bytes, int]]):
         found = self._id(key)
         if found < 0:
             raise KeyError(key)
-        return self.table_bytes(self._content[found : found + 1])[0], int(self._kinds[found])
-
-    @staticmethod
-    def table_bytes(keys: np.ndarray) -> list[bytes]:
-        """A key array as ``bytes`` objects."""
-        return key_list(keys)
+        return key_list(self._content[found : found + 1])[0], int(self._kinds[found])
 
     def __contains__(self, key: object) -> bool:
         return self._id(key) >= 0

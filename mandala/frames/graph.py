@@ -409,7 +409,7 @@ class _BlockCalls:
             names = list(side)
             ids = np.fromiter((side[name].ids[row] for name in names), np.int64, len(names))
             keys = refs.table.to_bytes(ids)
-            contents = refs.table_bytes(refs.content_of(ids))
+            contents = key_list(refs.content_of(ids))
             kinds = refs.kinds_of(ids).tolist()
             sides.append(
                 {
