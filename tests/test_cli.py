@@ -142,3 +142,74 @@ def test_every_command_is_documented() -> None:
     docs += "".join(p.read_text() for p in (REPO_ROOT / "docs").glob("**/*.md"))
     undocumented = [c for c in commands if not re.search(rf"mandala {c}\b", docs)]
     assert undocumented == []
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` with its bytes (None for a folder)."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def test_demo_reset_removes_only_what_the_demo_made(tmp_path) -> None:
+    """A reset of ``--db results`` leaves ``results_final.csv``, ``results_dir/`` etc. alone."""
+    neighbours = {
+        "results_final.csv": b"seed,score\n0,0.9\n",
+        "results.db.bak": b"a user's backup",
+        "results.blobs.txt": b"notes",
+    }
+    for name, data in neighbours.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "results_dir").mkdir()
+    (tmp_path / "results_dir" / "model.pkl").write_bytes(b"weights")
+    before = _tree(tmp_path)
+    db = tmp_path / "results"
+    for _ in range(2):  # the second run resets the store the first made
+        assert main(["demo", "--db", str(db)]) == 0
+        assert db.is_file()
+    after = _tree(tmp_path)
+    assert {name: after[name] for name in before} == before
+    made = set(after) - set(before)
+    assert made <= {"results", "results-wal", "results-shm", "results.svg"} | {
+        name for name in made if name.startswith("results.blobs")
+    }
+    assert main(["demo", "--db", str(db)]) == 0  # and it can reset its own store again
+    assert _tree(tmp_path).keys() >= before.keys()
+
+
+def test_demo_refuses_a_file_it_did_not_make(tmp_path, capsys) -> None:
+    """An existing file (a user's store or anything else) is never written to or removed."""
+    from mandala.imports import Storage, op
+
+    @op
+    def inc(x):
+        return x + 1
+
+    store = tmp_path / "mine.db"
+    with Storage(store):
+        inc(1)
+    other = tmp_path / "notes.txt"
+    other.write_text("not a store")
+    for path in (store, other):
+        before = path.read_bytes()
+        for extra in ([], ["--keep"]):
+            assert main(["demo", "--db", str(path), *extra]) == 2
+            error = capsys.readouterr().err
+            assert "was not created by the demo" in error and "--db" in error
+            assert path.read_bytes() == before
+    assert not (tmp_path / "mine.db.svg").exists()
+
+
+def test_demo_keeps_a_blob_folder_and_picture_it_did_not_make(tmp_path, capsys) -> None:
+    db = tmp_path / "d.db"
+    blobs = tmp_path / "d.db.blobs"
+    (blobs / "ab").mkdir(parents=True)
+    (blobs / "ab" / "keep.me").write_bytes(b"someone else's")
+    picture = tmp_path / "d.db.svg"
+    picture.write_text("<svg>a user's picture</svg>")
+    for _ in range(2):
+        assert main(["demo", "--db", str(db)]) == 0
+    assert (blobs / "ab" / "keep.me").read_bytes() == b"someone else's"
+    assert picture.read_text() == "<svg>a user's picture</svg>"
+    assert "was not made by the demo: no picture drawn" in capsys.readouterr().out

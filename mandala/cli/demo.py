@@ -9,7 +9,10 @@ as a table, and (when graphviz ``dot`` is installed) as a picture next to the st
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,13 +21,14 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from mandala.engine.op import op
+from mandala.errors import MandalaError
 from mandala.model.refs import Ref
 from mandala.storage import Storage
 
 if TYPE_CHECKING:
     from mandala.frames.frame import ComputationFrame
 
-__all__ = ["run_demo"]
+__all__ = ["DemoPathError", "run_demo"]
 
 EXECUTIONS: dict[str, int] = {"make_data": 0, "fit": 0, "evaluate": 0}
 
@@ -72,17 +76,123 @@ def pipeline(
     return results
 
 
+DEMO_MARK = "mandala_demo"
+"""Key of the ``meta`` row by which a store file says the demo created it (its value lists the
+files the demo made beside it), so that a reset removes nothing it did not make."""
+
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+class DemoPathError(MandalaError, ValueError):
+    """The demo was pointed at a file it did not create; it never writes into or removes it."""
+
+
+def _demo_record(db: Path) -> dict[str, bool] | None:
+    """What the demo made at ``db`` (``{"blobs": ..., "picture": ...}``), or None if not the demo's.
+
+    Read through a read-only connection, so that looking never creates or changes a file.
+    """
+    if not db.is_file():
+        return None
+    try:
+        connection = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            row = connection.execute(
+                "SELECT value FROM meta WHERE key = ?", (DEMO_MARK,)
+            ).fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return None
+    if row is None:
+        return None
+    try:
+        made = json.loads(row[0])
+    except (TypeError, ValueError):
+        return None
+    return {"blobs": bool(made.get("blobs")), "picture": bool(made.get("picture"))}
+
+
+def _write_demo_record(db: Path, made: dict[str, bool]) -> None:
+    connection = sqlite3.connect(str(db), timeout=30)
+    try:
+        with connection:
+            connection.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (DEMO_MARK, json.dumps(made, sort_keys=True)),
+            )
+    finally:
+        connection.close()
+
+
+def _blob_folder(db: Path) -> Path:
+    return db.with_name(db.name + ".blobs")
+
+
+def _picture(db: Path) -> Path:
+    return db.with_name(db.name + ".svg")
+
+
+def _remove_blob_folder(folder: Path) -> None:
+    """Remove the blob files of a demo store: two-character folders of blob files, nothing else.
+
+    Anything else found there (a file a user put in the folder) stays, and so do the folders
+    that hold it.
+    """
+    if not folder.is_dir():
+        return
+    for shard in folder.iterdir():
+        if not (shard.is_dir() and len(shard.name) == 2):
+            continue
+        for blob in shard.iterdir():
+            if blob.is_file() and not blob.is_symlink():
+                blob.unlink()
+        with contextlib.suppress(OSError):
+            shard.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _reset(db: Path) -> None:
+    """Remove a demo store made by an earlier run, and only what that run created."""
+    made = _demo_record(db)
+    if made is None:
+        return
+    if made["blobs"]:
+        _remove_blob_folder(_blob_folder(db))
+    if made["picture"] and _picture(db).is_file():
+        _picture(db).unlink()
+    for suffix in _SQLITE_SIDE_FILES:
+        side = db.with_name(db.name + suffix)
+        if side.is_file():
+            side.unlink()
+    db.unlink()
+
+
 def run_demo(path: str, reset: bool, echo: Callable[[str], None] = print) -> dict[str, int]:
-    """Run the demo on the store at ``path``; returns the executions of the second pass."""
+    """Run the demo on the store at ``path``; returns the executions of the second pass.
+
+    The demo writes only into a store it created itself (marked in the store's ``meta`` table):
+    a file at ``path`` that the demo did not make is never written to or removed.
+
+    Raises:
+        DemoPathError: ``path`` exists and was not created by the demo.
+    """
     db = Path(path)
+    if (db.exists() or db.is_symlink()) and _demo_record(db) is None:
+        raise DemoPathError(
+            f"mandala demo: {db} already exists and was not created by the demo, which leaves it "
+            "untouched; pass another path with --db (for example --db mandala_demo.db)"
+        )
     if reset:
-        for leftover in db.parent.glob(db.name + "*"):
-            if leftover.is_dir():
-                for blob in sorted(leftover.rglob("*"), reverse=True):
-                    blob.unlink() if blob.is_file() else blob.rmdir()
-                leftover.rmdir()
-            else:
-                leftover.unlink()
+        _reset(db)
+    made = _demo_record(db) or {
+        "blobs": not _blob_folder(db).exists(),
+        "picture": not _picture(db).exists(),
+    }
+    Storage(db_path=str(db)).close()
+    _write_demo_record(db, made)
     seeds, alphas = [0, 1, 2], [0.01, 0.1, 1.0, 10.0]
     echo(
         f"mandala demo: ridge regression over {len(seeds)} seeds x {len(alphas)} alphas, stored in {db}"
@@ -109,13 +219,16 @@ def run_demo(path: str, reset: bool, echo: Callable[[str], None] = print) -> dic
     creator = storage.get_ref_creator(example)
     if creator is not None:
         echo(f"\nprovenance of the first result: {creator} with inputs {sorted(creator.inputs)}")
-    show_frame(storage, db, echo)
+    show_frame(storage, db, echo, draw=made["picture"])
     storage.close()
     return executions
 
 
-def show_frame(storage: Storage, db: Path, echo: Callable[[str], None]) -> None:
-    """Print the frame of every evaluation (graph, then table) and draw it if ``dot`` exists."""
+def show_frame(storage: Storage, db: Path, echo: Callable[[str], None], draw: bool = True) -> None:
+    """Print the frame of every evaluation (graph, then table) and draw it if ``dot`` exists.
+
+    ``draw=False`` when a file the demo did not make is in the picture's place: it is kept.
+    """
     # expand_back is typed "frame or None" (None with inplace=True)
     cf = cast("ComputationFrame", storage.cf(evaluate).expand_back(recursive=True))
     echo("\ncomputation frame: storage.cf(evaluate).expand_back(recursive=True)")
@@ -124,7 +237,10 @@ def show_frame(storage: Storage, db: Path, echo: Callable[[str], None]) -> None:
     table = table.sort_values(["seed", "alpha"], ignore_index=True)
     echo(f"\ncf.df(include_calls=False): {len(table)} rows; seed, alpha and mse of the first 5:")
     echo("  " + table.head().to_string(index=False).replace("\n", "\n  "))
-    picture = db.with_name(db.name + ".svg")
+    picture = _picture(db)
+    if not draw:
+        echo(f"\n({picture} exists and was not made by the demo: no picture drawn)")
+        return
     if shutil.which("dot") is None:
         echo("\n(graphviz `dot` is not installed: no picture of the frame)")
         return

@@ -15,7 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run a small memoized pipeline on a SQLite file")
     demo.add_argument("--db", default="mandala_demo.db", help="store file (default: %(default)s)")
     demo.add_argument(
-        "--keep", action="store_true", help="keep an existing store file instead of starting afresh"
+        "--keep",
+        action="store_true",
+        help="keep the store of an earlier demo run instead of starting afresh",
     )
 
     info = commands.add_parser("info", help="summarize a store file")
@@ -23,9 +25,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from mandala.cli.demo import run_demo
+        from mandala.cli.demo import DemoPathError, run_demo
 
-        run_demo(args.db, reset=not args.keep)
+        try:
+            run_demo(args.db, reset=not args.keep)
+        except DemoPathError as error:
+            print(error, file=sys.stderr)
+            return 2
         return 0
     if args.command == "info":
         from pathlib import Path
