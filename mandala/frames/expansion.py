@@ -129,10 +129,18 @@ def _add_group(
         else:
             frame._add_edge(var, func, label)
     changed: set[str] = set()
+    # Variables are chosen for every label before any receives refs, and a variable on one
+    # label of this node is not reused for another: two arguments that happen to hold equal
+    # values (``n_estimators=5`` next to ``max_depth=5``) stay two variables.
+    side = frame.inp[func] if back else frame.out[func]
+    chosen: dict[str, tuple[str, KeySet]] = {}
     for label in sorted(needed):
         refs = KeySet.of_ids(index.ref_table, np.concatenate(needed[label]))
-        existing = frame.inp[func].get(label, set()) if back else frame.out[func].get(label, set())
-        var = _variable_for(frame, label, refs, existing, back, reuse_existing)
+        taken = {v for other, on in side.items() if other != label for v in on}
+        taken |= {var for var, _ in chosen.values()}
+        var = _variable_for(frame, label, refs, side.get(label, set()), taken, back, reuse_existing)
+        chosen[label] = (var, refs)
+    for label, (var, refs) in chosen.items():
         if back:
             frame._add_edge(var, func, label)
         else:
@@ -212,17 +220,22 @@ def _variable_for(
     label: str,
     refs: KeySet,
     existing: set[str],
+    taken: set[str],
     back: bool,
     reuse_existing: bool,
 ) -> str:
+    """The variable a function node's ``label`` connects to: the one it has already, else one
+    holding the same refs (or a subset or superset) that no other label of the node uses,
+    else a new one named after the label."""
     for var in sorted(existing):
         return var
     if reuse_existing:
         for var in sorted(frame.vs):
+            if var in taken:
+                continue
             held = frame.vs[var]
             if held and (refs <= held or held <= refs):
                 return var
-    hint = label if back else frame.output_var_hint(label)
-    name = frame.new_name(hint)
+    name = frame.new_name(label) if back else frame.output_var_name(label)
     frame._add_var(name)
     return name

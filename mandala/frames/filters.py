@@ -79,8 +79,11 @@ class FilterMixin(SelectionMixin):
 
         With ``node_class="var"``, every variable keeps the refs whose value
         (``by="val"``), history id (``"hid"``) or content id (``"cid"``) is in ``values``,
-        and every function node keeps the calls whose connected refs were all kept (the
-        complete computations made of kept refs). With ``node_class="func"``, every function
+        and every function node keeps the calls adjacent to a kept ref: the calls that made it
+        and the calls that took it, as in the original, so that ``cf.isin([v]).delete_calls()``
+        deletes the calls that touched ``v``. The refs of the kept calls stay too (their other
+        inputs and outputs), so the result is a valid frame: ``df()`` shows those calls. With
+        ``node_class="func"``, every function
         node keeps the calls whose history or content id is in ``values``, and the variables
         lose the refs that only those dropped calls touched.
 
@@ -120,7 +123,21 @@ class FilterMixin(SelectionMixin):
                     accept[var] = refs & wanted
                 else:
                     accept[var] = {r for r in refs if self.index.refs[r][0] in wanted}
-        return self._filtered(accept)
+        return self._with_adjacent_calls(accept)
+
+    def _with_adjacent_calls(self, accept: Mapping[str, set[bytes]]) -> Any:
+        """Keep the ``accept``-ed refs, every call connected to one of them, and the refs of
+        those calls."""
+        frame = self.copy()
+        for var, keep in accept.items():
+            frame.vs[var] = set(keep) & self.vs[var]
+        kept = {(var, ref) for var, refs in frame.vs.items() for ref in refs}
+        for func, calls in self.fs.items():
+            frame.fs[func] = {
+                c for c in calls if any(pair in kept for pair in self._connected(func, c))
+            }
+        frame._complete()
+        return frame
 
     def where(self, var: str | Iterable[str] | Callable[[Any], Any], predicate: Any = None) -> Any:
         """Keep the refs of a variable whose value satisfies ``predicate(value)``.

@@ -13,6 +13,7 @@ from mandala.frames.algebra import AlgebraMixin
 from mandala.frames.blocks import paused_gc
 from mandala.frames.collections import CallCollection, RefCollection, ValueCollection
 from mandala.frames.display import DisplayMixin
+from mandala.frames.element_views import ElementsById
 from mandala.frames.expansion import expand
 from mandala.frames.filters import FilterMixin
 from mandala.frames.graph import ElementIndex, FrameGraph, edge_label
@@ -82,8 +83,8 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
             frame._add_var(var)
             frame.vs[var] = KeySet.of_ids(refs, np.concatenate(inputs[label]))
             frame._add_edge(var, name, label)
-        for label in sorted(outputs):
-            var = frame.new_name(frame.output_var_hint(label))
+        for label in sorted(outputs, key=_natural_order):
+            var = frame.output_var_name(label)
             frame._add_var(var)
             frame.vs[var] = KeySet.of_ids(refs, np.concatenate(outputs[label]))
             frame._add_edge(name, var, label)
@@ -126,6 +127,16 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
 
     def _call(self, key: bytes) -> Call:
         return self.index.public_call(key)
+
+    @property
+    def refs(self) -> ElementsById[Ref]:
+        """Every ref of the frame by history id (``{hid: Ref}``, lazy refs), made on demand."""
+        return ElementsById(self.index.ref_table, list(self.vs.values()), self._ref)
+
+    @property
+    def calls(self) -> ElementsById[Call]:
+        """Every call of the frame by history id (``{hid: Call}``), made on demand."""
+        return ElementsById(self.index.call_table, list(self.fs.values()), self._call)
 
     def refs_by_var(self) -> dict[str, set[Ref]]:
         """``{variable: refs}`` (lazy refs)."""
@@ -593,6 +604,14 @@ def _names(varnames: str | Iterable[str] | None) -> list[str] | None:
     if isinstance(varnames, str):
         return [varnames]
     return list(varnames)
+
+
+def _natural_order(label: str) -> tuple[str, int, str]:
+    """``output_2`` before ``output_10``: unnamed outputs get ``var_<i>`` in position order."""
+    stem, _, index = label.rpartition("_")
+    if stem and index.isdigit():
+        return (stem, int(index), label)
+    return (label, -1, label)
 
 
 def _kind_of(ref: Ref) -> int:

@@ -595,13 +595,22 @@ class FrameGraph:
             i += 1
         return f"{hint}_{i}"
 
-    @staticmethod
-    def output_var_hint(label: str) -> str:
-        """Variables for unnamed outputs (``output_0``) are called ``var_0``, as in the original."""
+    def output_var_name(self, label: str) -> str:
+        """A new variable's name for the output ``label`` of a function node.
+
+        Unnamed outputs (``output_0``, ``output_1``, ...) land in ``var_0``, ``var_1``, ...
+        numbered across the frame, as in the original: the first free ``var_<i>``, so a frame
+        of two ops with unnamed outputs has ``var_0``, ``var_1``, ``var_2``, not ``var_0_0``.
+        Named outputs are named after the label (``y``, then ``y_0``, ...).
+        """
         match = _INDEXED_NAME.match(label)
-        if match is not None and match.group("stem") == "output":
-            return f"var_{match.group('index')}"
-        return label
+        if match is None or match.group("stem") != "output":
+            return self.new_name(label)
+        used = set(self.vs) | set(self.fs)
+        i = 0
+        while f"var_{i}" in used:
+            i += 1
+        return f"var_{i}"
 
     # ------------------------------------------------------------------ element adjacency
 

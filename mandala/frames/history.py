@@ -195,28 +195,25 @@ def joint_history_table(
         per_var[var] = var_starts
         starts.extend(var_starts)
     memo = _histories(frame, starts)
-    table: pd.DataFrame | None = None
-    for var in variables:
-        part = _frame_of_histories([memo[s] for s in per_var[var]], codes)
-        if part.empty:
-            continue
-        if table is None:
-            table = part
-            continue
-        shared = [c for c in table.columns if c in part.columns]
-        if shared:
-            table = table.merge(part, on=shared, how=how)
-        else:  # unrelated results: their rows stand side by side, not multiplied
-            table = pd.concat([table, part], ignore_index=True)
-        table = table.fillna(-1).astype("int64")
-    if table is None:
-        return pd.DataFrame(), codes.cells
-    return table.drop_duplicates(ignore_index=True), codes.cells
+    tables = {var: _frame_of_histories([memo[s] for s in per_var[var]], codes) for var in variables}
+    return _join(frame, variables, tables, how), codes.cells
+
+
+_MISSING = -1
+"""The code of a missing cell while tables are joined (missing cells agree with each other)."""
 
 
 def _join(
     frame: FrameGraph, variables: list[str], tables: dict[str, pd.DataFrame], how: str
 ) -> pd.DataFrame:
+    """Join the history tables of several variables into one row per execution.
+
+    Two rows join when they agree on every node both tables have, a missing cell agreeing
+    with a missing cell: the outputs of one call have the same history, so the rows of its
+    outputs become one row even where that history lacks a node another row has (``split(x)``
+    next to ``split(scale(x))``). Rows that share no present element are unrelated (their only
+    agreement would be on missing cells): they stand side by side, never multiplied.
+    """
     table: pd.DataFrame | None = None
     for var in variables:
         part = tables[var]
@@ -226,14 +223,31 @@ def _join(
             table = part
             continue
         shared = [c for c in table.columns if c in part.columns]
-        if shared:
-            table = table.merge(part, on=shared, how=how)
-        else:
-            table = pd.concat([table, part], ignore_index=True)
-        table = table.fillna(-1).astype("int64")
+        table = _join_two(table, part, shared, how)
     if table is None:
         return pd.DataFrame()
     return table.drop_duplicates(ignore_index=True)
+
+
+def _join_two(left: pd.DataFrame, right: pd.DataFrame, shared: list[str], how: str) -> pd.DataFrame:
+    if not shared:  # unrelated results: their rows stand side by side, not multiplied
+        return pd.concat([left, right], ignore_index=True)
+    left = left.copy()
+    right = right.copy()
+    for table in (left, right):
+        for column in shared:
+            values = table[column].to_numpy()
+            if (values < 0).any():
+                table[column] = np.where(values < 0, _MISSING, values)
+    left_linked = (left[shared].to_numpy() >= 0).any(axis=1)
+    right_linked = (right[shared].to_numpy() >= 0).any(axis=1)
+    pieces = [left[left_linked].merge(right[right_linked], on=shared, how=how)]
+    if how in ("outer", "left"):
+        pieces.append(left[~left_linked])
+    if how in ("outer", "right"):
+        pieces.append(right[~right_linked])
+    joined = pd.concat(pieces, ignore_index=True)
+    return joined.fillna(_MISSING).astype("int64")
 
 
 class KeyCodes:

@@ -34,6 +34,11 @@ _HOWS = ("strong", "weak")
 _DIRECTIONS = {"forward": True, "back": False, "backward": False}
 
 
+def _name_order(name: str) -> tuple[int, str]:
+    """Shorter names first: ``y`` before ``y_0``, ``x_0`` before ``x_0_1``."""
+    return (len(name), name)
+
+
 def _strong(how: str) -> bool:
     if how not in _HOWS:
         raise ValueError(f"how must be 'strong' or 'weak', got {how!r}")
@@ -529,17 +534,28 @@ class SelectionMixin(FrameGraph):
         self._complete()
 
     def merge_vars(self, inplace: bool = False) -> Any:
-        """Merge every variable whose refs are a strict subset of another's into it, until
-        no such pair is left (the smallest superset is chosen, ties by name)."""
+        """Merge every variable whose refs are a subset of another's into it, until no such
+        pair is left.
+
+        The smallest superset is chosen (ties by name); of two variables holding the same refs
+        (``y`` and ``y_0`` after an expansion reached one op's output on two paths), the one
+        with the later name goes into the other. An empty variable is left alone.
+        """
         frame = self if inplace else self.copy()
         while True:
-            by_size = sorted(frame.vs, key=lambda v: (len(frame.vs[v]), v))
+            by_size = sorted(frame.vs, key=lambda v: (len(frame.vs[v]), _name_order(v)))
             pair = next(
                 (
                     (small, big)
                     for i, small in enumerate(by_size)
-                    for big in by_size[i + 1 :]
-                    if frame.vs[small] < frame.vs[big]
+                    for big in by_size
+                    if big != small
+                    and len(frame.vs[small])
+                    and frame.vs[small] <= frame.vs[big]
+                    and (
+                        len(frame.vs[small]) < len(frame.vs[big])
+                        or _name_order(big) < _name_order(small)
+                    )
                 ),
                 None,
             )

@@ -183,9 +183,26 @@ def test_a_name_already_taken_gets_a_numbered_suffix(storage: Storage) -> None:
     with storage:
         ident(7)
     cf = storage.cf(ident)
-    # the unnamed output wants "var_0", which the input already holds
-    assert cf.vnames == {"var_0", "var_0_0"}
-    assert ("ident", "var_0_0", "output_0") in cf.edges()
+    # the unnamed output takes the first free var_<i> (as the original): var_0 is the input's
+    assert cf.vnames == {"var_0", "var_1"}
+    assert ("ident", "var_1", "output_0") in cf.edges()
+    assert cf.df(include_calls=False).to_dict("records") == [{"var_0": 7, "var_1": 7}]
+
+
+def test_a_named_output_taken_gets_a_numbered_suffix(storage: Storage) -> None:
+    @op(output_names=["y"])
+    def inc(x):
+        return x + 1
+
+    @op(output_names=["y"])
+    def dbl(x):
+        return 2 * x
+
+    with storage:
+        dbl(inc(1))
+    cf = storage.cf(inc).expand_forward()
+    assert cf.vnames == {"x", "y", "y_0"}
+    assert ("dbl", "y_0", "y") in cf.edges()
 
 
 def test_elements_of_a_built_list_are_one_variable_elts(storage: Storage) -> None:

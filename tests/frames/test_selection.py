@@ -417,12 +417,13 @@ def test_cleanup_and_simplify_remove_empty_nodes(storage: Storage) -> None:
 # ---------------------------------------------------------------------------- filters
 
 
-def test_isin_by_value_keeps_complete_computations(storage: Storage) -> None:
+def test_isin_by_value_keeps_the_calls_that_touched_the_values(storage: Storage) -> None:
     cf = chain(storage)
     kept = valid(cf.isin([0, 1, 2, 4]))
-    assert values(storage, kept) == {"x": {0, 1, 2}, "y": {1, 2, 4}, "z": {2, 4}}
-    # inc(2) = 3 and inc(3) = 4 each lost a ref; dbl(1) = 2 and dbl(2) = 4 are complete
-    assert calls(storage, kept) == {"inc": {(0,), (1,)}, "dbl": {(1,), (2,)}}
+    # x in {0, 1, 2}, y in {1, 2, 4}, z in {2, 4}: every inc made or took one of them
+    # (inc(3) made y = 4), dbl(1) and dbl(2) did; the kept calls bring their other refs
+    assert calls(storage, kept) == {"inc": {(0,), (1,), (2,), (3,)}, "dbl": {(1,), (2,)}}
+    assert values(storage, kept) == {"x": {0, 1, 2, 3}, "y": {1, 2, 3, 4}, "z": {2, 4}}
 
 
 def test_isin_by_hid_and_cid(storage: Storage) -> None:
@@ -431,12 +432,20 @@ def test_isin_by_hid_and_cid(storage: Storage) -> None:
     x0 = next(r for r in refs["x"] if storage.unwrap(r) == 0)
     y1 = next(r for r in refs["y"] if storage.unwrap(r) == 1)
     by_hid = valid(cf.isin([x0.hid, y1.hid], by="hid"))
-    assert values(storage, by_hid) == {"x": {0}, "y": {1}, "z": set()}
-    assert calls(storage, by_hid) == {"inc": {(0,)}, "dbl": set()}
+    assert values(storage, by_hid) == {"x": {0}, "y": {1}, "z": {2}}
+    assert calls(storage, by_hid) == {"inc": {(0,)}, "dbl": {(1,)}}
     assert by_hid.sets == valid(cf.isin([x0, y1], by="hid")).sets
     by_cid = valid(cf.isin([x0.cid, y1.cid], by="cid"))  # x = 1 has the content of y = 1
-    assert values(storage, by_cid) == {"x": {0, 1}, "y": {1}, "z": set()}
-    assert calls(storage, by_cid) == {"inc": {(0,)}, "dbl": set()}
+    assert values(storage, by_cid) == {"x": {0, 1}, "y": {1, 2}, "z": {2}}
+    assert calls(storage, by_cid) == {"inc": {(0,), (1,)}, "dbl": {(1,)}}
+
+
+def test_isin_then_delete_calls_deletes_the_calls_that_touched_a_value(storage: Storage) -> None:
+    cf = chain(storage)
+    y2 = next(r for r in cf.refs_by_var()["y"] if storage.unwrap(r) == 2)
+    cf.isin([y2], by="hid").delete_calls()  # inc(1) made y = 2, dbl(2) took it
+    after = valid(storage.cf(inc).expand_forward())
+    assert calls(storage, after) == {"inc": {(0,), (2,), (3,)}, "dbl": {(1,)}}
 
 
 def test_isin_over_calls(storage: Storage) -> None:
