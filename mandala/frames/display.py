@@ -59,12 +59,15 @@ _VAR_FILL = "#eaf3fb"
 _FUNC_FILL = "#fcebea"
 
 
-def _output_order(label: str) -> tuple[int, int, str]:
-    """Outputs ``output_0, output_1, ..., output_10`` in return order, named outputs by name."""
+def _output_order(label: str, declared: tuple[str, ...] = ()) -> tuple[int, int, str]:
+    """Outputs in return order: ``output_0, output_1, ..., output_10``, and named outputs in
+    the order the op declared them (``declared``), any others by name."""
     match = _INDEXED_OUTPUT.match(label)
     if match is not None:
         return (0, int(match.group(1)), label)
-    return (1, 0, label)
+    if label in declared:
+        return (1, declared.index(label), label)
+    return (2, 0, label)
 
 
 def _plural(count: int, word: str) -> str:
@@ -107,7 +110,8 @@ class DisplayMixin(FrameGraph):
             lines.append(", ".join(isolated))
         for func in self.sort_nodes(self.fs):
             outputs = []
-            for label in sorted(self.out[func], key=_output_order):
+            declared = self.index.declared_outputs(self.op_of[func])
+            for label in sorted(self.out[func], key=lambda out: _output_order(out, declared)):
                 targets = sorted(self.out[func][label])
                 names = targets[0] if len(targets) == 1 else "(" + " | ".join(targets) + ")"
                 outputs.append(f"{names}@{label}")
@@ -322,7 +326,10 @@ class DisplayMixin(FrameGraph):
             lines.append(
                 f"    {label}={var} ({_plural(len(calls), 'call')}, {_plural(len(refs), 'value')})"
             )
-        out_edges = sorted(self.out_edges(fname), key=lambda e: (_output_order(e[2]), e[1]))
+        declared = self.index.declared_outputs(self.op_of[fname])
+        out_edges = sorted(
+            self.out_edges(fname), key=lambda e: (_output_order(e[2], declared), e[1])
+        )
         lines.append("Outputs:" if out_edges else "Outputs: (none)")
         for _, var, label in out_edges:
             calls, refs = self._edge_elements(fname, var, label)

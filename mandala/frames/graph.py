@@ -277,6 +277,16 @@ class ElementIndex:
         calls: list[Call] = result.tolist()
         return calls
 
+    def declared_outputs(self, op_name: str) -> tuple[str, ...]:
+        """The output names an op declared (``output_names=[...]``), in return order, over
+        the versions of it that the index holds calls of; empty if it declared none."""
+        names: list[str] = []
+        for version in sorted({block.op_version for block in self.blocks_by_op.get(op_name, ())}):
+            for name in self._spec(op_name, version).output_names or ():
+                if name not in names:
+                    names.append(name)
+        return tuple(names)
+
     def _spec(self, op_name: str, op_version: int) -> OpSpec:
         spec = self._specs.get((op_name, op_version))
         if spec is None:

@@ -158,7 +158,7 @@ def test_upstream_strong_needs_every_output_weak_one(storage: Storage) -> None:
         lo2, _ = split(20)
         add(lo2, 100)  # split(20)'s `hi` output (21) feeds nothing
     cf = valid(storage.cf(add).expand_back(recursive=True))
-    assert cf.get_graph_desc() == "z@hi, y@lo = split(w=w_0)\nw@w = add(y=y, z=z)"
+    assert cf.get_graph_desc() == "y@lo, z@hi = split(w=w_0)\nw@w = add(y=y, z=z)"  # declared order
     strong = valid(cf.upstream("w"))
     assert calls(storage, strong)["split"] == {(10,)}
     assert values(storage, strong)["z"] == {11, 100}
