@@ -232,13 +232,7 @@ def _join(
 def _join_two(left: pd.DataFrame, right: pd.DataFrame, shared: list[str], how: str) -> pd.DataFrame:
     if not shared:  # unrelated results: their rows stand side by side, not multiplied
         return pd.concat([left, right], ignore_index=True)
-    left = left.copy()
-    right = right.copy()
-    for table in (left, right):
-        for column in shared:
-            values = table[column].to_numpy()
-            if (values < 0).any():
-                table[column] = np.where(values < 0, _MISSING, values)
+    left, right = _one_missing_code(left, shared), _one_missing_code(right, shared)
     left_linked = (left[shared].to_numpy() >= 0).any(axis=1)
     right_linked = (right[shared].to_numpy() >= 0).any(axis=1)
     pieces = [left[left_linked].merge(right[right_linked], on=shared, how=how)]
@@ -248,6 +242,18 @@ def _join_two(left: pd.DataFrame, right: pd.DataFrame, shared: list[str], how: s
         pieces.append(right[~right_linked])
     joined = pd.concat(pieces, ignore_index=True)
     return joined.fillna(_MISSING).astype("int64")
+
+
+def _one_missing_code(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``table`` with every missing cell of ``columns`` coded ``_MISSING`` (copied if needed)."""
+    missing = {c: table[c].to_numpy() < 0 for c in columns}
+    changed = [c for c, mask in missing.items() if mask.any()]
+    if not changed:
+        return table
+    table = table.copy()
+    for column in changed:
+        table[column] = np.where(missing[column], _MISSING, table[column].to_numpy())
+    return table
 
 
 class KeyCodes:
