@@ -400,3 +400,26 @@ def test_failed_write_leaves_no_blob(store: BlobStore, size: int) -> None:
         store.write(key, fail)
     assert not store.exists(key) and list(store.keys()) == []
     assert store.remove_stale_temporaries() == 0
+
+
+def test_stale_temporaries_cleanup_leaves_files_it_did_not_make(store: BlobStore) -> None:
+    """Only ``.<key>.<random>.tmp`` files of a killed writer go; a user's dotfile stays."""
+    key = "ab" * 16
+
+    def put(name: str) -> None:
+        if isinstance(store, FsspecBlobStore):
+            with store.fs.open(f"{store.root}/ab/{name}", "wb") as file:
+                file.write(b"x")
+        else:
+            (store.root / "ab").mkdir(parents=True, exist_ok=True)  # type: ignore[attr-defined]
+            (store.root / "ab" / name).write_bytes(b"x")  # type: ignore[attr-defined]
+
+    store.write(key, lambda file: file.write(b"blob"))
+    put(f".{key}.0123abcd.tmp")  # what a killed writer leaves
+    put(".DS_Store")
+    put(".notes.tmp")  # a dotfile ending in .tmp that is not a temporary of ours
+    assert store.remove_stale_temporaries() == 1
+    assert store.remove_stale_temporaries() == 0
+    assert list(store.keys()) == [key]
+    with store.open(key) as file:
+        assert file.read() == b"blob"

@@ -20,7 +20,7 @@ from blake3 import blake3
 
 from mandala.hashing.digest import KEY_SIZE, digest
 
-__all__ = ["BlobStore", "LocalBlobStore", "file_digest"]
+__all__ = ["BlobStore", "LocalBlobStore", "file_digest", "is_temporary_name"]
 
 
 def file_digest(path: str | os.PathLike[str]) -> bytes:
@@ -80,6 +80,13 @@ class BlobStore(Protocol):
     def remove_stale_temporaries(self) -> int:
         """Delete what writers that were killed left behind; returns how many."""
         ...
+
+
+def is_temporary_name(folder: str, name: str) -> bool:
+    """Whether ``name`` in the two-character ``folder`` is a temporary of an interrupted write
+    (``.<key>.<random>.tmp``, the key starting with the folder's name): the only files that
+    clean-ups remove, so a file someone else put there is never touched."""
+    return name.startswith("." + folder) and name.endswith(".tmp") and name.count(".") >= 3
 
 
 class LocalBlobStore:
@@ -158,8 +165,9 @@ class LocalBlobStore:
         if not self.root.exists():
             return 0
         for directory in self.root.iterdir():
-            if directory.is_dir():
+            if directory.is_dir() and len(directory.name) == 2:
                 for file in directory.glob(".*.tmp"):
-                    file.unlink(missing_ok=True)
-                    removed += 1
+                    if is_temporary_name(directory.name, file.name) and file.is_file():
+                        file.unlink(missing_ok=True)
+                        removed += 1
         return removed

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-from mandala.backends.blobs import BlobStore, LocalBlobStore
+from mandala.backends.blobs import BlobStore, LocalBlobStore, is_temporary_name
 from mandala.hashing.digest import Hasher
 
 __all__ = ["FsspecBlobStore", "open_blob_store"]
@@ -170,7 +170,11 @@ class FsspecBlobStore:
         Interrupted uploads to an object store leave no object, only an incomplete multipart
         upload, which the bucket's lifecycle rule (``AbortIncompleteMultipartUpload``) removes.
         """
-        stale = [path for path, name in self._files() if name.startswith(".")]
+        stale = [
+            path
+            for path, name in self._files()
+            if is_temporary_name(path.rpartition("/")[0].rpartition("/")[2], name)
+        ]
         for path in stale:
             self.fs.rm(path)
         return len(stale)
