@@ -26,7 +26,7 @@ from mandala.engine.structural import Builder
 from mandala.errors import MigrationError, SerializationError, UnhashableValueError
 from mandala.migrate.old_store import ATOM, DICT, LIST, OldCall, OldRef, OldStore
 from mandala.migrate.report import MigrationReport, Problem
-from mandala.migrate.versions import VersionMap
+from mandala.migrate.versions import VersionMap, VersionSkip
 from mandala.model.annotations import ATOM as ATOM_TYPE
 from mandala.model.annotations import DictType, ListType, StorageType
 from mandala.model.calls import OpSpec
@@ -262,7 +262,10 @@ class Converter:
         }
         semantic = content = None
         if self.versions is not None:
-            semantic, content = self.versions.call_version(call)
+            try:
+                semantic, content = self.versions.call_version(call)
+            except VersionSkip as skip:
+                raise _Skip(str(skip)) from skip
         history, _ = call_keys(spec, inputs, semantic)
         stored = self.engine.stored_outputs(history)
         if stored is not None:
@@ -276,7 +279,10 @@ class Converter:
         ]
         also = None
         if self.versions is not None:
-            also = self.versions.remember_action(self.engine.session, spec, inputs, call)
+            try:
+                also = self.versions.remember_action(self.engine.session, spec, inputs, call)
+            except VersionSkip as skip:
+                raise _Skip(str(skip)) from skip
         try:
             replayed = replay_call(
                 self.engine, spec, inputs, builder, outputs, semantic, content, also=also
@@ -341,6 +347,8 @@ class Converter:
         self._flush()
         for status in collection_status.values():
             setattr(report.collections, status, getattr(report.collections, status) + 1)
+        if self.versions is not None:
+            self.versions.count()
 
 
 def _atom_keys(refs: Iterable[Ref]) -> Iterable[bytes]:

@@ -183,4 +183,4 @@ class OldStore:
         row = self.conn.execute("SELECT value FROM sources WHERE key = 'versioner'").fetchone()
         if row is None:
             return None
-        return load_pickle(bytes(row[0]))
+        return load_pickle(bytes(row[0]), stand_in_others=True)

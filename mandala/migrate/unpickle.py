@@ -105,6 +105,11 @@ SAFE_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("decimal", "Decimal"),
         ("fractions", "Fraction"),
         ("uuid", "UUID"),
+        *(
+            (m, n)
+            for m in ("pathlib", "pathlib._local")
+            for n in ("Path", "PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath")
+        ),
         ("copyreg", "_reconstructor"),
         ("joblib.numpy_pickle", "NumpyArrayWrapper"),
         ("numpy", "dtype"),
@@ -156,12 +161,18 @@ class RestrictedUnpickler(_PurePythonUnpickler):
     Args:
         file: the pickle bytes, as a binary file.
         allow_pickle: load globals outside the allow-list too (trusted stores only).
+        stand_in_others: load globals outside the allow-list as inert :class:`Record`
+            stand-ins (for the original's own objects, such as its versioner, which hold
+            bytecode and other types that are only read as data here).
     """
 
-    def __init__(self, file: io.BytesIO, allow_pickle: bool = False) -> None:
+    def __init__(
+        self, file: io.BytesIO, allow_pickle: bool = False, stand_in_others: bool = False
+    ) -> None:
         super().__init__(file)
         self.file_handle = file
         self.allow_pickle = allow_pickle
+        self.stand_in_others = stand_in_others
         self.mmap_mode = None
         self.np = _numpy()
 
@@ -170,6 +181,8 @@ class RestrictedUnpickler(_PurePythonUnpickler):
             return _record_class(module, name)
         if (module, name) in SAFE_GLOBALS or _numpy_dtype_class(module, name):
             return super().find_class(module, name)
+        if self.stand_in_others:
+            return _record_class(module, name)
         if self.allow_pickle:
             return super().find_class(module, name)
         raise UnsafePickleError(
@@ -186,7 +199,9 @@ class RestrictedUnpickler(_PurePythonUnpickler):
             self.stack.pop()
             if top.dtype.hasobject:
                 # An object array is a nested pickle: read it under the same restrictions.
-                array = RestrictedUnpickler(self.file_handle, self.allow_pickle).load()
+                array = RestrictedUnpickler(
+                    self.file_handle, self.allow_pickle, self.stand_in_others
+                ).load()
             else:
                 array = top.read_array(self, True)
             self.stack.append(array)
@@ -204,7 +219,7 @@ def _numpy() -> Any:
     return numpy
 
 
-def _array_wrapper_type() -> type:
+def _array_wrapper_type() -> Any:
     try:
         from joblib.numpy_pickle import NumpyArrayWrapper
     except ImportError as error:  # pragma: no cover - joblib is in the migrate extra
@@ -215,7 +230,7 @@ def _array_wrapper_type() -> type:
     return NumpyArrayWrapper
 
 
-def load_pickle(data: bytes, allow_pickle: bool = False) -> Any:
+def load_pickle(data: bytes, allow_pickle: bool = False, stand_in_others: bool = False) -> Any:
     """Unpickle ``joblib.dump`` bytes of the original store (see the module doc).
 
     Raises:
@@ -223,7 +238,7 @@ def load_pickle(data: bytes, allow_pickle: bool = False) -> Any:
         MigrationError: joblib is not installed.
     """
     _array_wrapper_type()
-    return RestrictedUnpickler(io.BytesIO(data), allow_pickle).load()
+    return RestrictedUnpickler(io.BytesIO(data), allow_pickle, stand_in_others).load()
 
 
 def loads_value(data: bytes, allow_pickle: bool = False) -> Any:
