@@ -22,7 +22,7 @@ def add_sub(x: int, y: int = 3):  # noqa: ANN201 - the original rejects Any for 
 
 
 @op
-def scale(x: Any, factor: float = 2.0, verbose: bool = False, offset: Any = NewArgDefault(0)):
+def scale(x: Any, factor: float = 2.0, verbose: bool = False, offset: Any = NewArgDefault(0)):  # noqa: B008
     EXECUTIONS.append("scale")
     return x * factor + offset
 
