@@ -70,9 +70,8 @@ def _migrate(old: str, new: str, allow_pickle: bool, deps_path: str | None) -> i
     """Exit status 0: everything migrated; 1: some records skipped (listed); 2: not done."""
     from mandala.errors import MandalaError
     from mandala.migrate import from_pymandala
-    from mandala.storage import Storage
-
     from mandala.migrate.old_store import OldStore
+    from mandala.storage import Storage
 
     try:
         OldStore(old).close()  # refuse a wrong OLD before creating NEW
