@@ -31,6 +31,8 @@ __all__ = [
     "PendingResultError",
     "ParallelCallError",
     "UnsupportedExecutorError",
+    "MigrationError",
+    "UnsafePickleError",
 ]
 
 
@@ -142,3 +144,12 @@ class ParallelCallError(MandalaError, RuntimeError):
 
 class UnsupportedExecutorError(MandalaError, TypeError):
     """``storage.parallel`` got something that is neither a Dask client nor an executor."""
+
+
+class MigrationError(StorageError):
+    """A store of the original library cannot be migrated (not such a store, unreadable...)."""
+
+
+class UnsafePickleError(MandalaError, TypeError):
+    """A pickle in a store of the original library names a type outside the allow-list; loading
+    it could run that type's code, so it is refused unless unpickling is allowed explicitly."""

@@ -263,6 +263,7 @@ def test_a_store_of_the_original_library_is_refused_clearly(tmp_path) -> None:
         with storage:
             op(lambda x: x)(1)
     assert str(path) in str(info.value)
+    assert "mandala migrate" in str(info.value)
 
 
 def test_vacuum_reclaims_space(fresh_db_path) -> None:

@@ -212,8 +212,8 @@ class SqlBackend(ABC):
                 if {"atoms", "shapes"} <= tables:
                     raise StorageError(
                         f"{self.path!r} was written by the original mandala library (pymandala "
-                        "0.2), whose format this release does not read; open a new file for this "
-                        "release and keep the old one for the old library"
+                        "0.2); copy it into a new store with `mandala migrate OLD.db NEW.db` "
+                        "(see docs/migration.md) and open the new one"
                     )
                 if tables:
                     raise StorageError(

@@ -26,15 +26,15 @@ from mandala.errors import (
 )
 from mandala.hashing import ids
 from mandala.hashing.values import content_key
-from mandala.model.annotations import ATOM
-from mandala.model.calls import Call
+from mandala.model.annotations import ATOM, StorageType
+from mandala.model.calls import Call, OpSpec
 from mandala.model.markers import Ignore, NewArgDefault, ValuePointer, values_equal_strict
 from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
 
 if TYPE_CHECKING:
     from mandala.engine.op import Op
 
-__all__ = ["Engine", "PendingCall", "make_atom", "iter_refs"]
+__all__ = ["Engine", "PendingCall", "make_atom", "iter_refs", "output_refs"]
 
 _perf_counter = time.perf_counter
 _wall_clock = time.time
@@ -408,25 +408,7 @@ class Engine:
         return result, started_at, duration, trace
 
     def _output_refs(self, op: Op, result: Any, history: bytes, builder: Builder) -> dict[str, Ref]:
-        outputs: dict[str, Ref] = {}
-        for name, value, storage_type in op.split_outputs(result):
-            output_history = ids.output_history_key(history, name)
-            if isinstance(value, Ref):
-                outputs[name] = builder.restamp(value, output_history)
-            elif storage_type is ATOM:
-                try:
-                    key = content_key(value)
-                except UnhashableValueError as error:
-                    raise UnhashableValueError(
-                        f"op {op.name!r}, output {name!r}: {error}"
-                    ) from error
-                outputs[name] = AtomRef(key, output_history, True, value)
-            else:
-                built = Builder(builder.wrap_atom, builder.context).construct(
-                    value, storage_type, f"output {name!r}"
-                )
-                outputs[name] = builder.restamp(built, output_history)
-        return outputs
+        return output_refs(op.name, op.split_outputs(result), history, builder)
 
     def _value_of(self, value: Any) -> Any:
         if isinstance(value, Ref):
@@ -452,6 +434,15 @@ class Engine:
     def _record(
         self, op: Op, call: Call, builder: Builder, also: Callable[[], None] | None = None
     ) -> None:
+        self.record(op.spec, call, builder, also)
+
+    def record(
+        self,
+        spec: OpSpec,
+        call: Call,
+        builder: Builder,
+        also: Callable[[], None] | None = None,
+    ) -> None:
         """Add a completed call and its structural calls to the pending writes, all or nothing.
 
         Values are serialized first; if one cannot be, the values serialized so far for this call
@@ -460,17 +451,17 @@ class Engine:
         """
         session = self.session
         with session.lock:
-            self._record_locked(op, call, builder)
+            self._record_locked(spec, call, builder)
             if also is not None:
                 also()
             session.call_recorded()
 
-    def _record_locked(self, op: Op, call: Call, builder: Builder) -> None:
+    def _record_locked(self, spec: OpSpec, call: Call, builder: Builder) -> None:
         session = self.session
         new_values: list[bytes] = []
         refs: list[tuple[Ref, int]] = []
         items: list[tuple[bytes, list[tuple]]] = []
-        context = f"op {op.name!r}"
+        context = f"op {spec.name!r}"
         try:
             for recorded in (*builder.calls, call):
                 for direction, named in (
@@ -488,7 +479,7 @@ class Engine:
             session.record_ref(ref, kind)
         for collection_key, rows in items:
             session.record_items(collection_key, rows)
-        session.register_op(op.spec)
+        session.register_op(spec)
         for structural in builder.calls:
             session.register_op(structural.op)
             session.record_call(structural)
@@ -536,6 +527,14 @@ class Engine:
                 self._collect(element, where, new_values, refs, items)
 
     # ================================================================== loading
+
+    def stored_outputs(self, history_key: bytes) -> dict[str, Ref] | None:
+        """The output refs (values not loaded) of the stored or pending call with this history
+        key, or None if there is none."""
+        found = self.session.lookup(history_key)
+        if found is None:
+            return None
+        return self._refs_of_outputs(found)
 
     def _refs_of_outputs(
         self, outputs: tuple[tuple[str, bytes, bytes, int], ...]
@@ -611,6 +610,38 @@ class Engine:
         for atom in atoms:
             atom.obj = values[atom.content_key]
             atom.in_memory = True
+
+
+def output_refs(
+    op_name: str,
+    named: Iterable[tuple[str, Any, StorageType]],
+    history: bytes,
+    builder: Builder,
+) -> dict[str, Ref]:
+    """The output refs of the call with history key ``history`` from its named output values
+    (or refs) and their storage types; collection outputs get their elements' getitem calls
+    in ``builder``.
+
+    Raises:
+        UnhashableValueError: an output value cannot get a content id.
+    """
+    outputs: dict[str, Ref] = {}
+    for name, value, storage_type in named:
+        output_history = ids.output_history_key(history, name)
+        if isinstance(value, Ref):
+            outputs[name] = builder.restamp(value, output_history)
+        elif storage_type is ATOM:
+            try:
+                key = content_key(value)
+            except UnhashableValueError as error:
+                raise UnhashableValueError(f"op {op_name!r}, output {name!r}: {error}") from error
+            outputs[name] = AtomRef(key, output_history, True, value)
+        else:
+            built = Builder(builder.wrap_atom, builder.context).construct(
+                value, storage_type, f"output {name!r}"
+            )
+            outputs[name] = builder.restamp(built, output_history)
+    return outputs
 
 
 def iter_refs(obj: Any) -> Iterable[Ref]:
