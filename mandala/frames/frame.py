@@ -374,7 +374,8 @@ class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
         if len(to_load):
             to_load.fill(frame.index.load_value_array(to_load.content_keys, prefetched))
         for column in loaded_vars:
-            result[column] = self._cells(*distinct[column], cell_source, True, True, to_load)
+            cells_of_column = self._cells(*distinct[column], cell_source, True, True, to_load)
+            result[column] = _typed(cells_of_column)
         return pd.DataFrame(result, columns=columns)
 
     def _values_to_load(self, found: list[np.ndarray], codes: KeyCodes) -> TableValues:
@@ -604,6 +605,21 @@ def _names(varnames: str | Iterable[str] | None) -> list[str] | None:
     if isinstance(varnames, str):
         return [varnames]
     return list(varnames)
+
+
+def _typed(cells: Any) -> Any:
+    """A column of values with the dtype pandas gives a column built from those values.
+
+    As in the original (which built its tables row by row), a column of numbers with missing
+    cells is a float column with NaN, a column of ints is int64; other columns stay objects.
+    """
+    if not isinstance(cells, np.ndarray) or cells.dtype != object or not len(cells):
+        return cells
+    series = pd.Series(cells, copy=False).infer_objects()
+    if series.dtype != object or not pd.isna(cells).any():
+        return series
+    inferred = pd.Series(cells.tolist())
+    return inferred if inferred.dtype != object else series
 
 
 def _natural_order(label: str) -> tuple[str, int, str]:

@@ -728,19 +728,54 @@ class FrameGraph:
             if a != b and b not in successors[a]:
                 successors[a].add(b)
                 indegree[b] += 1
+        # Depth first (a stack of ready components, as the original's sort): what a node makes
+        # comes right after it, an op's outputs in the order it returns them.
         ready = sorted(
-            (i for i, d in enumerate(indegree) if d == 0), key=lambda i: min(components[i])
+            (i for i, d in enumerate(indegree) if d == 0),
+            key=lambda i: min(components[i]),
+            reverse=True,
         )
         order: list[str] = []
-        while ready:
-            i = ready.pop(0)
+
+        def emit(i: int) -> list[int]:
+            """Put component ``i`` next; returns the components it made ready, in order."""
             order.extend(sorted(components[i]))
-            for j in sorted(successors[i], key=lambda j: min(components[j])):
+            position = self._successor_order(components[i])
+            newly_ready = []
+            for j in sorted(successors[i], key=lambda j: position(components[j])):
                 indegree[j] -= 1
                 if indegree[j] == 0:
-                    ready.append(j)
-            ready.sort(key=lambda j: min(components[j]))
+                    newly_ready.append(j)
+            return newly_ready
+
+        while ready:
+            i = ready.pop()
+            newly_ready = emit(i)
+            if len(components[i]) == 1 and components[i][0] in self.fs:
+                # a function node's outputs come right after it, then what they lead to
+                newly_ready = [k for j in newly_ready for k in emit(j)]
+            ready.extend(reversed(newly_ready))
         return order
+
+    def _successor_order(self, component: list[str]) -> Any:
+        """How the nodes made by ``component`` are ordered: the outputs of a function node in
+        return order (``output_0, output_1, ...``, or as the op declared them), else by name."""
+        if len(component) != 1 or component[0] not in self.fs:
+            return lambda nodes: (0, 0, min(nodes))
+        func = component[0]
+        declared = self.index.declared_outputs(self.op_of[func])
+        rank: dict[str, tuple[int, int, str]] = {}
+        for label, targets in self.out[func].items():
+            stem, _, number = label.rpartition("_")
+            if stem == "output" and number.isdigit():
+                key = (0, int(number), label)
+            elif label in declared:
+                key = (1, declared.index(label), label)
+            else:
+                key = (2, 0, label)
+            for target in targets:
+                rank[target] = min(rank.get(target, key), key)
+        return lambda nodes: (*rank.get(min(nodes), (3, 0, "")), min(nodes))
 
     def _strongly_connected_components(self) -> list[list[str]]:
         index_of: dict[str, int] = {}

@@ -200,7 +200,7 @@ def joint_history_table(
 
 
 _MISSING = -1
-"""The code of a missing cell while tables are joined (missing cells agree with each other)."""
+"""The code of a missing cell after a join (a join matches present cells only)."""
 
 
 def _join(
@@ -208,11 +208,13 @@ def _join(
 ) -> pd.DataFrame:
     """Join the history tables of several variables into one row per execution.
 
-    Two rows join when they agree on every node both tables have, a missing cell agreeing
-    with a missing cell: the outputs of one call have the same history, so the rows of its
-    outputs become one row even where that history lacks a node another row has (``split(x)``
-    next to ``split(scale(x))``). Rows that share no present element are unrelated (their only
-    agreement would be on missing cells): they stand side by side, never multiplied.
+    A row of one table and a row of another belong together when they hold the same element
+    in every node where both have one (and there is at least one such node), whatever each
+    lacks: the outputs of one call share its history, so the rows of its outputs become one
+    row even when one output's history (or the table built so far) lacks a node the other
+    has (``split(x)`` next to ``split(scale(x))``; an output consumed by a later call next to
+    one that is not). Rows that share no present element are unrelated: they stand side by
+    side, never multiplied.
     """
     table: pd.DataFrame | None = None
     for var in variables:
@@ -230,30 +232,62 @@ def _join(
 
 
 def _join_two(left: pd.DataFrame, right: pd.DataFrame, shared: list[str], how: str) -> pd.DataFrame:
+    """Join two code tables on the nodes both rows have an element of (see :func:`_join`).
+
+    Rows are grouped by which shared nodes they have (a few patterns in practice); each pair
+    of patterns is joined on the nodes present in both, and the other shared nodes take the
+    element of whichever row has one.
+    """
     if not shared:  # unrelated results: their rows stand side by side, not multiplied
         return pd.concat([left, right], ignore_index=True)
-    left, right = _one_missing_code(left, shared), _one_missing_code(right, shared)
-    left_linked = (left[shared].to_numpy() >= 0).any(axis=1)
-    right_linked = (right[shared].to_numpy() >= 0).any(axis=1)
-    pieces = [left[left_linked].merge(right[right_linked], on=shared, how=how)]
+    left = left.reset_index(drop=True)
+    right = right.reset_index(drop=True)
+    left_patterns, left_groups = _patterns(left[shared].to_numpy() >= 0)
+    right_patterns, right_groups = _patterns(right[shared].to_numpy() >= 0)
+    left_matched = np.zeros(len(left), dtype=bool)
+    right_matched = np.zeros(len(right), dtype=bool)
+    only_left = [c for c in left.columns if c not in shared]
+    only_right = [c for c in right.columns if c not in shared]
+    pieces: list[pd.DataFrame] = []
+    for left_pattern, left_rows in zip(left_patterns, left_groups):
+        for right_pattern, right_rows in zip(right_patterns, right_groups):
+            both = left_pattern & right_pattern
+            if not both.any():
+                continue
+            on = [c for c, present in zip(shared, both) if present]
+            rest = [c for c, present in zip(shared, both) if not present]
+            lhs = left.iloc[left_rows][on + rest + only_left].assign(_left_row=left_rows)
+            rhs = right.iloc[right_rows][on + rest + only_right]
+            rhs = rhs.rename(columns={c: f"{c}\0right" for c in rest})
+            rhs = rhs.assign(_right_row=right_rows)
+            merged = lhs.merge(rhs, on=on, how="inner")
+            if merged.empty:
+                continue
+            for column in rest:
+                theirs = merged.pop(f"{column}\0right").to_numpy()
+                mine = merged[column].to_numpy()
+                merged[column] = np.where(mine >= 0, mine, theirs)
+            left_matched[merged.pop("_left_row").to_numpy()] = True
+            right_matched[merged.pop("_right_row").to_numpy()] = True
+            pieces.append(merged)
     if how in ("outer", "left"):
-        pieces.append(left[~left_linked])
+        pieces.append(left[~left_matched])
     if how in ("outer", "right"):
-        pieces.append(right[~right_linked])
+        pieces.append(right[~right_matched])
+    pieces = [piece for piece in pieces if len(piece)]
+    if not pieces:
+        return pd.DataFrame({c: np.empty(0, np.int64) for c in [*left.columns, *only_right]})
     joined = pd.concat(pieces, ignore_index=True)
     return joined.fillna(_MISSING).astype("int64")
 
 
-def _one_missing_code(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """``table`` with every missing cell of ``columns`` coded ``_MISSING`` (copied if needed)."""
-    missing = {c: table[c].to_numpy() < 0 for c in columns}
-    changed = [c for c, mask in missing.items() if mask.any()]
-    if not changed:
-        return table
-    table = table.copy()
-    for column in changed:
-        table[column] = np.where(missing[column], _MISSING, table[column].to_numpy())
-    return table
+def _patterns(present: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The distinct rows of a boolean matrix, and the row numbers holding each."""
+    if not len(present):
+        return [], []
+    patterns, inverse = np.unique(present, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    return list(patterns), [np.flatnonzero(inverse == i) for i in range(len(patterns))]
 
 
 class KeyCodes:
