@@ -51,7 +51,10 @@ def ask_about_change(change: Any) -> str:
     if change.new_dependencies:
         print(f"New dependencies in this change: {', '.join(change.new_dependencies)}")  # noqa: T201
     while True:
-        answer = input(QUESTION).strip().lower()
+        # The question is printed, then read with a bare input(), as the original did: code
+        # that answers by patching input() (notebooks, tests) still shows the question.
+        print(QUESTION)  # noqa: T201
+        answer = input().strip().lower()
         if answer in ("y", "n", "a"):
             print(f'You answered: "{answer}"')  # noqa: T201
             return answer

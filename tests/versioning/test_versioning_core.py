@@ -243,3 +243,17 @@ def test_unversioned_and_versioned_ids_differ_and_roots_are_checked(project, tmp
 def test_versioning_methods_on_an_unversioned_storage(method, args):
     with pytest.raises(ValueError, match="This storage is not versioned."):
         getattr(Storage(), method)(*args)
+
+
+def test_the_question_is_shown_when_input_is_patched(project, tmp_path, capsys):
+    """Notebooks answer by patching input(): the question must still be printed."""
+    mod = project.write_and_load("pipe", PIPELINE)
+    storage = Storage(tmp_path / "s.db", deps_path=project.root)
+    run_all(storage, mod)
+    mod = project.write_and_load("pipe", PIPELINE.replace("return x * SCALE", "return x * 10"))
+    capsys.readouterr()
+    with mock.patch("builtins.input", mock_input(["y"])):
+        run_all(storage, mod)
+    shown = capsys.readouterr().out
+    assert "Does this change require recomputation of dependent calls?" in shown
+    assert 'You answered: "y"' in shown
