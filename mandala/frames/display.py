@@ -16,6 +16,7 @@ import html
 import os
 import re
 import shutil
+import sys
 import subprocess
 import tempfile
 import textwrap
@@ -33,7 +34,7 @@ from mandala.frames.graph import FrameGraph
 
 __all__ = ["DisplayMixin", "RENDER_FORMATS", "SHOW_HOW", "ORIENTATIONS"]
 
-RENDER_FORMATS = ("svg", "png", "pdf")
+RENDER_FORMATS = ("svg", "svgz", "png", "jpg", "jpeg", "jpe", "gif", "webp", "pdf", "ps", "eps")
 """Picture formats :meth:`DisplayMixin.draw` renders, chosen by the extension of ``path``."""
 
 _SOURCE_FORMATS = ("dot", "gv")
@@ -431,27 +432,27 @@ class DisplayMixin(FrameGraph):
 
     def draw(
         self,
-        show_how: str | None = "none",
+        show_how: str | None = "inline",
         path: str | os.PathLike[str] | None = None,
         verbose: bool = False,
         print_dot: bool = False,
         orientation: str = "TB",
-    ) -> str:
-        """Draw the frame's graph with graphviz; returns the DOT source.
+    ) -> None:
+        """Draw the frame's graph with graphviz, as the original: shown in the notebook, and
+        written to ``path`` if one is given.
 
         Args:
-            show_how: ``"none"`` (default), ``"inline"`` (display in IPython/Jupyter, when
-                IPython is importable), ``"browser"`` or ``"open"`` (open the picture with the
-                system's web browser / viewer).
+            show_how: ``"inline"`` (default: display the picture when running under IPython or
+                Jupyter; nothing happens in a plain script), ``"browser"`` or ``"open"`` (open
+                the picture with the system's web browser / viewer), or ``"none"``.
             path: write the picture there, in the format named by the extension (``.svg``,
-                ``.png``, ``.pdf``; ``.dot``/``.gv`` write the DOT source itself). Without a
-                path nothing is written.
+                ``.png``, ``.jpg``, ``.pdf``, ... any of :data:`RENDER_FORMATS`; ``.dot`` /
+                ``.gv`` write the DOT source itself).
             verbose: annotate with source/sink and per-edge counts (see :meth:`get_dot_source`).
             print_dot: also print the DOT source.
             orientation: graphviz ``rankdir``: ``"TB"`` (top to bottom) or ``"LR"``, ...
 
-        Returns:
-            The DOT source.
+        :meth:`get_dot_source` gives the DOT source as a string.
 
         Raises:
             ValueError: unknown extension of ``path``, ``show_how`` or ``orientation``.
@@ -491,7 +492,6 @@ class DisplayMixin(FrameGraph):
                     handle.write(render_dot(source, "svg"))
                 target = Path(handle.name)
             webbrowser.open(target.as_uri())
-        return source
 
 
 def render_dot(source: str, fmt: str) -> bytes:
@@ -518,15 +518,22 @@ def render_dot(source: str, fmt: str) -> bytes:
     return result.stdout
 
 
+def _in_ipython() -> bool:
+    """Whether this runs under an IPython shell (a notebook kernel or ``ipython``); IPython is
+    looked up, not imported: a shell has imported it already."""
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and ipython.get_ipython() is not None
+
+
 def _show_inline(source: str, picture: bytes | None, fmt: str | None) -> None:
-    """Display the picture in IPython; does nothing when IPython is not installed."""
-    try:
-        # imported here: IPython is optional and heavy
-        from IPython.display import SVG, Image, display
-    except ImportError:
+    """Display the picture when running under IPython (a notebook or its shell); nothing in
+    a plain script, where there is nowhere to show it."""
+    if not _in_ipython():
         return
-    if picture is not None and fmt == "png":
-        display(Image(data=picture))
+    from IPython.display import SVG, Image, display
+
+    if picture is not None and fmt in ("png", "jpg", "jpeg", "jpe", "gif", "webp"):
+        display(Image(data=picture, format="jpeg" if fmt.startswith("jp") else fmt))
     elif picture is not None and fmt == "svg":
         display(SVG(data=picture))
     else:

@@ -427,26 +427,26 @@ def test_verbose_dot_source_has_counts(inc_add: Storage) -> None:
 def test_make_list_edge_is_starred(storage: Storage) -> None:
     with storage:
         result = average([1, 2, 3])
-    source = storage.cf(result).expand_back(recursive=True).draw()
+    source = storage.cf(result).expand_back(recursive=True).get_dot_source()
     assert '"elts" -> "__make_list__" [label="*elts"];' in source
 
 
 def test_orientation_and_its_validation(inc_add: Storage) -> None:
     cf = inc_add.cf(increment)
-    assert "rankdir=LR" in cf.draw(orientation="LR")
+    assert "rankdir=LR" in cf.get_dot_source(orientation="LR")
     with pytest.raises(ValueError, match="orientation must be one of TB, LR"):
         cf.draw(orientation="sideways")
 
 
 def test_print_dot(inc_add: Storage, capsys: Any) -> None:
-    source = inc_add.cf(increment).draw(print_dot=True)
-    assert capsys.readouterr().out == source + "\n"
+    assert inc_add.cf(increment).draw(print_dot=True) is None  # as the original
+    assert capsys.readouterr().out == inc_add.cf(increment).get_dot_source() + "\n"
 
 
 def test_draw_without_path_needs_no_graphviz(inc_add: Storage, monkeypatch: Any) -> None:
     monkeypatch.setenv("PATH", "")
-    source = inc_add.cf(increment).draw()
-    assert '"x" -> "increment" [label="x"];' in source
+    assert inc_add.cf(increment).draw() is None  # a script: nowhere to show it
+    assert inc_add.cf(increment).draw(show_how="none") is None
 
 
 def test_dot_extension_writes_the_source(
@@ -454,14 +454,14 @@ def test_dot_extension_writes_the_source(
 ) -> None:
     monkeypatch.setenv("PATH", "")
     cf = inc_add.cf(increment)
-    source = cf.draw(path=tmp_path / "g.gv")
-    assert (tmp_path / "g.gv").read_text(encoding="utf-8") == source
+    cf.draw(path=tmp_path / "g.gv")
+    assert (tmp_path / "g.gv").read_text(encoding="utf-8") == cf.get_dot_source()
 
 
 def test_unknown_extension_is_a_clear_error(inc_add: Storage, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"unsupported extension '\.jpg'; use one of \.svg, \.png"):
-        inc_add.cf(increment).draw(path=tmp_path / "g.jpg")
-    assert not (tmp_path / "g.jpg").exists()
+    with pytest.raises(ValueError, match=r"unsupported extension '\.docx'; use one of \.svg"):
+        inc_add.cf(increment).draw(path=tmp_path / "g.docx")
+    assert not (tmp_path / "g.docx").exists()
 
 
 def test_unknown_show_how_is_an_error(inc_add: Storage) -> None:
@@ -497,8 +497,7 @@ def test_missing_dot_when_which_finds_nothing(
 @needs_dot
 def test_draw_svg(inc_add: Storage, tmp_path: Path) -> None:
     path = tmp_path / "cf.svg"
-    source = inc_add.cf(increment).expand_all().draw(path=path)
-    assert source.startswith("digraph")
+    assert inc_add.cf(increment).expand_all().draw(path=path) is None
     texts = _svg_texts(path)
     assert {"x", "y", "w", "increment", "add", "@op:add", "3 calls", "5 values"} <= texts
 
@@ -546,16 +545,47 @@ def test_inline_display_uses_ipython(inc_add: Storage, monkeypatch: Any) -> None
     ipython_display = pytest.importorskip("IPython.display")
     shown: list[Any] = []
     monkeypatch.setattr(ipython_display, "display", shown.append)
-    source = inc_add.cf(increment).draw(show_how="inline")
-    assert source.startswith("digraph")
+    monkeypatch.setattr(display_module, "_in_ipython", lambda: True)
+    inc_add.cf(increment).draw(show_how="inline")
     assert len(shown) == 1 and isinstance(shown[0], ipython_display.SVG)
     assert "increment" in shown[0].data
 
 
 def test_inline_without_ipython_does_nothing(inc_add: Storage, monkeypatch: Any) -> None:
-    monkeypatch.setitem(sys.modules, "IPython.display", None)  # makes the import fail
+    monkeypatch.setitem(sys.modules, "IPython", None)  # not running under IPython
     monkeypatch.setenv("PATH", "")  # and nothing is rendered either
-    assert inc_add.cf(increment).draw(show_how="inline").startswith("digraph")
+    assert inc_add.cf(increment).draw(show_how="inline") is None
+
+
+@needs_dot
+@pytest.mark.parametrize("extension", ["jpg", "jpeg", "gif", "webp", "eps"])
+def test_draw_any_format_dot_renders(inc_add: Storage, tmp_path: Path, extension: str) -> None:
+    path = tmp_path / f"graph.{extension}"
+    inc_add.cf(increment).draw(path=path)
+    magic = {"jpg": b"\xff\xd8\xff", "jpeg": b"\xff\xd8\xff", "gif": b"GIF8", "eps": b"%!PS"}
+    data = path.read_bytes()
+    assert data.startswith(magic[extension]) if extension in magic else data[8:12] == b"WEBP"
+
+
+@needs_dot
+def test_draw_shows_the_picture_in_an_ipython_shell(inc_add: Storage, tmp_path: Path) -> None:
+    """Under a real IPython shell, draw() (show_how="inline" by default) displays an SVG and
+    returns None, so a notebook cell ending in cf.draw() shows the picture, not text."""
+    interactive = pytest.importorskip("IPython.core.interactiveshell")
+    shell = interactive.InteractiveShell.instance()
+    try:
+        published: list[dict[str, Any]] = []
+        shell.display_pub.publish = lambda data, **kwargs: published.append(data)
+        shell.user_ns.update(cf=inc_add.cf(increment))
+        result = shell.run_cell("cf.draw(verbose=True)")
+        assert result.success and result.result is None
+        assert len(published) == 1 and "image/svg+xml" in published[0]
+        assert "increment" in published[0]["image/svg+xml"]
+        published.clear()
+        shell.run_cell(f"cf.draw(path={str(tmp_path / 'g.png')!r})")
+        assert list(published[0]) == ["image/png"] or "image/png" in published[0]
+    finally:
+        interactive.InteractiveShell.clear_instance()
 
 
 @needs_dot
