@@ -16,8 +16,8 @@ import html
 import os
 import re
 import shutil
-import sys
 import subprocess
+import sys
 import tempfile
 import textwrap
 import webbrowser
