@@ -81,6 +81,32 @@ def _choose_blob_store(
     return store
 
 
+class CacheView:
+    """One of the original's per-table caches (``storage.atoms``, ``.shapes``, ``.ops``,
+    ``.calls``, ``.sources``), for code written against it.
+
+    The original kept one in-memory cache per table; this storage keeps one cache of calls and
+    values, so clearing any view clears that cache, with the original's guard: it refuses
+    (``ValueError``) while there are uncommitted calls, unless ``allow_uncommitted=True``.
+    """
+
+    def __init__(self, storage: Storage, table: str) -> None:
+        self._storage = storage
+        self._table = table
+
+    def clear(self, allow_uncommitted: bool = False, allow_uncommited: bool | None = None) -> None:
+        """Forget cached items (``allow_uncommited``: the original's spelling, accepted).
+
+        Raises:
+            UncommittedChangesError: a ``ValueError``; there are uncommitted calls.
+        """
+        allowed = allow_uncommitted if allow_uncommited is None else allow_uncommited
+        self._storage.clear_cache(allow_uncommitted=allowed)
+
+    def __repr__(self) -> str:
+        return f"<cache of {self._table!r} of {self._storage!r}>"
+
+
 class Storage:
     """A store of memoized op calls. Use it as a context: ``with storage: results = f(x)``.
 
@@ -575,6 +601,31 @@ class Storage:
                 for o in (*stored.inputs, *stored.outputs)
                 if o.kind != KIND_POINTER
             )
+
+    @property
+    def atoms(self) -> CacheView:
+        """The original's cache of values: ``storage.atoms.clear()`` clears the cache."""
+        return CacheView(self, "atoms")
+
+    @property
+    def shapes(self) -> CacheView:
+        """The original's cache of collection shapes (see :attr:`atoms`)."""
+        return CacheView(self, "shapes")
+
+    @property
+    def ops(self) -> CacheView:
+        """The original's cache of ops (see :attr:`atoms`)."""
+        return CacheView(self, "ops")
+
+    @property
+    def calls(self) -> CacheView:
+        """The original's cache of calls (see :attr:`atoms`)."""
+        return CacheView(self, "calls")
+
+    @property
+    def sources(self) -> CacheView:
+        """The original's cache of code sources (see :attr:`atoms`)."""
+        return CacheView(self, "sources")
 
     def clear_cache(self, allow_uncommitted: bool = False) -> None:
         """Forget cached calls; refuses while there are uncommitted changes unless allowed."""

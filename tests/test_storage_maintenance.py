@@ -360,3 +360,28 @@ def test_in_memory_storages_are_independent() -> None:
     assert runs == [1, 1]
     assert first.cache_stats()["calls"]["stored"] == 1
     assert second.cache_stats()["calls"]["stored"] == 1
+
+
+def test_the_originals_cache_views_clear_only_when_committed(storage: Storage) -> None:
+    """The original's ``storage.atoms.clear()`` (its test_clear_uncommitted): refused while
+    calls are uncommitted, fine after a commit."""
+    from mandala.imports import op
+
+    @op
+    def inc_for_cache(x):
+        return x + 1
+
+    with storage:
+        for i in range(3):
+            inc_for_cache(i)
+        for view in (storage.atoms, storage.shapes, storage.ops, storage.calls, storage.sources):
+            with pytest.raises(ValueError, match="uncommitted"):
+                view.clear()
+        assert storage.cache_stats()["calls"]["pending"] == 3  # nothing was lost
+        storage.commit()
+        storage.atoms.clear()
+        assert storage.cache_stats()["calls"]["cached"] == 0
+    with storage:
+        inc_for_cache(5)
+        storage.atoms.clear(allow_uncommited=True)  # the original's spelling
+        assert storage.cache_stats()["calls"]["pending"] == 0
