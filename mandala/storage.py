@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mandala._text import format_table
@@ -432,7 +432,7 @@ class Storage:
         if isinstance(stored, Call):
             return stored
 
-        source = _StoredCallRefs(stored)
+        source = _StoredCallRefs(stored, self._engine.load_shapes)
         return LazyCall(
             self._spec(stored.op_name, stored.op_version),
             stored.history_key,
@@ -810,22 +810,27 @@ _BULK_VALUES = 5000
 class _StoredCallRefs:
     """The refs (made when a :class:`LazyCall` first needs them) and fields of one stored call."""
 
-    __slots__ = ("stored",)
+    __slots__ = ("stored", "load_shapes")
 
-    def __init__(self, stored: StoredCall) -> None:
+    def __init__(self, stored: StoredCall, load_shapes: Callable[[list[Ref]], None]) -> None:
         self.stored = stored
+        self.load_shapes = load_shapes
 
     def call_refs(self, row: int) -> tuple[dict[str, Ref], dict[str, Ref]]:
-        return (
-            {
-                o.name: ref_from_kind(o.kind, o.content_key, o.history_key)
-                for o in self.stored.inputs
-            },
-            {
-                o.name: ref_from_kind(o.kind, o.content_key, o.history_key)
-                for o in self.stored.outputs
-            },
-        )
+        inputs = {
+            o.name: ref_from_kind(o.kind, o.content_key, o.history_key) for o in self.stored.inputs
+        }
+        outputs = {
+            o.name: ref_from_kind(o.kind, o.content_key, o.history_key) for o in self.stored.outputs
+        }
+        # Collections come with their structure (element refs, values still lazy), as in the
+        # original: len(list_ref) and list_ref[0] work without unwrapping first.
+        collections = [
+            r for r in (*inputs.values(), *outputs.values()) if not isinstance(r, AtomRef)
+        ]
+        if collections:
+            self.load_shapes(collections)
+        return inputs, outputs
 
     def call_details(self, row: int) -> tuple[Any, ...]:
         stored = self.stored
@@ -854,6 +859,9 @@ class _FrameSource:
 
     def call_details(self, call_ids: list[int]) -> Sequence[list[Any]]:
         return self.backend.load_call_details(call_ids)
+
+    def load_shapes(self, refs: list[Ref]) -> None:
+        self.storage._engine.load_shapes(refs)
 
     def op_spec(self, name: str, version: int) -> OpSpec:
         return self.storage._spec(name, version)

@@ -279,3 +279,27 @@ def test_cleanup_keeps_collection_elements_of_live_refs(storage: Storage) -> Non
     assert storage.get_orphans() == set()
     assert storage.unwrap(storage.load_ref(lst.hid, in_memory=False)) == [0, 1, 2]
     assert storage.unwrap(t) == 3
+
+
+def test_collections_of_a_stored_call_have_their_elements_without_unwrap(storage) -> None:
+    """The original loads a collection's structure lazily: len() and indexing of an MList /
+    MDict input of get_ref_creator(r) (or of a call in a frame's table) need no unwrap."""
+    from mandala.imports import MDict, MList, op
+
+    @op
+    def total(xs: MList[int], weights: MDict[str, int]) -> int:
+        return sum(xs) * sum(weights.values())
+
+    with storage:
+        result = total([1, 2, 3], {"a": 1, "b": 2})
+    fresh = type(storage)(storage.db_path) if storage.db_path != ":memory:" else storage
+    for store in (storage, fresh):
+        creator = store.get_ref_creator(result)
+        xs, weights = creator.inputs["xs"], creator.inputs["weights"]
+        assert len(xs) == 3 and len(weights) == 2
+        assert not any(x.in_memory for x in xs)  # the elements' values stay lazy
+        assert store.unwrap(xs[0]) == 1 and not xs[1].in_memory
+        assert [store.unwrap(x) for x in xs] == [1, 2, 3]
+        assert sorted(weights) == ["a", "b"] and store.unwrap(weights["b"]) == 2
+        [call] = store.cf(total).df()["total"].tolist()
+        assert len(call.inputs["xs"]) == 3

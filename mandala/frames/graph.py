@@ -29,7 +29,7 @@ from mandala.frames.source import FrameSource
 from mandala.hashing.digest import KEY_SIZE
 from mandala.hashing.key_table import key_list
 from mandala.model.calls import Call, LazyCall, OpSpec
-from mandala.model.refs import Ref
+from mandala.model.refs import AtomRef, Ref
 
 __all__ = [
     "ElementIndex",
@@ -262,7 +262,7 @@ class ElementIndex:
         for i in np.flatnonzero(np.bincount(which)).tolist():  # the blocks holding some
             block = self._blocks[i]
             spec = self._spec(block.op_name, block.op_version)
-            source = _BlockCalls(self.refs, block)
+            source = _BlockCalls(self.refs, block, self.source)
             positions = np.flatnonzero(which == i)
             local = rows[positions] - self._starts[i]
             block_keys = (
@@ -406,11 +406,12 @@ class _BlockCalls:
     """The refs and details of the calls of one block, for the :class:`LazyCall` objects a
     frame hands out (one of these per block, not two closures per call)."""
 
-    __slots__ = ("refs", "block")
+    __slots__ = ("refs", "block", "source")
 
-    def __init__(self, refs: RefView, block: CallBlock) -> None:
+    def __init__(self, refs: RefView, block: CallBlock, source: FrameSource) -> None:
         self.refs = refs
         self.block = block
+        self.source = source
 
     def call_refs(self, row: int) -> tuple[dict[str, Ref], dict[str, Ref]]:
         refs = self.refs
@@ -427,6 +428,10 @@ class _BlockCalls:
                     for name, key, content, kind in zip(names, keys, contents, kinds)
                 }
             )
+        # collections come with their element refs, as in the original (len(ref) works)
+        collections = [r for side in sides for r in side.values() if not isinstance(r, AtomRef)]
+        if collections:
+            self.source.load_shapes(collections)
         return sides[0], sides[1]
 
     def call_details(self, row: int) -> tuple[Any, ...]:

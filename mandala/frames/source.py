@@ -13,6 +13,7 @@ import numpy as np
 
 from mandala.backends.records import CallRows, StoredCall
 from mandala.model.calls import Call, OpSpec
+from mandala.model.refs import Ref
 
 __all__ = ["FrameSource"]
 
@@ -54,3 +55,6 @@ class FrameSource(Protocol):
 
     def unwrap(self, obj: Any) -> Any:
         """Values of the refs in ``obj`` (as ``Storage.unwrap``)."""
+
+    def load_shapes(self, refs: list[Ref]) -> None:
+        """Fill in the element refs of collection refs (their values stay lazy)."""
