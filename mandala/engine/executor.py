@@ -99,6 +99,19 @@ class PendingCall:
         return self.history.hex()
 
 
+def new_builder(op_name: str) -> Builder:
+    """A builder for the collections of one call of ``op_name``: elements become atoms, and
+    an unhashable one is reported with the op and the argument."""
+
+    def wrap(value: Any, where: str) -> Ref:
+        try:
+            return make_atom(value)
+        except UnhashableValueError as error:
+            raise UnhashableValueError(f"op {op_name!r}, {where}: {error}") from error
+
+    return Builder(wrap, f"op {op_name!r}")
+
+
 class Engine:
     """Runs op calls against a :class:`Session`; one per Storage."""
 
@@ -353,13 +366,7 @@ class Engine:
         return inputs, passed, builder
 
     def _builder(self, op: Op) -> Builder:
-        def wrap(value: Any, where: str) -> Ref:
-            try:
-                return make_atom(value)
-            except UnhashableValueError as error:
-                raise UnhashableValueError(f"op {op.name!r}, {where}: {error}") from error
-
-        return Builder(wrap, f"op {op.name!r}")
+        return new_builder(op.name)
 
     # ------------------------------------------------------------------ execution
 

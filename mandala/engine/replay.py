@@ -13,27 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mandala.engine.executor import Engine, make_atom, output_refs
+from mandala.engine.executor import Engine, new_builder, output_refs
 from mandala.engine.structural import Builder
-from mandala.errors import UnhashableValueError
 from mandala.hashing import ids
 from mandala.model.annotations import StorageType
 from mandala.model.calls import Call, OpSpec
 from mandala.model.refs import Ref
 
 __all__ = ["new_builder", "call_keys", "replay_call"]
-
-
-def new_builder(op_name: str) -> Builder:
-    """A builder for the collections of one call of ``op_name`` (as the executor makes)."""
-
-    def wrap(value: Any, where: str) -> Ref:
-        try:
-            return make_atom(value)
-        except UnhashableValueError as error:
-            raise UnhashableValueError(f"op {op_name!r}, {where}: {error}") from error
-
-    return Builder(wrap, f"op {op_name!r}")
 
 
 def call_keys(
