@@ -16,14 +16,14 @@ from mandala.backends.blobs import BlobStore, LocalBlobStore
 from mandala.backends.fsspec_blobs import open_blob_store
 from mandala.backends.integrity import VerificationReport, verify
 from mandala.backends.postgres import PostgresBackend, is_postgres_url
-from mandala.backends.records import KIND_ATOM, KIND_POINTER, CallRows, StoredCall
+from mandala.backends.records import CallRows, StoredCall
 from mandala.backends.sql import SqlBackend
 from mandala.backends.sqlite import SqliteBackend
 from mandala.backends.transfer import CopyReport, copy_calls
 from mandala.engine.context import Mode, active_stack, leave_frame, pop_frame, push_frame
 from mandala.engine.executor import Engine, iter_refs
 from mandala.engine.op import Op
-from mandala.engine.session import Session, ref_from_kind
+from mandala.engine.session import Session
 from mandala.engine.structural import STRUCTURAL_OPS
 from mandala.errors import (
     ContextError,
@@ -32,6 +32,7 @@ from mandala.errors import (
 )
 from mandala.hashing.digest import from_hex
 from mandala.model.calls import Call, LazyCall, OpSpec
+from mandala.model.kinds import KIND_ATOM, KIND_POINTER, ref_from_kind
 from mandala.model.refs import AtomRef, Ref
 from mandala.ui.prompts import ask_about_change
 from mandala.versioning.report import (

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
 
+from mandala.model.kinds import KIND_ATOM, KIND_DICT, KIND_LIST, KIND_NAMES, KIND_POINTER, KIND_SET
+
 __all__ = [
     "Column",
     "HEAD_COLUMNS",
@@ -35,19 +37,6 @@ __all__ = [
 
 DIRECTION_IN = 0
 DIRECTION_OUT = 1
-
-KIND_ATOM = 0
-KIND_LIST = 1
-KIND_DICT = 2
-KIND_SET = 3
-KIND_POINTER = 4
-KIND_NAMES = {
-    KIND_ATOM: "atom",
-    KIND_LIST: "list",
-    KIND_DICT: "dict",
-    KIND_SET: "set",
-    KIND_POINTER: "pointer",
-}
 
 
 @dataclass

@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from mandala.backends.records import KIND_ATOM, KIND_DICT, KIND_LIST, KIND_POINTER, KIND_SET
 from mandala.engine.context import Mode, pop_frame, push_frame
-from mandala.engine.session import Session, ref_from_kind, ref_kind
+from mandala.engine.session import Session
 from mandala.engine.structural import Builder
 from mandala.engine.versions import ResolvedVersion, VersionResolver
 from mandala.errors import (
@@ -28,6 +27,15 @@ from mandala.hashing import ids
 from mandala.hashing.values import content_key
 from mandala.model.annotations import ATOM, StorageType
 from mandala.model.calls import Call, OpSpec
+from mandala.model.kinds import (
+    KIND_ATOM,
+    KIND_DICT,
+    KIND_LIST,
+    KIND_POINTER,
+    KIND_SET,
+    ref_from_kind,
+    ref_kind,
+)
 from mandala.model.markers import Ignore, NewArgDefault, ValuePointer, values_equal_strict
 from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
 

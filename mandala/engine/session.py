@@ -21,11 +21,6 @@ from mandala.backends.blobs import BlobStore
 from mandala.backends.records import (
     DIRECTION_IN,
     DIRECTION_OUT,
-    KIND_ATOM,
-    KIND_DICT,
-    KIND_LIST,
-    KIND_POINTER,
-    KIND_SET,
     ShapeItem,
     StoredCall,
     StoredOutput,
@@ -35,41 +30,15 @@ from mandala.errors import CorruptValueError, SerializationError, ValueNotFoundE
 from mandala.hashing import serialization
 from mandala.hashing.digest import Hasher, digest, digest_many
 from mandala.model.calls import Call, OpSpec
-from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
+from mandala.model.kinds import ref_kind
+from mandala.model.refs import Ref
 
-__all__ = ["Session", "CompactOutputs", "ref_kind", "ref_from_kind"]
+__all__ = ["Session", "CompactOutputs"]
 
 logger = logging.getLogger(__name__)
 
 CompactOutputs = tuple[tuple[str, bytes, bytes, int], ...]
 """A call's outputs as ``(name, history_key, content_key, kind)`` tuples: small in memory."""
-
-_KIND_OF_CLASS: dict[type, int] = {
-    AtomRef: KIND_ATOM,
-    ListRef: KIND_LIST,
-    DictRef: KIND_DICT,
-    SetRef: KIND_SET,
-}
-_CLASS_OF_KIND: dict[int, type[Ref]] = {
-    KIND_ATOM: AtomRef,
-    KIND_POINTER: AtomRef,
-    KIND_LIST: ListRef,
-    KIND_DICT: DictRef,
-    KIND_SET: SetRef,
-}
-
-
-def ref_kind(ref: Ref) -> int:
-    """The stored kind of a ref (a ``ValuePointer`` ref is the only atom whose keys are equal)."""
-    cls = type(ref)
-    if cls is AtomRef and ref.history_key == ref.content_key:
-        return KIND_POINTER
-    return _KIND_OF_CLASS[cls]
-
-
-def ref_from_kind(kind: int, content_key: bytes, history_key: bytes) -> Ref:
-    """A lazy ref of the class that ``kind`` names."""
-    return _CLASS_OF_KIND[kind](content_key, history_key, False, None)
 
 
 def op_row(spec: OpSpec) -> tuple:

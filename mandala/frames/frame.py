@@ -8,7 +8,6 @@ from typing import Any, Literal, overload
 import numpy as np
 import pandas as pd
 
-from mandala.backends.records import KIND_ATOM, KIND_DICT, KIND_LIST, KIND_POINTER, KIND_SET
 from mandala.frames.algebra import AlgebraMixin
 from mandala.frames.blocks import paused_gc
 from mandala.frames.collections import CallCollection, RefCollection, ValueCollection
@@ -22,17 +21,12 @@ from mandala.frames.keys import KEY_DTYPE, KeySet, key_array, sorted_unique
 from mandala.frames.source import FrameSource
 from mandala.frames.values import TableValues
 from mandala.model.calls import Call
-from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
+from mandala.model.kinds import CLASS_OF_KIND as _REF_CLASSES
+from mandala.model.kinds import KIND_ATOM, KIND_POINTER
+from mandala.model.kinds import ref_kind as _kind_of
+from mandala.model.refs import Ref
 
 __all__ = ["ComputationFrame"]
-
-_REF_CLASSES: dict[int, type[Ref]] = {
-    KIND_ATOM: AtomRef,
-    KIND_POINTER: AtomRef,
-    KIND_LIST: ListRef,
-    KIND_DICT: DictRef,
-    KIND_SET: SetRef,
-}
 
 
 class ComputationFrame(FilterMixin, AlgebraMixin, DisplayMixin, FrameGraph):
@@ -628,16 +622,6 @@ def _natural_order(label: str) -> tuple[str, int, str]:
     if stem and index.isdigit():
         return (stem, int(index), label)
     return (label, -1, label)
-
-
-def _kind_of(ref: Ref) -> int:
-    if isinstance(ref, ListRef):
-        return KIND_LIST
-    if isinstance(ref, DictRef):
-        return KIND_DICT
-    if isinstance(ref, SetRef):
-        return KIND_SET
-    return KIND_POINTER if ref.history_key == ref.content_key else KIND_ATOM
 
 
 _NOTHING_LOADED = TableValues(np.empty(0, dtype=KEY_DTYPE))

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from mandala.backends.records import CallRows, StoredCall
-from mandala.engine.session import ref_from_kind
 from mandala.frames.blocks import CallBlock, RefView, Slot, blocks_from_rows, rows_from_calls
 from mandala.frames.keys import KeySet, KeyTable, key_array
 from mandala.frames.source import FrameSource
 from mandala.hashing.digest import KEY_SIZE
 from mandala.hashing.key_table import key_list
 from mandala.model.calls import Call, LazyCall, OpSpec
+from mandala.model.kinds import ref_from_kind
 from mandala.model.refs import AtomRef, Ref
 
 __all__ = [
