@@ -220,7 +220,7 @@ class Storage:
             allow_pickle=allow_pickle,
             durable=bool(durable),
         )
-        self._engine = Engine(self.session, self)
+        self._engine = Engine(self.session)
         self._versioner: Versioner | None = None
         if deps_path is not None:
             self._versioner = Versioner(
@@ -246,22 +246,22 @@ class Storage:
 
     def __enter__(self) -> Storage:
         if self._versioner is not None and not any(
-            frame.storage is self for frame in active_stack()
+            frame.engine is self._engine for frame in active_stack()
         ):
             # Before the context is active: if the user aborts (or the change policy raises),
             # no context is left behind.
             self._versioner.sync()
-        push_frame(self, Mode.RUN)
+        push_frame(self._engine, Mode.RUN)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
         try:
-            remaining = leave_frame(self)
+            remaining = leave_frame(self._engine)
         except RuntimeError as error:
             raise ContextError(
                 "Storage.__exit__ does not match the innermost `with storage:` block"
             ) from error
-        if not any(frame.storage is self for frame in remaining):
+        if not any(frame.engine is self._engine for frame in remaining):
             # The outermost block of this storage commits, even when the block raised, so the
             # calls that completed before the error are kept and a rerun resumes from there.
             self.commit()
@@ -915,7 +915,7 @@ class _ModeContext:
             self.storage.__enter__()
             self._entered_storage = True
         else:
-            self._token = push_frame(self.storage, self.mode)
+            self._token = push_frame(self.storage._engine, self.mode)
         return self.storage
 
     def __exit__(self, *exc_info: Any) -> None:

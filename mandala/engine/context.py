@@ -1,4 +1,4 @@
-"""Which storage is active, and in which mode, for the code running now.
+"""Which storage's engine is active, and in which mode, for the code running now.
 
 The state is a ``contextvars.ContextVar`` holding a stack of frames, so contexts nest, each
 thread and asyncio task sees its own, and leaving a block restores exactly what was there before
@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import contextvars
 import enum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from mandala.engine.declaration import OpDeclaration
 
 __all__ = [
     "Mode",
+    "CallEngine",
+    "CallCollector",
     "Frame",
     "current_frame",
     "push_frame",
@@ -37,11 +42,36 @@ class Mode(enum.Enum):
     a graph (the frame's ``batch``), which runs when the block ends."""
 
 
+class CallEngine(Protocol):
+    """What an op call needs of the engine of the active storage
+    (:class:`~mandala.engine.executor.Engine` implements it; the engine module imports this
+    one, hence a protocol)."""
+
+    def call(self, op: OpDeclaration, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run (or find) one call; returns its output ref(s)."""
+        ...
+
+    def unwrap(self, obj: Any, cache: bool = True) -> Any:
+        """Values of the refs in ``obj``."""
+        ...
+
+
+class CallCollector(Protocol):
+    """What collects the op calls of a ``storage.parallel()`` block (``mandala.parallel``'s
+    ``Batch``, which sits above the engine)."""
+
+    def call(self, op: OpDeclaration, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """An op call inside the block: its refs if stored, else placeholders."""
+        ...
+
+
 class Frame(NamedTuple):
-    storage: Any
+    """One active context: the engine of its storage (None for a worker's plain frame), how op
+    calls behave, and the batch collecting calls (``Mode.BATCH`` only)."""
+
+    engine: CallEngine | None
     mode: Mode
-    batch: Any = None
-    """The parallel batch collecting the calls (``Mode.BATCH`` only)."""
+    batch: CallCollector | None = None
 
 
 _STACK: contextvars.ContextVar[tuple[Frame, ...]] = contextvars.ContextVar(
@@ -59,22 +89,25 @@ def current_frame() -> Frame | None:
     return stack[-1] if stack else None
 
 
-def push_frame(storage: Any, mode: Mode, batch: Any = None) -> contextvars.Token[tuple[Frame, ...]]:
-    return _STACK.set((*_STACK.get(), Frame(storage, mode, batch)))
+def push_frame(
+    engine: CallEngine | None, mode: Mode, batch: CallCollector | None = None
+) -> contextvars.Token[tuple[Frame, ...]]:
+    """Make a context active (innermost); pass the token to :func:`pop_frame` to leave it."""
+    return _STACK.set((*_STACK.get(), Frame(engine, mode, batch)))
 
 
 def pop_frame(token: contextvars.Token[tuple[Frame, ...]]) -> None:
     _STACK.reset(token)
 
 
-def leave_frame(storage: Any) -> tuple[Frame, ...]:
-    """Remove the innermost frame, which must belong to ``storage``; return the new stack.
+def leave_frame(engine: CallEngine) -> tuple[Frame, ...]:
+    """Remove the innermost frame, which must belong to ``engine``; return the new stack.
 
     Unlike a token reset this works when one storage is entered in several threads or tasks at
     once, each with its own copy of the stack.
     """
     stack = _STACK.get()
-    if not stack or stack[-1].storage is not storage:
+    if not stack or stack[-1].engine is not engine:
         raise RuntimeError("leaving a storage context that is not the innermost active one")
     remaining = stack[:-1]
     _STACK.set(remaining)
@@ -94,7 +127,7 @@ class noop:  # noqa: N801 - lower case: it is used like a function, as in the or
     def __enter__(self) -> noop:
         frame = current_frame()
         if frame is not None:
-            self._token = push_frame(frame.storage, Mode.NOOP)
+            self._token = push_frame(frame.engine, Mode.NOOP)
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -9,23 +9,26 @@ completed before it stay pending and are committed as usual.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mandala.engine.context import Mode, pop_frame, push_frame
+from mandala.engine.context import CallEngine, Mode, pop_frame, push_frame
+from mandala.engine.declaration import OpDeclaration
 from mandala.engine.session import Session
 from mandala.engine.structural import Builder
-from mandala.engine.versions import ResolvedVersion, VersionResolver
+from mandala.engine.versions import ACTIVE_TRACER, ResolvedVersion, VersionResolver
 from mandala.errors import (
     NewCallsNotAllowedError,
+    OutputMismatchError,
     SerializationError,
     UnhashableValueError,
     ValueNotFoundError,
 )
 from mandala.hashing import ids
 from mandala.hashing.values import content_key
-from mandala.model.annotations import ATOM, StorageType
+from mandala.model.annotations import ATOM, StorageType, output_types_from_annotation
 from mandala.model.calls import Call, OpSpec
 from mandala.model.kinds import (
     KIND_ATOM,
@@ -39,13 +42,25 @@ from mandala.model.kinds import (
 from mandala.model.markers import Ignore, NewArgDefault, ValuePointer, values_equal_strict
 from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
 
-if TYPE_CHECKING:
-    from mandala.engine.op import Op
-
-__all__ = ["Engine", "PendingCall", "make_atom", "iter_refs", "output_refs"]
+__all__ = [
+    "Engine",
+    "PendingCall",
+    "make_atom",
+    "iter_refs",
+    "output_refs",
+    "call_plain",
+    "split_outputs",
+    "order_outputs",
+    "output_order",
+]
 
 _perf_counter = time.perf_counter
 _wall_clock = time.time
+
+_UNVERSIONED: tuple[tuple[str | None, str | None], ...] = ((None, None),)
+"""The versions an unversioned storage tries for a call: none."""
+
+_MARKERS = (Ignore, NewArgDefault, ValuePointer)
 
 
 def make_atom(value: Any) -> AtomRef:
@@ -79,7 +94,7 @@ class PendingCall:
 
     def __init__(
         self,
-        op: Op,
+        op: OpDeclaration,
         inputs: dict[str, Ref],
         passed: dict[str, Any],
         builder: Builder,
@@ -123,63 +138,78 @@ def new_builder(op_name: str) -> Builder:
 class Engine:
     """Runs op calls against a :class:`Session`; one per Storage."""
 
-    def __init__(self, session: Session, storage: Any) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
-        self.storage = storage
         self.allow_new_calls = True
         self.versioning: VersionResolver | None = None
 
     # ================================================================== calls
 
-    def call(self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call(self, op: OpDeclaration, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run (or find) one call of ``op``; returns its output ref(s)."""
         found, pending = self.prepare(op, args, kwargs)
         if pending is None:
             return found
-        values = self.argument_values(pending)
+        result, started_at, duration, trace = self.run_function(op, self.argument_values(pending))
         resolver = self.versioning
-        if resolver is None:
-            result, started_at, duration = self.run_function(op, values)
-            return self.complete(pending, result, started_at, duration)
-        result, started_at, duration, trace = self.run_traced(op, values)
-        version = resolver.resolve(op, trace)
+        version = resolver.resolve(op, trace) if resolver is not None else None
         return self.complete(pending, result, started_at, duration, version)
 
     def prepare(
-        self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, op: OpDeclaration, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Any, PendingCall | None]:
         """Identify a call and look it up: ``(outputs, None)`` when it is stored (or reuses the
         results of a stored call with equal input contents), ``(None, pending)`` when it must
         be executed; then pass ``pending`` to :meth:`complete` with what the function returned.
 
+        When calls carry a semantic version (a versioned storage), the versions tried are those
+        under which a call with these input contents was stored and which the current code still
+        matches; an unversioned storage tries the one id without a version.
+
         Raises:
             NewCallsNotAllowedError: the call must be executed but new calls are not allowed.
         """
         inputs, passed, builder = self._inputs(op, op.plan.bind(args, kwargs))
-        if self.versioning is not None:
-            return self._prepare_versioned(op, inputs, passed, builder, self.versioning)
         session = self.session
-        semantic_version: str | None = None
-        history = ids.call_key(
-            op.key, [(name, ref.history_key) for name, ref in inputs.items()], semantic_version
-        )
-        found = session.calls.get(history)
-        if found is not None:
-            return op.order_outputs(self._refs_of_outputs(found)), None
-        content = ids.call_key(
-            op.key, [(name, ref.content_key) for name, ref in inputs.items()], semantic_version
-        )
-        reused = self._find_or_restamp(op, inputs, history, content, None, None, builder)
-        if reused is not None:
-            return reused, None
+        resolver = self.versioning
+        key = op.key
+        history_pairs = [(name, ref.history_key) for name, ref in inputs.items()]
+        content_pairs: list[tuple[str, bytes]] | None = None
+        pre_call_key: bytes | None = None
+        candidates: Iterable[tuple[str | None, str | None]] = _UNVERSIONED
+        if resolver is not None:
+            content_pairs = [(name, ref.content_key) for name, ref in inputs.items()]
+            pre_call_key = ids.call_key(key, content_pairs)
+            candidates = resolver.candidates(op, pre_call_key)
+        history = content = b""
+        for semantic_version, content_version in candidates:
+            history = ids.call_key(key, history_pairs, semantic_version)
+            found = session.calls.get(history)
+            if found is not None:
+                return order_outputs(op, self._refs_of_outputs(found)), None
+            if content_pairs is None:
+                content_pairs = [(name, ref.content_key) for name, ref in inputs.items()]
+            content = ids.call_key(key, content_pairs, semantic_version)
+            reused = self._find_or_restamp(
+                op, inputs, history, content, semantic_version, content_version, builder
+            )
+            if reused is not None:
+                return reused, None
         self._check_new_calls_allowed(op)
         if builder is None:
             builder = self._builder(op)
-        return None, PendingCall(op, inputs, passed, builder, history, content, semantic_version)
+        if pre_call_key is None:
+            return None, PendingCall(op, inputs, passed, builder, history, content, None)
+        # A versioned call is identified, until it ran, by its ids without a version.
+        pre_history = ids.call_key(key, history_pairs)
+        pending = PendingCall(
+            op, inputs, passed, builder, pre_history, pre_call_key, None, pre_call_key
+        )
+        return None, pending
 
     def _find_or_restamp(
         self,
-        op: Op,
+        op: OpDeclaration,
         inputs: dict[str, Ref],
         history: bytes,
         content: bytes,
@@ -191,7 +221,7 @@ class Engine:
         re-stamps the stored outputs with this history), else None."""
         found, prototype = self.session.find(history, content)
         if found is not None:
-            return op.order_outputs(self._refs_of_outputs(found))
+            return order_outputs(op, self._refs_of_outputs(found))
         if prototype is None:
             return None
         if builder is None:
@@ -199,48 +229,14 @@ class Engine:
         outputs = self._restamped_outputs(prototype, history, builder)
         call = Call(op.spec, content, history, inputs, outputs, semantic_version, content_version)
         self._record(op, call, builder)
-        return op.order_outputs(outputs)
+        return order_outputs(op, outputs)
 
-    def _check_new_calls_allowed(self, op: Op) -> None:
+    def _check_new_calls_allowed(self, op: OpDeclaration) -> None:
         if not self.allow_new_calls:
             raise NewCallsNotAllowedError(
                 f"Call to {op.name} does not exist and new calls are not allowed. "
                 "Call storage.allow_new_calls(True) to compute it."
             )
-
-    def _prepare_versioned(
-        self,
-        op: Op,
-        inputs: dict[str, Ref],
-        passed: dict[str, Any],
-        builder: Builder | None,
-        resolver: VersionResolver,
-    ) -> tuple[Any, PendingCall | None]:
-        """:meth:`prepare` when calls carry a semantic version: try the versions under which a
-        call with these input contents was stored and which the current code still matches."""
-        session = self.session
-        history_pairs = [(name, ref.history_key) for name, ref in inputs.items()]
-        content_pairs = [(name, ref.content_key) for name, ref in inputs.items()]
-        pre_call_key = ids.call_key(op.key, content_pairs)
-        for semantic_version, content_version in resolver.candidates(op, pre_call_key):
-            history = ids.call_key(op.key, history_pairs, semantic_version)
-            found = session.calls.get(history)
-            if found is not None:
-                return op.order_outputs(self._refs_of_outputs(found)), None
-            content = ids.call_key(op.key, content_pairs, semantic_version)
-            reused = self._find_or_restamp(
-                op, inputs, history, content, semantic_version, content_version, builder
-            )
-            if reused is not None:
-                return reused, None
-        self._check_new_calls_allowed(op)
-        if builder is None:
-            builder = self._builder(op)
-        pre_history = ids.call_key(op.key, history_pairs)
-        pending = PendingCall(
-            op, inputs, passed, builder, pre_history, pre_call_key, None, pre_call_key
-        )
-        return None, pending
 
     def complete(
         self,
@@ -300,12 +296,12 @@ class Engine:
             self._record(op, call, pending.builder, remember)
         else:
             self._record(op, call, pending.builder)
-        return op.order_outputs(outputs)
+        return order_outputs(op, outputs)
 
     # ------------------------------------------------------------------ inputs
 
     def _inputs(
-        self, op: Op, bound: dict[str, Any]
+        self, op: OpDeclaration, bound: dict[str, Any]
     ) -> tuple[dict[str, Ref], dict[str, Any], Builder | None]:
         """Refs of the stored inputs, what the body receives per parameter, and the builder of
         any collection inputs (whose structural calls are recorded with the call)."""
@@ -373,7 +369,7 @@ class Engine:
             passed[name] = ref
         return inputs, passed, builder
 
-    def _builder(self, op: Op) -> Builder:
+    def _builder(self, op: OpDeclaration) -> Builder:
         return new_builder(op.name)
 
     # ------------------------------------------------------------------ execution
@@ -381,49 +377,35 @@ class Engine:
     def argument_values(self, pending: PendingCall) -> dict[str, Any]:
         """What the function receives, per parameter: values, with refs unwrapped (loading
         stored values)."""
-        values: dict[str, Any] = {}
-        for parameter in pending.op.plan.parameters:
-            value = pending.passed[parameter.name]
-            if parameter.is_variadic_positional:
-                values[parameter.name] = [self._value_of(v) for v in value]
-            elif parameter.is_variadic_keyword:
-                values[parameter.name] = {k: self._value_of(v) for k, v in value.items()}
-            else:
-                values[parameter.name] = self._value_of(value)
-        return values
+        return _values_by_parameter(pending.op, pending.passed, self._value_of)
 
-    def run_function(self, op: Op, values: dict[str, Any]) -> tuple[Any, float, float]:
+    def run_function(
+        self, op: OpDeclaration, values: dict[str, Any]
+    ) -> tuple[Any, float, float, Any]:
         """Run the op's function here on argument values; returns ``(result, started_at,
-        duration)``. Op calls inside the body are plain function calls."""
+        duration, trace)``. Op calls inside the body are plain function calls. In a versioned
+        storage the function runs under the version resolver's tracing, and ``trace`` is what
+        it saw (None otherwise)."""
         args, kwargs = op.plan.layout(values)
-        token = push_frame(self.storage, Mode.PLAIN)
-        started_at = _wall_clock()
-        start = _perf_counter()
-        try:
-            result = op.func(*args, **kwargs)
-        finally:
-            duration = _perf_counter() - start
-            pop_frame(token)
-        return result, started_at, duration
-
-    def run_traced(self, op: Op, values: dict[str, Any]) -> tuple[Any, float, float, Any]:
-        """:meth:`run_function` under the version resolver's tracing; also returns the trace."""
         resolver = self.versioning
-        if resolver is None:
-            raise ValueError("run_traced needs a versioned storage")
-        args, kwargs = op.plan.layout(values)
-        token = push_frame(self.storage, Mode.PLAIN)
+        trace = None
+        token = push_frame(self, Mode.PLAIN)
         started_at = _wall_clock()
         start = _perf_counter()
         try:
-            result, trace = resolver.execute(op, args, kwargs)
+            if resolver is None:
+                result = op.func(*args, **kwargs)
+            else:
+                result, trace = resolver.execute(op, args, kwargs)
         finally:
             duration = _perf_counter() - start
             pop_frame(token)
         return result, started_at, duration, trace
 
-    def _output_refs(self, op: Op, result: Any, history: bytes, builder: Builder) -> dict[str, Ref]:
-        return output_refs(op.name, op.split_outputs(result), history, builder)
+    def _output_refs(
+        self, op: OpDeclaration, result: Any, history: bytes, builder: Builder
+    ) -> dict[str, Ref]:
+        return output_refs(op.name, split_outputs(op, result), history, builder)
 
     def _value_of(self, value: Any) -> Any:
         if isinstance(value, Ref):
@@ -447,7 +429,11 @@ class Engine:
     # ------------------------------------------------------------------ recording
 
     def _record(
-        self, op: Op, call: Call, builder: Builder, also: Callable[[], None] | None = None
+        self,
+        op: OpDeclaration,
+        call: Call,
+        builder: Builder,
+        also: Callable[[], None] | None = None,
     ) -> None:
         self.record(op.spec, call, builder, also)
 
@@ -688,3 +674,153 @@ def _substitute(obj: Any) -> Any:
     if cls is dict:
         return {k: _substitute(v) for k, v in obj.items()}
     return obj
+
+
+# ---------------------------------------------------------------------------- plain execution
+
+
+def _values_by_parameter(
+    op: OpDeclaration, passed: dict[str, Any], value_of: Callable[[Any], Any]
+) -> dict[str, Any]:
+    """``value_of`` of what each parameter was passed (of each element of ``*args`` and each
+    entry of ``**kwargs``), by parameter name."""
+    values: dict[str, Any] = {}
+    for parameter in op.plan.parameters:
+        name = parameter.name
+        value = passed[name]
+        if parameter.is_variadic_positional:
+            values[name] = [value_of(v) for v in value]
+        elif parameter.is_variadic_keyword:
+            values[name] = {k: value_of(v) for k, v in value.items()}
+        else:
+            values[name] = value_of(value)
+    return values
+
+
+def call_plain(
+    op: OpDeclaration, args: tuple[Any, ...], kwargs: dict[str, Any], engine: CallEngine | None
+) -> Any:
+    """Run the op's function itself (outside a storage, in ``noop`` mode, or inside another
+    op's body), with markers replaced by their payloads and refs unwrapped by ``engine`` (only
+    in-memory atoms without one).
+
+    Inside a versioned call, the nested op's code is traced too.
+    """
+
+    def value_of(value: Any) -> Any:
+        return _plain_value(value, engine)
+
+    values = _values_by_parameter(op, op.plan.bind(args, kwargs), value_of)
+    call_args, call_kwargs = op.plan.layout(values)
+    tracer = ACTIVE_TRACER.get()
+    if tracer is not None:
+        return tracer.call_op(op, lambda function: function(*call_args, **call_kwargs))
+    return op.func(*call_args, **call_kwargs)
+
+
+def _plain_value(value: Any, engine: CallEngine | None) -> Any:
+    cls = type(value)
+    if cls in _MARKERS:
+        if cls is ValuePointer:
+            return value.obj
+        return value.value
+    if isinstance(value, Ref):
+        if engine is not None:
+            return engine.unwrap(value)
+        if isinstance(value, AtomRef) and value.in_memory:
+            return value.obj
+    return value
+
+
+# ---------------------------------------------------------------------------- outputs
+
+
+def split_outputs(op: OpDeclaration, result: Any) -> list[tuple[str, Any, StorageType]]:
+    """Name the values an execution of ``op`` returned, with their storage types, checking
+    their number against the declaration.
+
+    Raises:
+        OutputMismatchError: the return value does not match ``nout``/``output_names``.
+    """
+    names = op.output_names
+    nout = op.nout
+    if nout == "auto":
+        if names is not None and len(names) == 1:
+            values: tuple[Any, ...] = (result,)
+        elif names is not None:
+            if not isinstance(result, tuple) or len(result) != len(names):
+                raise OutputMismatchError(
+                    f"op {op.name!r} declares {len(names)} outputs {list(names)} but returned "
+                    f"{_describe_return(result)}; return a tuple of {len(names)} values or "
+                    "change output_names"
+                )
+            values = result
+        else:
+            values = result if isinstance(result, tuple) else (result,)
+    elif nout == "var":
+        if not isinstance(result, tuple):
+            raise OutputMismatchError(
+                f"op {op.name!r} has nout='var' but returned {_describe_return(result)}; "
+                "return a tuple (of any length)"
+            )
+        values = result
+    else:
+        if nout == 1 and not isinstance(result, tuple):
+            values = (result,)
+        elif not isinstance(result, tuple) or len(result) != nout:
+            raise OutputMismatchError(
+                f"op {op.name!r} has nout={nout} but returned {_describe_return(result)}; "
+                f"return a tuple of exactly {nout} values"
+            )
+        else:
+            values = result
+    types = op.output_types.get(len(values))
+    if types is None:
+        types = _output_types(op, len(values))
+    output_names = [_output_name(op, i) for i in range(len(values))]
+    return list(zip(output_names, values, types))
+
+
+def _output_types(op: OpDeclaration, count: int) -> list[StorageType]:
+    """The storage types of ``count`` outputs from the return annotation (atoms without one),
+    remembered in the declaration."""
+    annotation = op.plan.return_annotation
+    types = None
+    if annotation is not inspect.Signature.empty:
+        types = output_types_from_annotation(annotation, count)
+    if types is None:
+        types = [ATOM] * count
+    op.output_types[count] = types
+    return types
+
+
+def _output_name(op: OpDeclaration, index: int) -> str:
+    names = op.output_names
+    if names is not None and index < len(names):
+        return names[index]
+    return f"output_{index}"
+
+
+def _describe_return(result: Any) -> str:
+    if isinstance(result, tuple):
+        return f"a tuple of {len(result)} values"
+    return f"a single {type(result).__name__}"
+
+
+def output_order(op: OpDeclaration, name: str) -> tuple[int, int | str]:
+    """Sort key of an output name: declared names in declaration order, then ``output_<i>`` by
+    index, then any other name."""
+    names = op.output_names
+    if names is not None and name in names:
+        return (0, names.index(name))
+    if name.startswith("output_") and name[7:].isdigit():
+        return (1, int(name[7:]))
+    return (2, name)
+
+
+def order_outputs(op: OpDeclaration, outputs: dict[str, Ref]) -> Any:
+    """What a call of ``op`` returns: one ref, or a tuple of refs in declaration order."""
+    if len(outputs) == 1 and (op.nout in ("auto", "var", 1)):
+        return next(iter(outputs.values()))
+    ordered = sorted(outputs, key=lambda name: output_order(op, name))
+    return tuple(outputs[name] for name in ordered)

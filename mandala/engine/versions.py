@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from mandala.engine.op import Op
+    from mandala.engine.declaration import OpDeclaration
     from mandala.engine.session import Session
 
 __all__ = ["ResolvedVersion", "VersionResolver", "CallTracer", "ACTIVE_TRACER"]
@@ -37,16 +37,18 @@ class ResolvedVersion(NamedTuple):
 class VersionResolver(Protocol):
     """What the engine needs from code versioning."""
 
-    def candidates(self, op: Op, pre_call_key: bytes) -> Sequence[tuple[str, str]]:
+    def candidates(self, op: OpDeclaration, pre_call_key: bytes) -> Sequence[tuple[str, str]]:
         """``(semantic_version, content_version)`` (hex) under which a call with these input
         contents was stored and which the current code still matches, most recent first."""
         ...
 
-    def execute(self, op: Op, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    def execute(
+        self, op: OpDeclaration, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> tuple[Any, Any]:
         """Run the op's function under tracing; returns ``(result, trace)``."""
         ...
 
-    def resolve(self, op: Op, trace: Any) -> ResolvedVersion:
+    def resolve(self, op: OpDeclaration, trace: Any) -> ResolvedVersion:
         """The version of a call from its trace (registering components seen for the first
         time).
 
@@ -62,7 +64,7 @@ class VersionResolver(Protocol):
         ...
 
     def remember(
-        self, session: Session, op: Op, pre_call_key: bytes, version: ResolvedVersion
+        self, session: Session, op: OpDeclaration, pre_call_key: bytes, version: ResolvedVersion
     ) -> None:
         """Record the version rows of a call about to be recorded in ``session``."""
         ...
@@ -71,7 +73,7 @@ class VersionResolver(Protocol):
 class CallTracer(Protocol):
     """The tracer of the versioned call running now, if any (set by versioning)."""
 
-    def call_op(self, op: Op, call: Callable[[Callable[..., Any]], Any]) -> Any:
+    def call_op(self, op: OpDeclaration, call: Callable[[Callable[..., Any]], Any]) -> Any:
         """Run a nested op call (a plain call inside an op body) so that its code is traced:
         ``call(function)`` runs the call with the given function in place of the op's."""
         ...

@@ -30,6 +30,7 @@ from mandala.ui.progress import BatchCounts
 
 if TYPE_CHECKING:
     from mandala.backends.sql import SqlBackend
+    from mandala.engine.declaration import OpDeclaration
     from mandala.engine.executor import Engine
     from mandala.engine.op import Op
 
@@ -103,12 +104,14 @@ class Batch:
                 "run when it ends)"
             )
         storage = self.storage
-        if storage.versioned and not any(frame.storage is storage for frame in active_stack()):
+        if storage.versioned and not any(
+            frame.engine is storage._engine for frame in active_stack()
+        ):
             # As on entering `with storage:`: the driver settles code changes (asking if need
             # be) before any call is identified; workers never do.
             storage.sync_code()
         self._used = True
-        self._token = push_frame(storage, Mode.BATCH, self)
+        self._token = push_frame(storage._engine, Mode.BATCH, self)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
@@ -149,7 +152,7 @@ class Batch:
 
     # ------------------------------------------------------------------ collecting calls
 
-    def call(self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call(self, op: OpDeclaration, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """An op call inside the block: its refs if stored, else pending refs (see module doc).
 
         Raises:
@@ -215,7 +218,7 @@ class Batch:
         """``[op(*args) for args in zip(*iterables)]`` in this block."""
         return [self.call(op, tuple(args), {}) for args in zip(*iterables)]
 
-    def _handle(self, op: Op) -> OpHandle:
+    def _handle(self, op: OpDeclaration) -> OpHandle:
         handle = self._handles.get(id(op))
         if handle is None:
             handle = self._handles[id(op)] = OpHandle(op)
@@ -225,7 +228,7 @@ class Batch:
         return f"Batch({len(self.nodes)} calls to compute, {self.hits} found in the store)"
 
 
-def _refuse_pending_set_elements(op: Op, passed: dict[str, Any]) -> None:
+def _refuse_pending_set_elements(op: OpDeclaration, passed: dict[str, Any]) -> None:
     """A set's ids depend on the order of its elements' content ids, unknown while pending.
 
     Raises:

@@ -14,11 +14,12 @@ import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mandala.engine.executor import order_outputs, output_order
 from mandala.parallel.pending import PendingRef
 
 if TYPE_CHECKING:
+    from mandala.engine.declaration import OpDeclaration
     from mandala.engine.executor import PendingCall
-    from mandala.engine.op import Op
     from mandala.parallel.tasks import OpHandle
 
 __all__ = [
@@ -64,7 +65,7 @@ class Node:
     def __init__(
         self,
         index: int,
-        op: Op,
+        op: OpDeclaration,
         handle: OpHandle,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
@@ -107,13 +108,13 @@ class Node:
     @property
     def returned(self) -> Any:
         """What the op call returned in the block: one ref or a tuple, as a serial call."""
-        return self.op.order_outputs(dict(self.outputs))
+        return order_outputs(self.op, dict(self.outputs))
 
     def __repr__(self) -> str:
         return f"Node({self.op.name}, {self.history.hex()[:8]}, {self.state.value})"
 
 
-def expected_output_names(op: Op) -> list[str]:
+def expected_output_names(op: OpDeclaration) -> list[str]:
     """The names of the outputs a call of ``op`` will have, known before it runs.
 
     From ``output_names`` or ``nout``; for ``nout="auto"`` without names, from a fixed-length
@@ -142,9 +143,9 @@ def _annotated_tuple_length(annotation: Any) -> int | None:
     return len(args)
 
 
-def named_outputs(op: Op, names: list[str], returned: Any) -> dict[str, Any]:
+def named_outputs(op: OpDeclaration, names: list[str], returned: Any) -> dict[str, Any]:
     """Output refs by name, from what a call returned (one ref, or a tuple in output order)."""
-    ordered = sorted(names, key=op.output_order)
+    ordered = sorted(names, key=lambda name: output_order(op, name))
     if len(ordered) == 1 and not isinstance(returned, tuple):
         return {ordered[0]: returned}
     return dict(zip(ordered, returned))

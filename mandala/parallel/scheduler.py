@@ -24,6 +24,7 @@ import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from mandala.engine.executor import split_outputs
 from mandala.errors import OpCallError, OutputMismatchError
 from mandala.parallel.executors import make_runner
 from mandala.parallel.graph import (
@@ -450,7 +451,7 @@ class Scheduler:
         self._resolve(node, returned, NodeState.DONE)
 
     def _check_outputs(self, node: Node, result: Any) -> None:
-        names = [name for name, _, _ in node.op.split_outputs(result)]
+        names = [name for name, _, _ in split_outputs(node.op, result)]
         expected = expected_output_names(node.op)
         if names != expected:
             raise OutputMismatchError(

@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mandala.engine.context import Mode, pop_frame, push_frame
+from mandala.engine.executor import split_outputs
 from mandala.errors import SerializationError
 from mandala.model.refs import DictRef, ListRef, Ref, SetRef
 from mandala.parallel.pending import PendingRef
 
 if TYPE_CHECKING:
+    from mandala.engine.declaration import OpDeclaration
     from mandala.engine.executor import Engine, PendingCall
     from mandala.engine.op import Op
 
@@ -57,7 +59,9 @@ class OpHandle:
 
     __slots__ = ("op", "module", "qualname", "_by_value")
 
-    def __init__(self, op: Op, module: str | None = None, qualname: str | None = None) -> None:
+    def __init__(
+        self, op: OpDeclaration, module: str | None = None, qualname: str | None = None
+    ) -> None:
         self.op = op
         if qualname is None:
             module, qualname = _import_path(op)
@@ -85,7 +89,7 @@ def _handle_by_value(data: bytes) -> OpHandle:
     return handle
 
 
-def _import_path(op: Op) -> tuple[str | None, str]:
+def _import_path(op: OpDeclaration) -> tuple[str | None, str]:
     func = op.func
     module_name = getattr(func, "__module__", None)
     qualname = getattr(func, "__qualname__", "") or ""
@@ -97,7 +101,7 @@ def _import_path(op: Op) -> tuple[str | None, str]:
     return (module_name, qualname) if found is op else (None, qualname)
 
 
-def _dumps_by_value(op: Op) -> bytes:
+def _dumps_by_value(op: OpDeclaration) -> bytes:
     """The op pickled by value; empty for an op of ``__main__`` when cloudpickle is missing."""
     try:
         import cloudpickle
@@ -131,7 +135,7 @@ def _import_op(module_name: str, qualname: str) -> Op:
     return op
 
 
-def _as_op(op: OpHandle) -> Op:
+def _as_op(op: OpHandle) -> OpDeclaration:
     return op.op
 
 
@@ -217,7 +221,7 @@ def _fill_slots(task: Task, values: dict[str, Any], upstream: tuple[Any, ...]) -
         if split is None:
             op = _as_op(task.upstream_ops[slot.upstream])
             result = upstream[slot.upstream][0]
-            split = {name: value for name, value, _ in op.split_outputs(result)}
+            split = {name: value for name, value, _ in split_outputs(op, result)}
             outputs[slot.upstream] = split
         value = split[slot.output_name]
         if not slot.path:

@@ -25,6 +25,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
+from mandala.engine.declaration import OpDeclaration
 from mandala.engine.op import Op
 from mandala.engine.versions import ACTIVE_TRACER
 from mandala.errors import VersioningError
@@ -82,7 +83,7 @@ class Trace:
         warnings: messages to report once the call is over (unhashable globals...).
     """
 
-    def __init__(self, config: TracerConfig, op: Op) -> None:
+    def __init__(self, config: TracerConfig, op: OpDeclaration) -> None:
         self.config = config
         self.op = op
         self.code: dict[ComponentKey, Any] = {}
@@ -104,7 +105,7 @@ class Trace:
             return
         self.code.setdefault(ComponentKey(module, qualname), target)
 
-    def call_op(self, op: Op, call: Callable[[Callable[..., Any]], Any]) -> Any:
+    def call_op(self, op: OpDeclaration, call: Callable[[Callable[..., Any]], Any]) -> Any:
         """A nested op call inside the traced call: record it and trace its body."""
         self.record_code(op.func)
         return call(op.func if self.sys_mode else self.traced(op.func))
@@ -318,7 +319,9 @@ class TracingSpec(NamedTuple):
     skip_unhashable_globals: bool
     skip_globals_silently: bool
 
-    def run(self, op: Op, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, TraceSummary]:
+    def run(
+        self, op: OpDeclaration, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> tuple[Any, TraceSummary]:
         """Run one op call under tracing here (in a worker); the driver resolves the version
         from the summary, so workers never read or write the code state."""
         config = TracerConfig(

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from mandala.backends.sql import SqlBackend
 from mandala.backends.version_rows import NewCommit, VersionRows
-from mandala.engine.op import Op
+from mandala.engine.declaration import OpDeclaration
 from mandala.engine.session import Session
 from mandala.engine.versions import ResolvedVersion
 from mandala.errors import (
@@ -530,7 +530,7 @@ class Versioner:
 
     # ================================================================== calls (the engine's protocol)
 
-    def candidates(self, op: Op, pre_call_key: bytes) -> Sequence[tuple[str, str]]:
+    def candidates(self, op: OpDeclaration, pre_call_key: bytes) -> Sequence[tuple[str, str]]:
         # The memo-hit path: reads of dicts that are only ever replaced or cleared, so no lock
         # is needed when everything is known already.
         rows = self._candidates.get(pre_call_key)
@@ -587,13 +587,15 @@ class Versioner:
             self.config.skip_globals_silently,
         )
 
-    def execute(self, op: Op, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, Trace]:
+    def execute(
+        self, op: OpDeclaration, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> tuple[Any, Trace]:
         trace = Trace(self.config, op)
         result = self.tracer.run(trace, op.func, args, kwargs)
         return result, trace
 
     @_locked
-    def resolve(self, op: Op, trace: Trace | TraceSummary) -> ResolvedVersion:
+    def resolve(self, op: OpDeclaration, trace: Trace | TraceSummary) -> ResolvedVersion:
         if isinstance(trace, TraceSummary):
             self._check_worker_code(op, trace)
         code: dict[ComponentKey, Any] = dict(trace.code)
@@ -665,7 +667,7 @@ class Versioner:
             tuple(support),
         )
 
-    def _check_worker_code(self, op: Op, trace: TraceSummary) -> None:
+    def _check_worker_code(self, op: OpDeclaration, trace: TraceSummary) -> None:
         """Raise if a worker ran other code than this process has loaded (a long-lived worker
         that imported a module before it was edited): its result would be stored under the
         driver's version."""
@@ -714,7 +716,7 @@ class Versioner:
 
     @_locked
     def remember(
-        self, session: Session, op: Op, pre_call_key: bytes, version: ResolvedVersion
+        self, session: Session, op: OpDeclaration, pre_call_key: bytes, version: ResolvedVersion
     ) -> None:
         semantic = bytes.fromhex(version.semantic_version)
         content = bytes.fromhex(version.content_version)
