@@ -16,7 +16,7 @@ every other result has been saved.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from mandala.engine.context import Mode, active_stack, pop_frame, push_frame
 from mandala.errors import ContextError, OpCallError, ParallelCallError
@@ -25,30 +25,15 @@ from mandala.model.refs import DictRef, ListRef, SetRef
 from mandala.parallel.executors import check_executor
 from mandala.parallel.graph import Node, NodeState, expected_output_names
 from mandala.parallel.pending import PendingRef, fail, identifying
+from mandala.parallel.scheduler import BatchStorage, Scheduler
 from mandala.parallel.tasks import OpHandle, pending_inputs
 from mandala.ui.progress import BatchCounts
 
 if TYPE_CHECKING:
-    from mandala.backends.sql import SqlBackend
     from mandala.engine.declaration import OpDeclaration
-    from mandala.engine.executor import Engine
     from mandala.engine.op import Op
 
 __all__ = ["Batch", "BatchStorage"]
-
-
-class BatchStorage(Protocol):
-    """What a batch uses of the ``Storage`` facade (which sits above this package)."""
-
-    _engine: Engine
-    backend: SqlBackend
-
-    def commit(self) -> None: ...
-
-    @property
-    def versioned(self) -> bool: ...
-
-    def sync_code(self) -> list[Any]: ...
 
 
 class Batch:
@@ -87,7 +72,7 @@ class Batch:
         """Calls by state, kept up to date while the block runs (final once it ended)."""
         self._by_history: dict[bytes, Node] = {}
         self._by_content: dict[bytes, Node] = {}
-        self._producers: dict[bytes, Node] = {}
+        self.producers: dict[bytes, Node] = {}
         """History id of each pending output -> the node that computes it."""
         self._handles: dict[int, OpHandle] = {}
         self._token: Any = None
@@ -129,8 +114,6 @@ class Batch:
         Raises:
             ParallelCallError: some calls failed; every other result was saved.
         """
-        from mandala.parallel.scheduler import Scheduler
-
         if not self.nodes:
             self.storage.commit()
             return
@@ -178,7 +161,7 @@ class Batch:
         _refuse_pending_set_elements(op, call.passed)
         deps: dict[int, Node] = {}
         for ref in pending_inputs(call.passed):
-            producer = self._producers.get(ref.history_key)
+            producer = self.producers.get(ref.history_key)
             if producer is None:
                 ref._refuse("passing it to an op in another parallel block")
             deps[producer.index] = producer
@@ -211,7 +194,7 @@ class Batch:
         if not deps and leader is None:
             self._by_content[call.content] = node
         for ref in outputs.values():
-            self._producers[ref.history_key] = node
+            self.producers[ref.history_key] = node
         return node.returned
 
     def map(self, op: Op, *iterables: Iterable[Any]) -> list[Any]:

@@ -22,7 +22,7 @@ import logging
 import time
 import traceback
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mandala.engine.executor import split_outputs
 from mandala.errors import OpCallError, OutputMismatchError
@@ -41,9 +41,10 @@ from mandala.parallel.tasks import TRACEBACK_ATTRIBUTE, Task, pending_inputs, ta
 from mandala.ui.progress import BatchCounts, open_progress
 
 if TYPE_CHECKING:
-    from mandala.parallel.batch import Batch
+    from mandala.backends.sql import SqlBackend
+    from mandala.engine.executor import Engine
 
-__all__ = ["Scheduler"]
+__all__ = ["Scheduler", "ScheduledBatch", "BatchStorage"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +55,43 @@ _MIN_ROUND_S = 0.1
 """Shortest time between two rounds of recording results, while tasks are still running."""
 
 
+class BatchStorage(Protocol):
+    """What a parallel block (its batch and its scheduler) uses of the ``Storage`` facade, which
+    sits above this package."""
+
+    _engine: Engine
+    backend: SqlBackend
+
+    def commit(self) -> None: ...
+
+    @property
+    def versioned(self) -> bool: ...
+
+    def sync_code(self) -> list[Any]: ...
+
+
+class ScheduledBatch(Protocol):
+    """What the scheduler uses of the batch it runs (``mandala.parallel.batch.Batch``, which
+    constructs the scheduler when its block ends)."""
+
+    storage: BatchStorage
+    nodes: list[Node]
+    producers: dict[bytes, Node]
+    """History id of each pending output -> the node that computes it."""
+    hits: int
+    counts: BatchCounts
+    """Set by the scheduler as calls change state."""
+    executor: Any
+    progress: bool | None
+    max_workers: int | None
+    lease_s: float
+    poll_s: float
+
+
 class Scheduler:
     """Runs the nodes of one batch to completion (see the module docstring)."""
 
-    def __init__(self, batch: Batch) -> None:
+    def __init__(self, batch: ScheduledBatch) -> None:
         self.batch = batch
         self.storage = batch.storage
         self.engine = batch.storage._engine
@@ -344,7 +378,7 @@ class Scheduler:
         if not node.identified_only:
             return task_for(self.engine, node.handle, node.call), []
         # Dask: inputs still running are passed as the futures of their calls.
-        producers = self.batch._producers
+        producers = self.batch.producers
         positions: dict[int, int] = {}
         upstream_of: dict[bytes, int] = {}
         upstream: list[Any] = []
