@@ -15,7 +15,7 @@ import logging
 import tempfile
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from mandala.backends.blobs import BlobStore
 from mandala.backends.records import (
@@ -24,6 +24,7 @@ from mandala.backends.records import (
     ShapeItem,
     StoredCall,
     StoredOutput,
+    StoredValue,
     WriteBatch,
 )
 from mandala.errors import CorruptValueError, SerializationError, ValueNotFoundError
@@ -33,12 +34,41 @@ from mandala.model.calls import Call, OpSpec
 from mandala.model.kinds import ref_kind
 from mandala.model.refs import Ref
 
-__all__ = ["Session", "CompactOutputs"]
+__all__ = ["Session", "SessionBackend", "CompactOutputs"]
 
 logger = logging.getLogger(__name__)
 
 CompactOutputs = tuple[tuple[str, bytes, bytes, int], ...]
 """A call's outputs as ``(name, history_key, content_key, kind)`` tuples: small in memory."""
+
+
+class SessionBackend(Protocol):
+    """What a session reads and writes of its backend (``mandala.backends.sql.SqlBackend`` and
+    its subclasses implement it)."""
+
+    def find_outputs(self, call_key: bytes) -> tuple[StoredOutput, ...] | None: ...
+
+    def find_call(
+        self, history_key: bytes, content_key: bytes
+    ) -> tuple[tuple[StoredOutput, ...] | None, bytes | None]: ...
+
+    def find_call_by_content(self, content_key: bytes) -> bytes | None: ...
+
+    def has_calls(self, call_keys: Sequence[bytes]) -> set[bytes]: ...
+
+    def load_calls(self, call_keys: Sequence[bytes]) -> list[StoredCall]: ...
+
+    def creators(self, ref_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]: ...
+
+    def consumers(self, ref_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]: ...
+
+    def load_shapes(self, collection_keys: Sequence[bytes]) -> dict[bytes, list[ShapeItem]]: ...
+
+    def load_values(self, content_keys: Sequence[bytes]) -> dict[bytes, StoredValue]: ...
+
+    def value_creators(self, content_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]: ...
+
+    def write(self, batch: WriteBatch) -> None: ...
 
 
 def op_row(spec: OpSpec) -> tuple:
@@ -68,7 +98,7 @@ class Session:
 
     def __init__(
         self,
-        backend: Any,
+        backend: SessionBackend,
         blobs: BlobStore | None,
         blob_threshold: int,
         allow_pickle: bool = True,
