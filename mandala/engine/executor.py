@@ -1,4 +1,5 @@
-"""Executing one op call under a storage: bind, identify, look up, run, record.
+"""Executing one op call under a storage: bind, identify, look up, run, record; and running an
+op's function plainly (outside a storage, in ``noop`` mode, inside another op's body).
 
 The hot path is written for a memo hit of a trivial op to cost a few microseconds: a
 precomputed binder, one content hash per raw input, two small hashes for the call, one dict
@@ -9,26 +10,25 @@ completed before it stay pending and are committed as usual.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from mandala.engine.context import CallEngine, Mode, pop_frame, push_frame
 from mandala.engine.declaration import OpDeclaration
+from mandala.engine.outputs import order_outputs, split_outputs
 from mandala.engine.session import Session
 from mandala.engine.structural import Builder
 from mandala.engine.versions import ACTIVE_TRACER, ResolvedVersion, VersionResolver
 from mandala.errors import (
     NewCallsNotAllowedError,
-    OutputMismatchError,
     SerializationError,
     UnhashableValueError,
     ValueNotFoundError,
 )
 from mandala.hashing import ids
 from mandala.hashing.values import content_key
-from mandala.model.annotations import ATOM, StorageType, output_types_from_annotation
+from mandala.model.annotations import ATOM, StorageType
 from mandala.model.calls import Call, OpSpec
 from mandala.model.kinds import (
     KIND_ATOM,
@@ -49,9 +49,6 @@ __all__ = [
     "iter_refs",
     "output_refs",
     "call_plain",
-    "split_outputs",
-    "order_outputs",
-    "output_order",
 ]
 
 _perf_counter = time.perf_counter
@@ -730,97 +727,3 @@ def _plain_value(value: Any, engine: CallEngine | None) -> Any:
         if isinstance(value, AtomRef) and value.in_memory:
             return value.obj
     return value
-
-
-# ---------------------------------------------------------------------------- outputs
-
-
-def split_outputs(op: OpDeclaration, result: Any) -> list[tuple[str, Any, StorageType]]:
-    """Name the values an execution of ``op`` returned, with their storage types, checking
-    their number against the declaration.
-
-    Raises:
-        OutputMismatchError: the return value does not match ``nout``/``output_names``.
-    """
-    names = op.output_names
-    nout = op.nout
-    if nout == "auto":
-        if names is not None and len(names) == 1:
-            values: tuple[Any, ...] = (result,)
-        elif names is not None:
-            if not isinstance(result, tuple) or len(result) != len(names):
-                raise OutputMismatchError(
-                    f"op {op.name!r} declares {len(names)} outputs {list(names)} but returned "
-                    f"{_describe_return(result)}; return a tuple of {len(names)} values or "
-                    "change output_names"
-                )
-            values = result
-        else:
-            values = result if isinstance(result, tuple) else (result,)
-    elif nout == "var":
-        if not isinstance(result, tuple):
-            raise OutputMismatchError(
-                f"op {op.name!r} has nout='var' but returned {_describe_return(result)}; "
-                "return a tuple (of any length)"
-            )
-        values = result
-    else:
-        if nout == 1 and not isinstance(result, tuple):
-            values = (result,)
-        elif not isinstance(result, tuple) or len(result) != nout:
-            raise OutputMismatchError(
-                f"op {op.name!r} has nout={nout} but returned {_describe_return(result)}; "
-                f"return a tuple of exactly {nout} values"
-            )
-        else:
-            values = result
-    types = op.output_types.get(len(values))
-    if types is None:
-        types = _output_types(op, len(values))
-    output_names = [_output_name(op, i) for i in range(len(values))]
-    return list(zip(output_names, values, types))
-
-
-def _output_types(op: OpDeclaration, count: int) -> list[StorageType]:
-    """The storage types of ``count`` outputs from the return annotation (atoms without one),
-    remembered in the declaration."""
-    annotation = op.plan.return_annotation
-    types = None
-    if annotation is not inspect.Signature.empty:
-        types = output_types_from_annotation(annotation, count)
-    if types is None:
-        types = [ATOM] * count
-    op.output_types[count] = types
-    return types
-
-
-def _output_name(op: OpDeclaration, index: int) -> str:
-    names = op.output_names
-    if names is not None and index < len(names):
-        return names[index]
-    return f"output_{index}"
-
-
-def _describe_return(result: Any) -> str:
-    if isinstance(result, tuple):
-        return f"a tuple of {len(result)} values"
-    return f"a single {type(result).__name__}"
-
-
-def output_order(op: OpDeclaration, name: str) -> tuple[int, int | str]:
-    """Sort key of an output name: declared names in declaration order, then ``output_<i>`` by
-    index, then any other name."""
-    names = op.output_names
-    if names is not None and name in names:
-        return (0, names.index(name))
-    if name.startswith("output_") and name[7:].isdigit():
-        return (1, int(name[7:]))
-    return (2, name)
-
-
-def order_outputs(op: OpDeclaration, outputs: dict[str, Ref]) -> Any:
-    """What a call of ``op`` returns: one ref, or a tuple of refs in declaration order."""
-    if len(outputs) == 1 and (op.nout in ("auto", "var", 1)):
-        return next(iter(outputs.values()))
-    ordered = sorted(outputs, key=lambda name: output_order(op, name))
-    return tuple(outputs[name] for name in ordered)

@@ -26,6 +26,8 @@ class Op(OpDeclaration):
     """
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Hand the call to the active storage's engine (or parallel batch); run the function
+        itself outside a storage context, in ``noop`` mode and inside another op's body."""
         frame = current_frame()
         if frame is None:
             return call_plain(self, args, kwargs, None)

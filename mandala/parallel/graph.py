@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mandala.engine.executor import order_outputs, output_order
+from mandala.engine.outputs import order_outputs, output_order
 from mandala.parallel.pending import PendingRef
 
 if TYPE_CHECKING:

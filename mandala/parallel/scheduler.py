@@ -24,7 +24,7 @@ import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mandala.engine.executor import split_outputs
+from mandala.engine.outputs import split_outputs
 from mandala.errors import OpCallError, OutputMismatchError
 from mandala.parallel.executors import make_runner
 from mandala.parallel.graph import (

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mandala.engine.context import Mode, pop_frame, push_frame
-from mandala.engine.executor import split_outputs
+from mandala.engine.outputs import split_outputs
 from mandala.errors import SerializationError
 from mandala.model.refs import DictRef, ListRef, Ref, SetRef
 from mandala.parallel.pending import PendingRef
