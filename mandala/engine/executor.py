@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from mandala.engine.context import CallEngine, Mode, pop_frame, push_frame
 from mandala.engine.declaration import OpDeclaration
@@ -58,6 +58,8 @@ _UNVERSIONED: tuple[tuple[str | None, str | None], ...] = ((None, None),)
 """The versions an unversioned storage tries for a call: none."""
 
 _MARKERS = (Ignore, NewArgDefault, ValuePointer)
+
+_EngineT = TypeVar("_EngineT")
 
 
 def make_atom(value: Any) -> AtomRef:
@@ -374,7 +376,7 @@ class Engine:
     def argument_values(self, pending: PendingCall) -> dict[str, Any]:
         """What the function receives, per parameter: values, with refs unwrapped (loading
         stored values)."""
-        return _values_by_parameter(pending.op, pending.passed, self._value_of)
+        return _values_by_parameter(pending.op, pending.passed, _stored_value, self)
 
     def run_function(
         self, op: OpDeclaration, values: dict[str, Any]
@@ -403,13 +405,6 @@ class Engine:
         self, op: OpDeclaration, result: Any, history: bytes, builder: Builder
     ) -> dict[str, Ref]:
         return output_refs(op.name, split_outputs(op, result), history, builder)
-
-    def _value_of(self, value: Any) -> Any:
-        if isinstance(value, Ref):
-            if value.in_memory and type(value) is AtomRef:
-                return value.obj
-            return self.unwrap(value)
-        return value
 
     def _restamped_outputs(
         self, prototype: bytes, history: bytes, builder: Builder
@@ -677,20 +672,23 @@ def _substitute(obj: Any) -> Any:
 
 
 def _values_by_parameter(
-    op: OpDeclaration, passed: dict[str, Any], value_of: Callable[[Any], Any]
+    op: OpDeclaration,
+    passed: dict[str, Any],
+    value_of: Callable[[Any, _EngineT], Any],
+    engine: _EngineT,
 ) -> dict[str, Any]:
-    """``value_of`` of what each parameter was passed (of each element of ``*args`` and each
-    entry of ``**kwargs``), by parameter name."""
+    """``value_of(value, engine)`` of what each parameter was passed (of each element of
+    ``*args`` and each entry of ``**kwargs``), by parameter name."""
     values: dict[str, Any] = {}
     for parameter in op.plan.parameters:
         name = parameter.name
         value = passed[name]
         if parameter.is_variadic_positional:
-            values[name] = [value_of(v) for v in value]
+            values[name] = [value_of(v, engine) for v in value]
         elif parameter.is_variadic_keyword:
-            values[name] = {k: value_of(v) for k, v in value.items()}
+            values[name] = {k: value_of(v, engine) for k, v in value.items()}
         else:
-            values[name] = value_of(value)
+            values[name] = value_of(value, engine)
     return values
 
 
@@ -703,11 +701,7 @@ def call_plain(
 
     Inside a versioned call, the nested op's code is traced too.
     """
-
-    def value_of(value: Any) -> Any:
-        return _plain_value(value, engine)
-
-    values = _values_by_parameter(op, op.plan.bind(args, kwargs), value_of)
+    values = _values_by_parameter(op, op.plan.bind(args, kwargs), _plain_value, engine)
     call_args, call_kwargs = op.plan.layout(values)
     tracer = ACTIVE_TRACER.get()
     if tracer is not None:
@@ -715,7 +709,18 @@ def call_plain(
     return op.func(*call_args, **call_kwargs)
 
 
+def _stored_value(value: Any, engine: Engine) -> Any:
+    """What the function receives for ``value`` in a memoized call: refs unwrapped."""
+    if isinstance(value, Ref):
+        if value.in_memory and type(value) is AtomRef:
+            return value.obj
+        return engine.unwrap(value)
+    return value
+
+
 def _plain_value(value: Any, engine: CallEngine | None) -> Any:
+    """What the function receives for ``value`` in a plain call: markers' payloads, refs
+    unwrapped (without an engine, only in-memory atoms)."""
     cls = type(value)
     if cls in _MARKERS:
         if cls is ValuePointer:
