@@ -7,7 +7,7 @@ not for callers of a store (they hold a :class:`~mandala.backends.sql.SqlBackend
 
 A dialect (``sqlite.py``, ``postgres.py``) subclasses it and supplies the connection, statement
 execution, write and read transactions, what counts as a retryable error, the schema DDL, and
-hooks where the fastest SQL differs (:meth:`SqlCore.fill_lookup_keys`,
+hooks where the SQL differs (:meth:`SqlCore.migration`, :meth:`SqlCore.fill_lookup_keys`,
 :meth:`SqlCore.fill_lookup_calls`, :meth:`SqlCore.columns`). Statements are written with ``?``
 placeholders; a dialect translates them if it must.
 
@@ -120,6 +120,11 @@ class SqlCore(ABC):
     @abstractmethod
     def ddl(self) -> list[str]:
         """The statements that create the current schema."""
+
+    def migration(self, version: int) -> list[str]:
+        """The statements that migrate the schema to ``version`` from the one before (a
+        dialect hook: written in SQLite's spelling)."""
+        return schema.migration(version)
 
     @abstractmethod
     def close(self) -> None:
@@ -239,7 +244,7 @@ class SqlCore(ABC):
                     "upgrade mandala (pip install -U pymandala) to open it"
                 )
             for target in range(version + 1, schema.CURRENT + 1):
-                for statement in schema.migration(target, self.dialect):
+                for statement in self.migration(target):
                     self.execute(statement)
                 self.execute(
                     "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(target),)

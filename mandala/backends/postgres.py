@@ -146,6 +146,9 @@ class PostgresCore(SqlCore):
     def ddl(self) -> list[str]:
         return schema.POSTGRES_DDL
 
+    def migration(self, version: int) -> list[str]:
+        return schema.postgres_migration(version)
+
     def close(self) -> None:
         with self.lock:
             self._conn.close()
