@@ -257,7 +257,7 @@ class SqlCore(ABC):
     def op_id(self, op_row: OpRow) -> int:
         """The store's id of an op, inserting its row if it is new (inside a transaction; the
         id is remembered only by :meth:`remember_ops`, once that transaction committed)."""
-        name, version = op_row[0], op_row[1]
+        name, version = op_row.name, op_row.version
         op_id = self._op_ids.get((name, version))
         if op_id is None:
             self.execute(

@@ -63,7 +63,7 @@ class WriteBatch:
     """Everything one commit writes, in one transaction; every insert is idempotent.
 
     Attributes:
-        ops: :class:`OpRow` (or tuples of its layout).
+        ops: :class:`OpRow`.
         values: ``(content_key, format, size, data_or_None, blob_key_or_None, checksum_or_None)``;
             the checksum is the 16-byte BLAKE3 digest of the stored bytes (the inline data or the
             blob file), None when unknown (then the value is loaded unverified).

@@ -72,7 +72,7 @@ class SqlBackend:
 
     def write(self, batch: WriteBatch) -> None:
         """Write a batch in one transaction; calls already stored (by anyone) are skipped."""
-        op_rows = {(row[0], row[1]): row for row in batch.ops}
+        op_rows = {(row.name, row.version): row for row in batch.ops}
         # Rows sorted by key land in B-tree pages in order, which makes inserts of random keys
         # cheaper than in arrival order.
         values = sorted(batch.values)

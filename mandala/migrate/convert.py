@@ -309,7 +309,7 @@ class Converter:
 
     def run(self) -> None:
         report = self.report
-        existing_ops = {(row[0], row[1]) for row in self.storage.backend.calls.ops()}
+        existing_ops = {(row.name, row.version) for row in self.storage.backend.calls.ops()}
         for name, old in sorted(self.ops.items()):
             if old.structural:
                 continue

@@ -8,17 +8,18 @@ import time
 
 import pytest
 
-from mandala.backends.records import DIRECTION_IN, DIRECTION_OUT, KIND_ATOM, WriteBatch
+from mandala.backends.records import DIRECTION_IN, DIRECTION_OUT, KIND_ATOM, OpRow, WriteBatch
 from mandala.backends.sqlite import SqliteBackend
+from mandala.model.calls import OpSpec
 
-OP_ROW = ("f", 0, None, '"auto"', "[]", 0)
+OP_ROW = OpRow.of(OpSpec("f"))
 
 
 def _key(n: int) -> bytes:
     return bytes([n]) * 16
 
 
-def _batch(call: int = 1, op_row: tuple = OP_ROW) -> WriteBatch:
+def _batch(call: int = 1, op_row: OpRow = OP_ROW) -> WriteBatch:
     x, y, call_key = _key(10 + call), _key(20 + call), _key(call)
     return WriteBatch(
         ops=[op_row],

@@ -24,15 +24,16 @@ from pathlib import Path
 import pytest
 
 from mandala.backends.checkpoint import THRESHOLD_BYTES, WalCheckpointer
-from mandala.backends.records import DIRECTION_OUT, KIND_ATOM, WriteBatch
+from mandala.backends.records import DIRECTION_OUT, KIND_ATOM, OpRow, WriteBatch
 from mandala.backends.sqlite import SqliteBackend
 from mandala.imports import Storage, op
+from mandala.model.calls import OpSpec
 from tests.conftest import REPO_ROOT, run_snippet
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs fork and SIGKILL")
 
 MB = 1024 * 1024
-OP_ROW = ("blob_op", 0, None, '"auto"', "[]", 0)
+OP_ROW = OpRow.of(OpSpec("blob_op"))
 
 
 def _key(*parts: object) -> bytes:
