@@ -72,7 +72,7 @@ def _check(storage: Storage, refs: list[Any], expected: list[Any], calls: int, w
     values = storage.unwrap(refs)
     if values != expected:
         raise RuntimeError(f"{what}: wrong results")
-    stored = storage.backend.counts().calls
+    stored = storage.backend.upkeep.counts().calls
     if stored != calls:
         raise RuntimeError(f"{what}: {stored} calls stored, expected {calls}")
 
@@ -138,7 +138,7 @@ def _big_rep(d: Path, rep: int, client: Any) -> dict[str, float]:
     del arrays
     storage = Storage(d / f"big-{rep}.db")
     seconds, refs = _block(storage, client, lambda: [big(seed) for seed in seeds])
-    if storage.backend.counts().calls != _BIG_CALLS:
+    if storage.backend.upkeep.counts().calls != _BIG_CALLS:
         raise RuntimeError("big results: calls missing from the store")
     if not np.array_equal(Storage(d / f"big-{rep}.db").unwrap(refs[0]), big_plain(seeds[0])):
         raise RuntimeError("big results: the stored array differs")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -139,7 +140,8 @@ class Storage:
             is skipped with a warning (default), silently, or (False) is an error.
         skip_missing_deps, skip_missing_silently: a dependency of stored calls that no longer
             exists is skipped with a warning (default), silently, or (False) is an error.
-        strict_tracing, deps_package: accepted for compatibility; no effect.
+        strict_tracing, deps_package: the original's; accepted for compatibility, without
+            effect (giving them warns with a ``DeprecationWarning``).
         on_change: what entering a context does when versioned code changed: ``"ask"``
             (default: show the diff and ask y/n/a through ``input()``), ``"new_version"``
             (every change invalidates the calls that used the code), ``"compatible"`` (keep
@@ -195,6 +197,16 @@ class Storage:
         blob_store: str | os.PathLike[str] | BlobStore | None = None,
         on_change: str = "ask",
     ) -> None:
+        for name, given in (
+            ("deps_package", deps_package is not None),
+            ("strict_tracing", strict_tracing),
+        ):
+            if given:
+                warnings.warn(
+                    f"Storage({name}=...) has no effect; remove the argument",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
         location = str(db_path)
         explicit_overflow_dir = overflow_dir
         self.backend: SqlBackend
@@ -296,7 +308,16 @@ class Storage:
     def call(
         self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any], config: Any = None
     ) -> Any:
-        """Call ``op`` under this storage (what ``op(...)`` does inside ``with storage:``)."""
+        """Call ``op`` under this storage (what ``op(...)`` does inside ``with storage:``).
+
+        ``config``: the original's; accepted for compatibility, without effect (giving it
+        warns with a ``DeprecationWarning``)."""
+        if config is not None:
+            warnings.warn(
+                "Storage.call(..., config=...) has no effect; remove the argument",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         return self._engine.call(op, tuple(args), dict(kwargs))
 
     def parallel(
@@ -397,7 +418,7 @@ class Storage:
     def load_ref(self, hid: str, in_memory: bool = True) -> Ref:
         """The ref with history id ``hid``; with its value when ``in_memory`` (the default)."""
         key = from_hex(hid, "history id")
-        found = self.backend.load_refs([key])
+        found = self.backend.values.load_refs([key])
         if key not in found:
             pending = self.session.pending_ref(key)
             if pending is None:
@@ -416,16 +437,8 @@ class Storage:
     def _spec(self, name: str, version: int) -> OpSpec:
         spec = self._op_specs.get((name, version))
         if spec is None:
-            for row in self.backend.load_ops():
-                nout = row["nout"]
-                self._op_specs[(row["name"], row["version"])] = OpSpec(
-                    row["name"],
-                    row["version"],
-                    tuple(row["output_names"]) if row["output_names"] is not None else None,
-                    nout,
-                    tuple(row["ignore_args"]),
-                    row["is_structural"],
-                )
+            for row in self.backend.calls.ops():
+                self._op_specs[(row.name, row.version)] = row.to_spec()
             spec = self._op_specs.get((name, version)) or OpSpec(name, version)
         return spec
 
@@ -508,8 +521,8 @@ class Storage:
         """Commit, then delete calls by history key (and their dependents); returns how many."""
         self.commit()
         if delete_dependents and keys:
-            keys = list(self.backend.dependents(keys))
-        deleted = self.backend.delete_calls(keys) if keys else 0
+            keys = list(self.backend.calls.dependents(keys))
+        deleted = self.backend.calls.delete_calls(keys) if keys else 0
         from_cache = self.session.forget_calls(keys)
         logger.info("Dropped %d calls (and %d from cache).", deleted, from_cache)
         return deleted
@@ -517,20 +530,20 @@ class Storage:
     def get_orphans(self) -> set[str]:
         """History ids of stored refs that no call uses."""
         self.commit()
-        return {key.hex() for key in self.backend.orphan_refs()}
+        return {key.hex() for key in self.backend.upkeep.orphan_refs()}
 
     def get_unreferenced_cids(self) -> set[str]:
         """Content ids of stored values that no ref points to."""
         self.commit()
-        return {key.hex() for key in self.backend.unreferenced_values()}
+        return {key.hex() for key in self.backend.upkeep.unreferenced_values()}
 
     def cleanup_refs(self) -> None:
         """Delete refs no call uses, then values no ref points to (and their blob files)."""
         self.commit()
-        orphans = self.backend.orphan_refs()
-        self.backend.delete_refs_and_values(list(orphans), [])
-        unreferenced = self.backend.unreferenced_values()
-        blob_keys = self.backend.delete_refs_and_values([], list(unreferenced))
+        orphans = self.backend.upkeep.orphan_refs()
+        self.backend.upkeep.delete_refs_and_values(list(orphans), [])
+        unreferenced = self.backend.upkeep.unreferenced_values()
+        blob_keys = self.backend.upkeep.delete_refs_and_values([], list(unreferenced))
         if self.session.blobs is not None:
             for key in blob_keys:
                 self.session.blobs.delete(key)
@@ -579,7 +592,7 @@ class Storage:
                 item.history_key if isinstance(item, Call) else from_hex(item, "call history id")
                 for item in calls
             ]
-            missing = set(keys) - self.backend.has_calls(keys)
+            missing = set(keys) - self.backend.calls.has_calls(keys)
             if missing:
                 raise ValueNotFoundError(
                     f"no call with history id {sorted(missing)[0].hex()} in this storage"
@@ -590,15 +603,15 @@ class Storage:
 
     def preload(self, lazy: bool = True) -> None:
         """Load every stored call into the cache (and every value too, unless ``lazy``)."""
-        keys = self.backend.all_call_keys()
-        for stored in self.backend.load_calls(keys):
+        keys = self.backend.calls.all_call_keys()
+        for stored in self.backend.calls.load_calls(keys):
             self.session.calls[stored.history_key] = tuple(
                 (o.name, o.history_key, o.content_key, o.kind) for o in stored.outputs
             )
         if not lazy:
             self._engine.attach(
                 ref_from_kind(o.kind, o.content_key, o.history_key)
-                for stored in self.backend.load_calls(keys)
+                for stored in self.backend.calls.load_calls(keys)
                 for o in (*stored.inputs, *stored.outputs)
                 if o.kind != KIND_POINTER
             )
@@ -639,7 +652,7 @@ class Storage:
 
     def cache_stats(self) -> dict[str, dict[str, int]]:
         """Counts of cached, pending (uncommitted) and stored items."""
-        counts = self.backend.counts()
+        counts = self.backend.upkeep.counts()
         pending = self.session.pending_counts()
         return {
             "calls": {
@@ -853,13 +866,13 @@ class _FrameSource:
         self.backend = storage.backend
 
     def call_rows_of_op(self, name: str) -> CallRows:
-        return self.backend.load_call_rows_of_op(name)
+        return self.backend.columns.load_call_rows_of_op(name)
 
     def call_rows_touching(self, ref_keys: Any, direction: int) -> CallRows:
-        return self.backend.load_call_rows_touching(ref_keys, direction)
+        return self.backend.columns.load_call_rows_touching(ref_keys, direction)
 
     def call_details(self, call_ids: list[int]) -> Sequence[list[Any]]:
-        return self.backend.load_call_details(call_ids)
+        return self.backend.columns.load_call_details(call_ids)
 
     def load_shapes(self, refs: list[Ref]) -> None:
         self.storage._engine.load_shapes(refs)
@@ -868,7 +881,7 @@ class _FrameSource:
         return self.storage._spec(name, version)
 
     def prefetch_values(self, expected: int) -> Any:
-        return self.backend.prefetch_values(expected) if expected >= _BULK_VALUES else None
+        return self.backend.values.prefetch_values(expected) if expected >= _BULK_VALUES else None
 
     def load_value_array(self, content_keys: np.ndarray, prefetched: Any = None) -> np.ndarray:
         import numpy as np  # here: opening a store does not need numpy
@@ -883,8 +896,8 @@ class _FrameSource:
         # A frame's table loads every value it shows: decode the store's rows directly (each
         # checked and decoded as the session does), without its bookkeeping per key. Keys the
         # store lacks go through the session (uncommitted values, or its error for a missing one).
-        values, present = self.backend.decode_values(
-            content_keys, session._decode, session._decode_inline_many, prefetched
+        values, present = self.backend.values.decode_values(
+            content_keys, session.reader, prefetched
         )
         if not present.all():
             missing = np.flatnonzero(~present)

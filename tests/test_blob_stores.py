@@ -151,7 +151,7 @@ def place(request: pytest.FixtureRequest, tmp_path: Path) -> BlobPlace:
 
 
 def _blob_key(storage: Storage, content_id: str) -> str:
-    cursor = storage.backend._execute(
+    cursor = storage.backend.core.execute(
         "SELECT blob_key FROM stored_values WHERE content_key = ?", (bytes.fromhex(content_id),)
     )
     [(blob_key,)] = cursor.fetchall()
@@ -215,7 +215,7 @@ def test_threshold_zero_puts_every_value_in_the_blob_store(
     storage = persistent.open(blob_store=place.location, overflow_threshold_MB=0)
     with storage:
         result = make(3)
-    rows = storage.backend._execute("SELECT data FROM stored_values").fetchall()
+    rows = storage.backend.core.execute("SELECT data FROM stored_values").fetchall()
     assert len(rows) == 3 and all(data is None for (data,) in rows)  # n, tag and the array
     assert len(place.listing()) == 3
     again = persistent.open(blob_store=place.location, overflow_threshold_MB=0)

@@ -134,7 +134,7 @@ def test_a_corrupt_value_is_not_copied(tmp_path: Path, storage: Storage) -> None
     source = Storage(tmp_path / "laptop.db")
     square, total, halve = _pipeline([])
     _, h, _ = _run(source, square, total, halve)
-    source.backend._execute(
+    source.backend.core.execute(
         "UPDATE stored_values SET data = ? WHERE content_key = ?", (b"bad", bytes.fromhex(h.cid))
     )
     with pytest.raises(CorruptValueError, match=h.cid):

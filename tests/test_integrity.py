@@ -15,7 +15,7 @@ from tests.conftest import PersistentStore
 
 def _sql(storage: Storage, sql: str, params: tuple = ()) -> list:
     """Ad-hoc SQL on the store behind ``storage`` (``?`` placeholders on every backend)."""
-    cursor = storage.backend._execute(sql, params)
+    cursor = storage.backend.core.execute(sql, params)
     return cursor.fetchall() if cursor.description else []
 
 

@@ -43,17 +43,17 @@ def claim(
     def body() -> set[bytes]:
         now = time.time()
         until = now + lease_s
-        backend._executemany(_CLAIM, [(key, owner, until, now) for key in keys])
+        backend.core.executemany(_CLAIM, [(key, owner, until, now) for key in keys])
         return {
             row[0]
-            for row in backend._rows_in(
+            for row in backend.core.rows_in(
                 "SELECT call_key FROM call_claims WHERE call_key IN ({marks}) AND owner = ?",
                 keys,
                 (owner,),
             )
         }
 
-    return {bytes(key) for key in backend._transaction(body)}
+    return {bytes(key) for key in backend.core.transaction(body)}
 
 
 def renew(
@@ -69,19 +69,19 @@ def renew(
         until = time.time() + lease_s
         held = {
             bytes(row[0])
-            for row in backend._rows_in(
+            for row in backend.core.rows_in(
                 "SELECT call_key FROM call_claims WHERE call_key IN ({marks}) AND owner = ?",
                 keys,
                 (owner,),
             )
         }
-        backend._executemany(
+        backend.core.executemany(
             "UPDATE call_claims SET lease_until = ? WHERE call_key = ? AND owner = ?",
             [(until, key, owner) for key in sorted(held)],
         )
         return held
 
-    return backend._transaction(body)
+    return backend.core.transaction(body)
 
 
 def release(backend: SqlBackend, call_keys: Sequence[bytes], owner: str) -> None:
@@ -91,20 +91,20 @@ def release(backend: SqlBackend, call_keys: Sequence[bytes], owner: str) -> None
         return
 
     def body() -> None:
-        backend._executemany(
+        backend.core.executemany(
             "DELETE FROM call_claims WHERE call_key = ? AND owner = ?",
             [(key, owner) for key in keys],
         )
 
-    backend._transaction(body)
+    backend.core.transaction(body)
 
 
 def claims_of(backend: SqlBackend, call_keys: Sequence[bytes]) -> dict[bytes, tuple[str, float]]:
     """``call key -> (owner, lease_until)`` of the claims on these calls (for inspection)."""
-    with backend._lock:
+    with backend.core.lock:
         return {
             bytes(row[0]): (row[1], row[2])
-            for row in backend._rows_in(
+            for row in backend.core.rows_in(
                 "SELECT call_key, owner, lease_until FROM call_claims WHERE call_key IN ({marks})",
                 list(call_keys),
             )

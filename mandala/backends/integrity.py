@@ -116,7 +116,7 @@ def verify(backend: SqlBackend, blobs: BlobStore | None) -> VerificationReport:
     values_checked = unverified = blob_files_checked = 0
     after = b""
     while True:
-        page = backend.values_page(after, _PAGE)
+        page = backend.values.values_page(after, _PAGE)
         if not page:
             break
         after = page[-1][0]
@@ -146,7 +146,7 @@ def verify(backend: SqlBackend, blobs: BlobStore | None) -> VerificationReport:
             blob_files_checked += 1
             if checksum is not None and actual != checksum:
                 corrupted[content_key] = f"its blob file {path} does not match its checksum"
-    creators = backend.value_creators([*corrupted, *missing]) if corrupted or missing else {}
+    creators = backend.calls.value_creators([*corrupted, *missing]) if corrupted or missing else {}
 
     def damaged(problems: dict[bytes, str]) -> tuple[DamagedValue, ...]:
         return tuple(
@@ -156,23 +156,23 @@ def verify(backend: SqlBackend, blobs: BlobStore | None) -> VerificationReport:
 
     edges = tuple(
         DanglingEdge(call_key.hex(), "output" if direction else "input", name, content_key.hex())
-        for call_key, direction, name, content_key in sorted(backend.edges_without_values())
+        for call_key, direction, name, content_key in sorted(backend.upkeep.edges_without_values())
     )
     # An op declared with no outputs, called without arguments, legitimately has no edges.
     empty_calls = tuple(
         sorted(
             call_key.hex()
-            for call_key, _name, nout in backend.calls_without_edges()
+            for call_key, _name, nout in backend.upkeep.calls_without_edges()
             if json.loads(nout) != 0
         )
     )
     orphans: tuple[str, ...] = ()
     if blobs is not None:
         orphans = tuple(sorted(set(blobs.keys()) - referenced_blobs))
-    counts = backend.counts()
+    counts = backend.upkeep.counts()
     return VerificationReport(
         calls_checked=counts.calls,
-        edges_checked=backend.count_edges(),
+        edges_checked=backend.upkeep.count_edges(),
         values_checked=values_checked,
         values_unverified=unverified,
         blob_files_checked=blob_files_checked,

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from mandala.backends import schema
+from mandala.backends.core import SqlCore
 from mandala.backends.sql import SqlBackend
 from mandala.errors import StorageError
 
-__all__ = ["PostgresBackend", "is_postgres_url", "redact_url"]
+__all__ = ["PostgresBackend", "PostgresCore", "is_postgres_url", "redact_url"]
 
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
 _PLACEHOLDER = re.compile(r"\?")
@@ -35,7 +36,23 @@ def redact_url(url: str) -> str:
 
 
 class PostgresBackend(SqlBackend):
-    """The SQL store in PostgreSQL (psycopg 3)."""
+    """The SQL store in PostgreSQL (psycopg 3).
+
+    Args:
+        url: a libpq connection string (``postgresql://user@host:port/dbname``).
+
+    Raises:
+        StorageError: psycopg is missing, the server refuses, or the database is not a store.
+    """
+
+    core: PostgresCore
+
+    def __init__(self, url: str) -> None:
+        super().__init__(PostgresCore(url))
+
+
+class PostgresCore(SqlCore):
+    """The connection to one PostgreSQL database (see :class:`PostgresBackend`)."""
 
     dialect = "postgresql"
     blob_type = "BYTEA"
@@ -57,7 +74,7 @@ class PostgresBackend(SqlBackend):
             raise StorageError(f"cannot connect to {self.path}: {message}") from None
         self._sql_cache: dict[str, str] = {}
         try:
-            self._initialize()
+            self.initialize()
         except psycopg.Error as error:
             self._conn.close()
             raise StorageError(f"cannot open {self.path} as a mandala store: {error}") from error
@@ -69,13 +86,31 @@ class PostgresBackend(SqlBackend):
             self._sql_cache[sql] = translated
         return translated
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._conn.execute(self._sql(sql), params or None)
 
-    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             with self._conn.cursor() as cursor:
                 cursor.executemany(self._sql(sql), rows)
+
+    def fill_lookup_keys(self, keys: Sequence[bytes]) -> None:
+        """The keys travel as one parameter, an array, instead of one round trip per key."""
+        keys = list(keys)
+        self.empty_lookup_keys()
+        if keys:
+            self.execute(
+                "INSERT INTO lookup_keys (key) SELECT DISTINCT unnest(CAST(? AS BYTEA[]))",
+                (list(set(keys)),),
+            )
+
+    def fill_lookup_calls(self, call_ids: Sequence[int]) -> None:
+        """The ids travel as one parameter, an array, instead of one round trip per id."""
+        self.empty_lookup_calls()
+        self.execute(
+            "INSERT INTO lookup_calls (id) SELECT DISTINCT unnest(CAST(? AS BIGINT[]))",
+            (list(call_ids),),
+        )
 
     def _begin_write(self) -> None:
         self._conn.execute("BEGIN")
@@ -99,24 +134,27 @@ class PostgresBackend(SqlBackend):
         if self._conn.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE:
             self._conn.execute("COMMIT")
 
-    def _is_retryable(self, error: BaseException) -> bool:
+    def is_retryable(self, error: BaseException) -> bool:
         return getattr(error, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
-    def _table_names(self) -> set[str]:
+    def table_names(self) -> set[str]:
         rows = self._conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
         ).fetchall()
         return {row[0] for row in rows}
 
-    def _ddl(self) -> list[str]:
+    def ddl(self) -> list[str]:
         return schema.POSTGRES_DDL
 
+    def migration(self, version: int) -> list[str]:
+        return schema.postgres_migration(version)
+
     def close(self) -> None:
-        with self._lock:
+        with self.lock:
             self._conn.close()
 
     def vacuum(self) -> None:
-        with self._lock:
+        with self.lock:
             self._conn.execute("VACUUM")
 
     def connection(self) -> Any:

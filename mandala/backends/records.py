@@ -8,10 +8,12 @@ are several times cheaper to create than frozen dataclasses.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
 
+from mandala.model.calls import OpSpec
 from mandala.model.kinds import KIND_ATOM, KIND_DICT, KIND_LIST, KIND_NAMES, KIND_POINTER, KIND_SET
 
 __all__ = [
@@ -27,6 +29,11 @@ __all__ = [
     "KIND_POINTER",
     "KIND_NAMES",
     "WriteBatch",
+    "OpRow",
+    "ItemRow",
+    "EdgeWithoutValue",
+    "CallWithoutEdges",
+    "ValuePageRow",
     "StoredOutput",
     "StoredCall",
     "StoredValue",
@@ -44,13 +51,11 @@ class WriteBatch:
     """Everything one commit writes, in one transaction; every insert is idempotent.
 
     Attributes:
-        ops: ``(name, version, output_names_json, nout, ignore_args_json, is_structural)``.
+        ops: :class:`OpRow`.
         values: ``(content_key, format, size, data_or_None, blob_key_or_None, checksum_or_None)``;
             the checksum is the 16-byte BLAKE3 digest of the stored bytes (the inline data or the
-            blob file), None when unknown (then the value is loaded unverified); a 5-column
-            row without it is accepted too.
-        items: ``(collection_history_key, position, item_key_or_None, element_history_key,
-            element_content_key, element_kind)``.
+            blob file), None when unknown (then the value is loaded unverified).
+        items: :class:`ItemRow` (or tuples of its layout).
         calls: ``(history_key, content_key, op_name, op_version, semantic_version,
             content_version, started_at, duration)``.
         edges: ``(call_history_key, direction, name, ref_history_key, ref_content_key,
@@ -60,7 +65,7 @@ class WriteBatch:
         call_versions: ``(pre_call_key, semantic_version, content_version)``.
     """
 
-    ops: list[tuple] = field(default_factory=list)
+    ops: list[OpRow] = field(default_factory=list)
     values: list[tuple] = field(default_factory=list)
     items: list[tuple] = field(default_factory=list)
     calls: list[tuple] = field(default_factory=list)
@@ -71,6 +76,82 @@ class WriteBatch:
 
     def __len__(self) -> int:
         return len(self.values) + len(self.items) + len(self.calls) + len(self.edges)
+
+
+class OpRow(NamedTuple):
+    """An op as the ``ops`` table stores it (the one shape of an op's row, written and read).
+
+    The collection fields are JSON text, as stored."""
+
+    name: str
+    version: int
+    output_names: str | None
+    """JSON list of the declared output names, or None."""
+    nout: str
+    """JSON of ``"auto"``, ``"var"`` or a count."""
+    ignore_args: str
+    """JSON list of parameter names."""
+    is_structural: int
+
+    @classmethod
+    def of(cls, spec: OpSpec) -> OpRow:
+        """The row of an op's description."""
+        return cls(
+            spec.name,
+            spec.version,
+            json.dumps(list(spec.output_names)) if spec.output_names is not None else None,
+            json.dumps(spec.nout),
+            json.dumps(list(spec.ignore_args)),
+            int(spec.is_structural),
+        )
+
+    def to_spec(self) -> OpSpec:
+        """The op's description from its row."""
+        return OpSpec(
+            self.name,
+            self.version,
+            tuple(json.loads(self.output_names)) if self.output_names else None,
+            json.loads(self.nout),
+            tuple(json.loads(self.ignore_args)),
+            bool(self.is_structural),
+        )
+
+
+class ItemRow(NamedTuple):
+    """One element of a stored collection ref, as the ``ref_items`` table stores it."""
+
+    collection_key: bytes
+    position: int
+    item_key: str | None
+    element_key: bytes
+    element_content_key: bytes
+    element_kind: int
+
+
+class EdgeWithoutValue(NamedTuple):
+    """An atom edge whose value row is missing (found by ``verify``)."""
+
+    call_key: bytes
+    direction: int
+    name: str
+    content_key: bytes
+
+
+class CallWithoutEdges(NamedTuple):
+    """A stored call that has no edge at all (found by ``verify``)."""
+
+    call_key: bytes
+    op_name: str
+    nout_json: str
+
+
+class ValuePageRow(NamedTuple):
+    """What ``verify`` reads of a stored value, a page of them at a time."""
+
+    content_key: bytes
+    data: bytes | None
+    blob_key: str | None
+    checksum: bytes | None
 
 
 class StoredOutput(NamedTuple):

@@ -179,12 +179,14 @@ MIGRATIONS: dict[int, list[str]] = {
 }
 
 
-def migration(version: int, dialect: str) -> list[str]:
-    """The statements of ``MIGRATIONS[version]`` in the spelling of ``dialect``."""
-    statements = MIGRATIONS.get(version, [])
-    if dialect == "postgresql":
-        return [_postgres(statement) for statement in statements]
-    return list(statements)
+def migration(version: int) -> list[str]:
+    """The statements of ``MIGRATIONS[version]``, in SQLite's spelling."""
+    return list(MIGRATIONS.get(version, []))
+
+
+def postgres_migration(version: int) -> list[str]:
+    """The statements of ``MIGRATIONS[version]``, in PostgreSQL's spelling."""
+    return [_postgres(statement) for statement in MIGRATIONS.get(version, [])]
 
 
 _STORED_VALUES_V2 = """CREATE TABLE IF NOT EXISTS stored_values (

@@ -22,12 +22,15 @@ from mandala.backends.records import (
     DIRECTION_OUT,
     KIND_ATOM,
     KIND_POINTER,
+    ItemRow,
+    OpRow,
     StoredCall,
     WriteBatch,
 )
 from mandala.backends.sql import SqlBackend
+from mandala.backends.value_reader import copy_hashed
 from mandala.errors import CorruptValueError
-from mandala.hashing.digest import Hasher, digest
+from mandala.hashing.digest import digest
 
 __all__ = ["CopyReport", "dependency_closure", "copy_calls"]
 
@@ -57,20 +60,20 @@ def _collections(refs: Iterable[tuple[bytes, int]]) -> list[bytes]:
     return [key for key, kind in refs if kind not in (KIND_ATOM, KIND_POINTER)]
 
 
-def _items_closure(source: SqlBackend, collection_keys: Sequence[bytes]) -> list[tuple]:
+def _items_closure(source: SqlBackend, collection_keys: Sequence[bytes]) -> list[ItemRow]:
     """Element rows of these collections and of the collections nested in them."""
-    rows: list[tuple] = []
+    rows: list[ItemRow] = []
     seen: set[bytes] = set()
     frontier = list(dict.fromkeys(collection_keys))
     while frontier:
         seen.update(frontier)
-        shapes = source.load_shapes(frontier)
+        shapes = source.values.load_shapes(frontier)
         frontier = []
         for collection_key, items in shapes.items():
             for item in items:
                 element = item.element
                 rows.append(
-                    (
+                    ItemRow(
                         collection_key,
                         item.position,
                         item.item_key,
@@ -94,11 +97,11 @@ def dependency_closure(source: SqlBackend, call_keys: Sequence[bytes]) -> list[b
     result = set(call_keys)
     frontier = list(result)
     while frontier:
-        calls = source.load_calls_set(frontier)
+        calls = source.calls.load_calls_set(frontier)
         refs = {(o.history_key, o.kind) for c in calls for o in (*c.inputs, *c.outputs)}
         wanted = [o.history_key for c in calls for o in c.inputs]
-        wanted.extend(row[3] for row in _items_closure(source, _collections(refs)))
-        creators = source.creators(list(dict.fromkeys(wanted)))
+        wanted.extend(row.element_key for row in _items_closure(source, _collections(refs)))
+        creators = source.calls.creators(list(dict.fromkeys(wanted)))
         frontier = [k for keys in creators.values() for k in keys if k not in result]
         frontier = list(dict.fromkeys(frontier))
         result.update(frontier)
@@ -109,21 +112,17 @@ def _copy_blob(
     source_blobs: BlobStore, target_blobs: BlobStore, blob_key: str
 ) -> tuple[bool, bytes]:
     """Copy one blob file, hashing it on the way; returns (whether written, its checksum)."""
-    hasher = Hasher()
+    checksums: list[bytes] = []
 
     def write(file: BinaryIO) -> None:
         with source_blobs.open(blob_key) as source_file:
-            while chunk := source_file.read(1 << 22):
-                hasher.update(chunk)
-                file.write(chunk)
+            checksums.append(copy_hashed(source_file, file))
 
     if target_blobs.exists(blob_key):
         with source_blobs.open(blob_key) as source_file:
-            while chunk := source_file.read(1 << 22):
-                hasher.update(chunk)
-        return False, hasher.key()
+            return False, copy_hashed(source_file)
     target_blobs.write(blob_key, write)
-    return True, hasher.key()
+    return True, checksums[-1]
 
 
 def _value_rows(
@@ -138,14 +137,14 @@ def _value_rows(
     Raises:
         CorruptValueError: a source value is damaged (nothing of this batch is written).
     """
-    present = target.has_values(content_keys)
+    present = target.values.has_values(content_keys)
     wanted = [k for k in content_keys if k not in present]
     rows: list[tuple] = []
     blob_files = 0
-    loaded = source.load_values(wanted)
+    loaded = source.values.load_values(wanted)
     for key in wanted:
         if key not in loaded:
-            calls = [k.hex() for k in source.value_creators([key]).get(key, [])]
+            calls = [k.hex() for k in source.calls.value_creators([key]).get(key, [])]
             raise CorruptValueError(
                 f"cannot copy value {key.hex()}: the source store has no row for it; it was output"
                 f" by the calls {calls}: drop them in the source (storage.drop_calls([...],"
@@ -181,7 +180,7 @@ def _value_rows(
                 if checksum is not None and actual != checksum:
                     problem = f"its blob file {source_blobs.describe(blob_key)} does not match"
         if problem is not None:
-            calls = [k.hex() for k in source.value_creators([key]).get(key, [])]
+            calls = [k.hex() for k in source.calls.value_creators([key]).get(key, [])]
             raise CorruptValueError(
                 f"cannot copy value {key.hex()}: {problem} in the source store; it was output "
                 f"by the calls {calls}: run source.verify(), drop those calls in the source "
@@ -190,7 +189,7 @@ def _value_rows(
     return rows, blob_files
 
 
-def _batch_rows(calls: Sequence[StoredCall], ops: dict[tuple[str, int], tuple]) -> WriteBatch:
+def _batch_rows(calls: Sequence[StoredCall], ops: dict[tuple[str, int], OpRow]) -> WriteBatch:
     batch = WriteBatch()
     batch.ops = list(
         {(c.op_name, c.op_version): ops[(c.op_name, c.op_version)] for c in calls}.values()
@@ -232,20 +231,23 @@ def copy_calls(
             written; a rerun after the repair copies the rest).
     """
     if call_keys is None:
-        selected = sorted(source.all_call_keys())
+        selected = sorted(source.calls.all_call_keys())
     else:
         selected = dependency_closure(source, list(call_keys))
-    present = target.has_calls(selected) if selected else set()
+    present = target.calls.has_calls(selected) if selected else set()
     todo = [k for k in selected if k not in present]
-    ops = {(row[0], row[1]): tuple(row) for row in source.op_rows()}
+    ops = {(row.name, row.version): row for row in source.calls.ops()}
     copied = values = blob_files = 0
     for start in range(0, len(todo), batch_size):
-        calls = source.load_calls_set(todo[start : start + batch_size])
+        calls = source.calls.load_calls_set(todo[start : start + batch_size])
         batch = _batch_rows(calls, ops)
-        refs = {(e[3], e[5]) for e in batch.edges}
-        batch.items = _items_closure(source, _collections(refs))
-        atoms = {e[4] for e in batch.edges if e[5] == KIND_ATOM}
-        atoms.update(row[4] for row in batch.items if row[5] == KIND_ATOM)
+        refs = {(o.history_key, o.kind) for c in calls for o in (*c.inputs, *c.outputs)}
+        items = _items_closure(source, _collections(refs))
+        batch.items = list(items)
+        atoms = {
+            o.content_key for c in calls for o in (*c.inputs, *c.outputs) if o.kind == KIND_ATOM
+        }
+        atoms.update(row.element_content_key for row in items if row.element_kind == KIND_ATOM)
         content_keys = sorted(atoms)
         batch.values, written = _value_rows(
             source, source_blobs, target, target_blobs, content_keys

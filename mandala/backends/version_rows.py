@@ -55,12 +55,13 @@ class VersionRows:
 
     def __init__(self, backend: SqlBackend) -> None:
         self.backend = backend
+        self.core = backend.core
 
     # ---------------------------------------------------------------- meta
 
     def _meta(self, key: str) -> str | None:
-        with self.backend._lock:
-            row = self.backend._execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        with self.core.lock:
+            row = self.core.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def generation(self) -> int:
@@ -73,29 +74,29 @@ class VersionRows:
         return self._meta(_ROOTS)
 
     def set_roots(self, roots_json: str) -> None:
-        backend = self.backend
+        core = self.core
 
         def body() -> None:
-            backend._execute(
+            core.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
                 (_ROOTS, roots_json),
             )
 
-        backend._transaction(body)
+        core.transaction(body)
 
     # ---------------------------------------------------------------- code state
 
     def load_components(self) -> list[ComponentRow]:
-        with self.backend._lock:
-            rows = self.backend._execute(
+        with self.core.lock:
+            rows = self.core.execute(
                 "SELECT component_id, module, qualname, kind, path, head_content"
                 " FROM version_components"
             ).fetchall()
         return [ComponentRow(int(r[0]), r[1], r[2], r[3], r[4], _bytes(r[5])) for r in rows]
 
     def load_commits(self) -> list[CommitRow]:
-        with self.backend._lock:
-            rows = self.backend._execute(
+        with self.core.lock:
+            rows = self.core.execute(
                 "SELECT component_id, content_hash, semantic_hash, parent_hash, created_at"
                 " FROM version_commits"
             ).fetchall()
@@ -106,9 +107,9 @@ class VersionRows:
     def commit_sources(self, keys: Iterable[tuple[int, bytes]]) -> dict[tuple[int, bytes], str]:
         """Source text (or a global's repr) of the given ``(component_id, content_hash)``."""
         found: dict[tuple[int, bytes], str] = {}
-        with self.backend._lock:
+        with self.core.lock:
             for component_id, content_hash in dict.fromkeys(keys):
-                row = self.backend._execute(
+                row = self.core.execute(
                     "SELECT source FROM version_commits WHERE component_id = ?"
                     " AND content_hash = ?",
                     (component_id, content_hash),
@@ -118,10 +119,8 @@ class VersionRows:
         return found
 
     def load_files(self) -> dict[str, tuple[int, int]]:
-        with self.backend._lock:
-            rows = self.backend._execute(
-                "SELECT path, mtime_ns, size FROM version_files"
-            ).fetchall()
+        with self.core.lock:
+            rows = self.core.execute("SELECT path, mtime_ns, size FROM version_files").fetchall()
         return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
     def save_state(
@@ -133,26 +132,26 @@ class VersionRows:
     ) -> dict[tuple[str, str], int]:
         """Write new commits (creating their components), moved heads and file signatures in
         one transaction; returns the ids of the components of ``commits``."""
-        backend = self.backend
+        core = self.core
 
         def body() -> dict[tuple[str, str], int]:
             ids: dict[tuple[str, str], int] = {}
             for commit in commits:
                 key = (commit.module, commit.qualname)
                 if key not in ids:
-                    backend._execute(
+                    core.execute(
                         "INSERT INTO version_components (module, qualname, kind, path)"
                         " VALUES (?, ?, ?, ?) ON CONFLICT (module, qualname) DO NOTHING",
                         (commit.module, commit.qualname, commit.kind, commit.path),
                     )
-                    row = backend._execute(
+                    row = core.execute(
                         "SELECT component_id FROM version_components WHERE module = ?"
                         " AND qualname = ?",
                         key,
                     ).fetchone()
                     ids[key] = int(row[0])
                 component_id = ids[key]
-                backend._execute(
+                core.execute(
                     "INSERT INTO version_commits (component_id, content_hash, semantic_hash,"
                     " parent_hash, source, created_at) VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (component_id, content_hash) DO NOTHING",
@@ -165,42 +164,42 @@ class VersionRows:
                         commit.created_at,
                     ),
                 )
-                backend._execute(
+                core.execute(
                     "UPDATE version_components SET head_content = ?, path = ?"
                     " WHERE component_id = ?",
                     (commit.content_hash, commit.path, component_id),
                 )
             for component_id, head in heads:
-                backend._execute(
+                core.execute(
                     "UPDATE version_components SET head_content = ? WHERE component_id = ?",
                     (head, component_id),
                 )
             for path in stale_files:
-                backend._execute("DELETE FROM version_files WHERE path = ?", (path,))
+                core.execute("DELETE FROM version_files WHERE path = ?", (path,))
             for path, mtime_ns, size in files:
-                backend._execute(
+                core.execute(
                     "INSERT INTO version_files (path, mtime_ns, size) VALUES (?, ?, ?)"
                     " ON CONFLICT (path) DO UPDATE SET mtime_ns = excluded.mtime_ns,"
                     " size = excluded.size",
                     (path, mtime_ns, size),
                 )
             if commits or heads:
-                backend._execute(
+                core.execute(
                     "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE"
                     " SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)",
                     (_GENERATION,),
                 )
             return ids
 
-        return backend._transaction(body)
+        return core.transaction(body)
 
     # ---------------------------------------------------------------- versions of calls
 
     def call_versions(self, pre_call_key: bytes) -> list[tuple[bytes, bytes]]:
         """``(semantic_version, content_version)`` of the stored calls with these input
         contents."""
-        with self.backend._lock:
-            rows = self.backend._execute(
+        with self.core.lock:
+            rows = self.core.execute(
                 "SELECT semantic_version, content_version FROM call_versions"
                 " WHERE pre_call_key = ?",
                 (pre_call_key,),
@@ -210,8 +209,8 @@ class VersionRows:
     def supports(self, content_versions: Iterable[bytes]) -> dict[bytes, list[tuple[int, bytes]]]:
         """The ``(component_id, content_hash)`` rows of each version."""
         found: dict[bytes, list[tuple[int, bytes]]] = {}
-        with self.backend._lock:
-            for row in self.backend._rows_in(
+        with self.core.lock:
+            for row in self.core.rows_in(
                 "SELECT content_version, component_id, content_hash FROM version_support"
                 " WHERE content_version IN ({marks})",
                 content_versions,
@@ -226,16 +225,16 @@ class VersionRows:
         if op_name is not None:
             sql += " WHERE op_name = ?"
             params = (op_name,)
-        with self.backend._lock:
-            rows = self.backend._execute(sql + " ORDER BY created_at", params).fetchall()
+        with self.core.lock:
+            rows = self.core.execute(sql + " ORDER BY created_at", params).fetchall()
         return [(bytes(r[0]), bytes(r[1]), r[2], float(r[3])) for r in rows]
 
     def versions_using(self, component_ids: Iterable[int]) -> set[bytes]:
         """Content versions whose support includes one of the components."""
-        with self.backend._lock:
+        with self.core.lock:
             return {
                 bytes(row[0])
-                for row in self.backend._rows_in(
+                for row in self.core.rows_in(
                     "SELECT DISTINCT content_version FROM version_support"
                     " WHERE component_id IN ({marks})",
                     component_ids,
@@ -244,10 +243,10 @@ class VersionRows:
 
     def calls_with_versions(self, content_versions_hex: Iterable[str]) -> list[bytes]:
         """History keys of the stored calls that ran one of these content versions."""
-        with self.backend._lock:
+        with self.core.lock:
             return [
                 bytes(row[0])
-                for row in self.backend._rows_in(
+                for row in self.core.rows_in(
                     "SELECT history_key FROM calls WHERE content_version IN ({marks})",
                     content_versions_hex,
                 )
@@ -256,19 +255,19 @@ class VersionRows:
     def delete_versions(self, content_versions: Sequence[bytes]) -> None:
         """Remove versions (their support and candidate rows); their calls are dropped by the
         caller first."""
-        backend = self.backend
+        core = self.core
 
         def body() -> None:
             for table in ("versions", "version_support", "call_versions"):
                 for start in range(0, len(content_versions), 500):
                     chunk = content_versions[start : start + 500]
                     marks = ",".join("?" * len(chunk))
-                    backend._execute(
+                    core.execute(
                         f"DELETE FROM {table} WHERE content_version IN ({marks})",  # noqa: S608
                         tuple(chunk),
                     )
 
-        backend._transaction(body)
+        core.transaction(body)
 
 
 def _bytes(value: object) -> bytes | None:

@@ -10,31 +10,31 @@ their row waits for the commit.
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 from mandala.backends.blobs import BlobStore
 from mandala.backends.records import (
     DIRECTION_IN,
     DIRECTION_OUT,
+    OpRow,
     ShapeItem,
     StoredCall,
     StoredOutput,
-    StoredValue,
     WriteBatch,
 )
-from mandala.errors import CorruptValueError, SerializationError, ValueNotFoundError
+from mandala.backends.sql import SqlBackend
+from mandala.backends.value_reader import ValueReader
+from mandala.errors import ValueNotFoundError
 from mandala.hashing import serialization
-from mandala.hashing.digest import Hasher, digest, digest_many
+from mandala.hashing.digest import Hasher, digest
 from mandala.model.calls import Call, OpSpec
 from mandala.model.kinds import ref_kind
 from mandala.model.refs import Ref
 
-__all__ = ["Session", "SessionBackend", "CompactOutputs"]
+__all__ = ["Session", "CompactOutputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,44 +42,8 @@ CompactOutputs = tuple[tuple[str, bytes, bytes, int], ...]
 """A call's outputs as ``(name, history_key, content_key, kind)`` tuples: small in memory."""
 
 
-class SessionBackend(Protocol):
-    """What a session reads and writes of its backend (``mandala.backends.sql.SqlBackend`` and
-    its subclasses implement it)."""
-
-    def find_outputs(self, call_key: bytes) -> tuple[StoredOutput, ...] | None: ...
-
-    def find_call(
-        self, history_key: bytes, content_key: bytes
-    ) -> tuple[tuple[StoredOutput, ...] | None, bytes | None]: ...
-
-    def find_call_by_content(self, content_key: bytes) -> bytes | None: ...
-
-    def has_calls(self, call_keys: Sequence[bytes]) -> set[bytes]: ...
-
-    def load_calls(self, call_keys: Sequence[bytes]) -> list[StoredCall]: ...
-
-    def creators(self, ref_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]: ...
-
-    def consumers(self, ref_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]: ...
-
-    def load_shapes(self, collection_keys: Sequence[bytes]) -> dict[bytes, list[ShapeItem]]: ...
-
-    def load_values(self, content_keys: Sequence[bytes]) -> dict[bytes, StoredValue]: ...
-
-    def value_creators(self, content_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]: ...
-
-    def write(self, batch: WriteBatch) -> None: ...
-
-
-def op_row(spec: OpSpec) -> tuple:
-    return (
-        spec.name,
-        spec.version,
-        json.dumps(list(spec.output_names)) if spec.output_names is not None else None,
-        json.dumps(spec.nout),
-        json.dumps(list(spec.ignore_args)),
-        int(spec.is_structural),
-    )
+def op_row(spec: OpSpec) -> OpRow:
+    return OpRow.of(spec)
 
 
 class Session:
@@ -98,14 +62,15 @@ class Session:
 
     def __init__(
         self,
-        backend: SessionBackend,
+        backend: SqlBackend,
         blobs: BlobStore | None,
         blob_threshold: int,
         allow_pickle: bool = True,
         durable: bool = False,
     ) -> None:
         self.backend = backend
-        self.allow_pickle = allow_pickle
+        self.reader = ValueReader(blobs, allow_pickle, backend.calls.value_creators)
+        """Checks and decodes every value this session loads (and a frame's bulk reads)."""
         self.durable = durable
         self.blobs = blobs
         self.blob_threshold = blob_threshold
@@ -116,6 +81,15 @@ class Session:
         self._reset_pending()
         self._registered_ops: set[tuple[str, int]] = set()
 
+    @property
+    def allow_pickle(self) -> bool:
+        """Whether values stored with pickle may be read (and values needing it written)."""
+        return self.reader.allow_pickle
+
+    @allow_pickle.setter
+    def allow_pickle(self, allow: bool) -> None:
+        self.reader.allow_pickle = allow
+
     def _reset_pending(self) -> None:
         self.pending_calls: dict[bytes, Call] = {}
         self._pending_by_content: dict[bytes, bytes] = {}
@@ -124,7 +98,7 @@ class Session:
         self._refs: dict[bytes, tuple] = {}
         self._items: dict[bytes, list[tuple]] = {}
         self._edges: list[tuple] = []
-        self._ops: dict[tuple[str, int], tuple] = {}
+        self._ops: dict[tuple[str, int], OpRow] = {}
         # Code versioning rows (empty for an unversioned storage).
         self._versions: dict[bytes, tuple] = {}
         self._version_support: dict[tuple[bytes, int], tuple] = {}
@@ -157,7 +131,7 @@ class Session:
         found = self.calls.get(call_key)
         if found is not None:
             return found
-        stored = self.backend.find_outputs(call_key)
+        stored = self.backend.calls.find_outputs(call_key)
         if stored is None:
             return None
         compact = tuple((o.name, o.history_key, o.content_key, o.kind) for o in stored)
@@ -178,7 +152,7 @@ class Session:
         pending = self._pending_by_content.get(content_key)
         if pending is not None:
             return None, pending
-        outputs, prototype = self.backend.find_call(history_key, content_key)
+        outputs, prototype = self.backend.calls.find_call(history_key, content_key)
         if outputs is None:
             return None, prototype
         compact = tuple((o.name, o.history_key, o.content_key, o.kind) for o in outputs)
@@ -190,7 +164,7 @@ class Session:
         found = self._pending_by_content.get(content_key)
         if found is not None:
             return found
-        return self.backend.find_call_by_content(content_key)
+        return self.backend.calls.find_call_by_content(content_key)
 
     def pending_ref(self, history_key: bytes) -> tuple[bytes, int] | None:
         """``(content_key, kind)`` of a ref recorded in this session but not committed yet."""
@@ -198,14 +172,16 @@ class Session:
         return (row[1], row[2]) if row is not None else None
 
     def has_call(self, call_key: bytes) -> bool:
-        return call_key in self.calls or bool(self.backend.has_calls([call_key]))
+        return call_key in self.calls or bool(self.backend.calls.has_calls([call_key]))
 
     def load_calls(self, call_keys: Sequence[bytes]) -> list[StoredCall | Call]:
         """Calls by history key, pending ones as :class:`Call`, stored ones as records."""
         pending = self.pending_calls
         result: list[StoredCall | Call] = []
         missing = [key for key in call_keys if key not in pending]
-        stored = {c.history_key: c for c in self.backend.load_calls(missing)} if missing else {}
+        stored = (
+            {c.history_key: c for c in self.backend.calls.load_calls(missing)} if missing else {}
+        )
         for key in call_keys:
             if key in pending:
                 result.append(pending[key])
@@ -214,7 +190,7 @@ class Session:
         return result
 
     def creators(self, ref_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]:
-        found = self.backend.creators(ref_keys)
+        found = self.backend.calls.creators(ref_keys)
         for key in ref_keys:
             creator = self._pending_creators.get(key)
             if creator is not None and creator not in found.get(key, []):
@@ -222,7 +198,7 @@ class Session:
         return found
 
     def consumers(self, ref_keys: Sequence[bytes]) -> dict[bytes, list[bytes]]:
-        found = self.backend.consumers(ref_keys)
+        found = self.backend.calls.consumers(ref_keys)
         wanted = set(ref_keys)
         for call in self.pending_calls.values():
             for ref in call.inputs.values():
@@ -247,7 +223,7 @@ class Session:
                 for _, position, item_key, element_key, content, kind in rows
             ]
         if missing:
-            shapes.update(self.backend.load_shapes(missing))
+            shapes.update(self.backend.values.load_shapes(missing))
         return shapes
 
     def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
@@ -265,11 +241,11 @@ class Session:
             if row is not None:
                 # Decoded from the recorded bytes, not the live object: a caller may have
                 # mutated the object since, and a hit must give what was stored.
-                result[key] = self._decode(key, row[1], row[3], row[4], None)
+                result[key] = self.reader.decode(key, row[1], row[3], row[4], None)
             else:
                 missing.append(key)
         if missing:
-            stored = self.backend.load_values(missing)
+            stored = self.backend.values.load_values(missing)
             for key in missing:
                 row = stored.get(key)
                 if row is None:
@@ -277,147 +253,10 @@ class Session:
                         f"value {key.hex()} is not in this storage (was the ref made by another "
                         "storage, or were its calls dropped and cleaned up?)"
                     )
-                result[key] = self._decode(
+                result[key] = self.reader.decode(
                     row.content_key, row.format, row.data, row.blob_key, row.checksum
                 )
         return result
-
-    def _decode(
-        self,
-        key: bytes,
-        fmt: str,
-        data: bytes | None,
-        blob_key: str | None,
-        checksum: bytes | None,
-    ) -> Any:
-        """Decode a stored value, first checking its bytes against ``checksum`` (if known).
-
-        Raises:
-            CorruptValueError: the bytes do not match the checksum, or the blob file is missing.
-        """
-        if not self.allow_pickle and serialization.get_format(fmt).uses_pickle:
-            raise self._pickle_refused(key, fmt)
-        if data is not None:
-            if checksum is not None and digest(data) != checksum:
-                raise self._corrupt(key, "its stored bytes do not match their checksum")
-            return serialization.decode(fmt, data, allow_pickle=self.allow_pickle)
-        if blob_key is None or self.blobs is None:
-            raise CorruptValueError(
-                f"value {key.hex()} is stored in a blob file but this storage has no blob folder;"
-                " open it with the blob_store (or overflow_dir) it was written with"
-            )
-        blobs = self.blobs
-        where = blobs.describe(blob_key)
-        allow_pickle = self.allow_pickle
-        try:
-            if checksum is None:  # written before checksums existed
-                with blobs.open(blob_key) as file:
-                    return serialization.read_from_file(fmt, file, allow_pickle=allow_pickle)
-            if blobs.verify_before_read:
-                if blobs.digest(blob_key) != checksum:
-                    raise self._corrupt(
-                        key, f"its blob file {where} does not match its checksum (delete it first)"
-                    )
-                with blobs.open(blob_key) as file:
-                    return serialization.read_from_file(fmt, file, allow_pickle=allow_pickle)
-            return self._read_remote_blob(key, fmt, blob_key, checksum, where)
-        except FileNotFoundError as error:
-            raise self._corrupt(key, f"its blob file {where} is missing") from error
-
-    def _decode_inline_many(
-        self,
-        fmt: str,
-        keys: Sequence[bytes],
-        payloads: list[bytes],
-        checksums: bytes | list[bytes | None],
-    ) -> list[Any]:
-        """:meth:`_decode` of many values of one format stored inline (not in blob files), in
-        the same order: each checked against its checksum, then all decoded together.
-
-        ``checksums``: one per value (None for a value written before checksums), or, when
-        every value has one, their concatenation (checked in one comparison).
-
-        Raises:
-            CorruptValueError: a value's bytes do not match its checksum.
-        """
-        if keys and not self.allow_pickle and serialization.get_format(fmt).uses_pickle:
-            raise self._pickle_refused(keys[0], fmt)
-        digests = digest_many(payloads)
-        if isinstance(checksums, bytes):
-            if b"".join(digests) != checksums:
-                size = len(checksums) // max(len(payloads), 1)
-                self._find_corrupt(
-                    keys, digests, [checksums[i * size : (i + 1) * size] for i in range(len(keys))]
-                )
-        elif digests != checksums:  # one comparison in C; a NULL checksum differs
-            self._find_corrupt(keys, digests, checksums)
-        return serialization.decode_many(fmt, payloads, allow_pickle=self.allow_pickle)
-
-    def _find_corrupt(
-        self, keys: Sequence[bytes], digests: list[bytes], checksums: Sequence[bytes | None]
-    ) -> None:
-        """Raise for the first value whose digest differs from its (known) checksum.
-
-        Raises:
-            CorruptValueError: for that value.
-        """
-        for position, (found, checksum) in enumerate(zip(digests, checksums)):
-            if checksum is not None and found != checksum:
-                raise self._corrupt(keys[position], "its stored bytes do not match their checksum")
-
-    @staticmethod
-    def _pickle_refused(key: bytes, fmt: str) -> SerializationError:
-        return SerializationError(
-            f"value {key.hex()} is stored in format {fmt!r}, which needs pickle, and pickle can"
-            " run arbitrary code; this storage was opened with allow_pickle=False. Open it"
-            " with allow_pickle=True only if you trust whoever wrote the store"
-        )
-
-    def _read_remote_blob(
-        self, key: bytes, fmt: str, blob_key: str, checksum: bytes, where: str
-    ) -> Any:
-        """Download a blob once, hashing it on the way, and decode it only if it matches.
-
-        Formats that cannot run code decode from the stream itself (no copy of the bytes); the
-        result is dropped if the checksum then fails. Pickle could run code hidden in damaged or
-        tampered bytes, so those blobs are first spooled (to memory, then disk) and checked.
-        """
-        assert self.blobs is not None
-        mismatch = f"its blob file {where} does not match its checksum (delete it first)"
-        allow_pickle = self.allow_pickle
-        with self.blobs.open(blob_key) as file:
-            reader = _HashingReader(file)
-            if serialization.get_format(fmt).uses_pickle:
-                with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
-                    while chunk := reader.read(_CHUNK):
-                        spool.write(chunk)
-                    if reader.hasher.key() != checksum:
-                        raise self._corrupt(key, mismatch)
-                    spool.seek(0)
-                    return serialization.read_from_file(fmt, spool, allow_pickle=allow_pickle)  # type: ignore[arg-type]
-            try:
-                value = serialization.read_from_file(fmt, reader, allow_pickle=allow_pickle)  # type: ignore[arg-type]
-            except SerializationError as error:
-                reader.drain()
-                if reader.hasher.key() != checksum:
-                    raise self._corrupt(key, mismatch) from error
-                raise
-            reader.drain()
-            if reader.hasher.key() != checksum:
-                raise self._corrupt(key, mismatch)
-            return value
-
-    def _corrupt(self, key: bytes, problem: str) -> CorruptValueError:
-        """The error for a damaged stored value, naming the calls that produced it."""
-        creators = [k.hex() for k in self.backend.value_creators([key]).get(key, [])]
-        if creators:
-            fix = (
-                f"it was output by the calls {creators}; drop them to recompute it: "
-                f"storage.drop_calls({creators!r}, delete_dependents=True), then rerun"
-            )
-        else:
-            fix = "no stored call outputs it (it entered as an input); drop the calls that use it"
-        return CorruptValueError(f"value {key.hex()} is corrupt: {problem}; {fix}")
 
     # ------------------------------------------------------------------ recording
 
@@ -596,36 +435,6 @@ class Session:
                 for ref in call.outputs.values():
                     self._pending_creators.pop(ref.history_key, None)
         return removed
-
-
-_CHUNK = 1 << 22  # bytes per read when streaming a blob
-_SPOOL_IN_MEMORY = 64 << 20  # a pickled blob larger than this is spooled to a temporary file
-
-
-class _HashingReader:
-    """A read-only file that hashes what is read through it from the real file."""
-
-    def __init__(self, file: BinaryIO) -> None:
-        self.file = file
-        self.hasher = Hasher()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.file.read(size)
-        self.hasher.update(data)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        count = self.file.readinto(buffer)  # type: ignore[attr-defined]
-        self.hasher.update(memoryview(buffer)[:count])
-        return int(count)
-
-    def readable(self) -> bool:
-        return True
-
-    def drain(self) -> None:
-        """Hash the rest of the file (what the decoder did not read)."""
-        while self.read(_CHUNK):
-            pass
 
 
 class _HashingWriter:

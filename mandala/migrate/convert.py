@@ -299,7 +299,7 @@ class Converter:
     def _flush(self) -> None:
         """Count this batch's values and commit it (one transaction)."""
         new = [k for k in self._batch_values if k not in self._seen_values]
-        present = self.storage.backend.has_values(new) if new else set()
+        present = self.storage.backend.values.has_values(new) if new else set()
         self.report.values.present += len(present)
         self.report.values.converted += len(new) - len(present)
         self._seen_values.update(new)
@@ -309,7 +309,7 @@ class Converter:
 
     def run(self) -> None:
         report = self.report
-        existing_ops = {(row[0], row[1]) for row in self.storage.backend.op_rows()}
+        existing_ops = {(row.name, row.version) for row in self.storage.backend.calls.ops()}
         for name, old in sorted(self.ops.items()):
             if old.structural:
                 continue

@@ -336,7 +336,7 @@ class Scheduler:
             node.owns_claim = node.history in won
         # A claim won after its previous owner finished must find the stored result.
         mine = [node for node in nodes if node.owns_claim]
-        stored = self.backend.has_calls([node.history for node in mine]) if mine else set()
+        stored = self.backend.calls.has_calls([node.history for node in mine]) if mine else set()
         tasks: list[tuple[Task, list[Any], str]] = []
         submitted: list[Node] = []
         for node in nodes:
@@ -413,7 +413,7 @@ class Scheduler:
         self.elsewhere = []
         if not waiting:
             return
-        stored = self.backend.has_calls([node.history for node in waiting])
+        stored = self.backend.calls.has_calls([node.history for node in waiting])
         rest = []
         for node in waiting:
             if node.history in stored:

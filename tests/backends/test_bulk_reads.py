@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mandala.backends.records import Column
-from mandala.backends.sql import SqlBackend
 from mandala.backends.sqlite_columns import read_columns
+from mandala.backends.values import ValueRepository
 from mandala.hashing.key_table import key_array, key_list
 from mandala.imports import Storage, op
 
@@ -141,18 +141,16 @@ def _as_dict(keys: list[bytes], found: tuple[np.ndarray, np.ndarray]) -> dict[by
 
 def _decode(storage: Storage, keys: list[bytes], handle: Any = None) -> dict[bytes, Any]:
     session = storage.session
-    found = storage.backend.decode_values(
-        key_array(keys), session._decode, session._decode_inline_many, handle
-    )
+    found = storage.backend.values.decode_values(key_array(keys), session.reader, handle)
     return _as_dict(keys, found)
 
 
 def _values(storage: Storage, keys: list[bytes], bulk: bool) -> dict[bytes, Any]:
     if bulk:
         return _decode(storage, keys)
-    backend = storage.backend
+    values = storage.backend.values
     return _as_dict(
-        keys, SqlBackend.decode_values(backend, key_array(keys), storage.session._decode)
+        keys, ValueRepository.decode_values(values, key_array(keys), storage.session.reader)
     )
 
 
@@ -189,10 +187,8 @@ def test_values_asked_for_twice_come_back_at_each_place(tmp_path: Path, share: f
     asked = keys + [absent] + keys[::-1]  # every key twice, in another order the second time
     session = storage.session
     for found in (
-        storage.backend.decode_values(
-            key_array(asked), session._decode, session._decode_inline_many
-        ),
-        SqlBackend.decode_values(storage.backend, key_array(asked), session._decode),
+        storage.backend.values.decode_values(key_array(asked), session.reader),
+        ValueRepository.decode_values(storage.backend.values, key_array(asked), session.reader),
     ):
         values, present = found
         assert present.tolist() == [key != absent for key in asked]
@@ -253,7 +249,7 @@ def test_frames_show_the_same_table_through_bulk_and_row_reads(tmp_path: Path) -
         for i in range(200):
             make(i)
     bulk = storage.cf(make).df()
-    storage.backend._bulk_reads = False
+    storage.backend.core.bulk_reads = False
     rows = storage.cf(make).df()
     assert list(bulk.columns) == list(rows.columns)
     key = lambda frame: frame.sort_values("i").reset_index(drop=True)  # noqa: E731
@@ -269,7 +265,7 @@ def test_a_prefetched_scan_gives_the_values_a_read_gives(tmp_path: Path) -> None
         refs = [make(i) for i in range(300)] + [big(i) for i in range(2)]
     keys = [ref.content_key for ref in refs]
     backend = storage.backend
-    handle = backend.prefetch_values(len(keys))
+    handle = backend.values.prefetch_values(len(keys))
     assert handle is not None  # every value asked for: a scan, started ahead
     with storage:  # values stored after the prefetch started are read all the same
         later = [make(i) for i in range(300, 310)]
@@ -280,8 +276,10 @@ def test_a_prefetched_scan_gives_the_values_a_read_gives(tmp_path: Path) -> None
     assert missing <= {ref.content_key for ref in later}  # committed after the scan began
     assert set(keys) <= prefetched.keys()
     assert all(_equal(prefetched[key], plain[key]) for key in prefetched)
-    assert backend.prefetch_values(len(asked) // 10) is None  # a few values: probes, no scan
-    assert Storage().backend.prefetch_values(10_000) is None  # in memory: one connection only
+    assert backend.values.prefetch_values(len(asked) // 10) is None  # a few values: probes, no scan
+    assert (
+        Storage().backend.values.prefetch_values(10_000) is None
+    )  # in memory: one connection only
 
 
 def test_a_value_in_a_blob_file_deleted_after_the_scan_is_reported_missing(
@@ -291,7 +289,7 @@ def test_a_value_in_a_blob_file_deleted_after_the_scan_is_reported_missing(
     with storage:
         refs = [make(i) for i in range(20)] + [big(i) for i in range(2)]
     keys = [ref.content_key for ref in refs]
-    handle = storage.backend.prefetch_values(len(keys))
+    handle = storage.backend.values.prefetch_values(len(keys))
     assert handle is not None and handle.result() is not None  # the scan saw both blob rows
     other = Storage(tmp_path / "s.db")  # another process drops one and cleans up its value
     victim = next(
@@ -324,7 +322,7 @@ def test_a_damaged_value_is_refused_through_a_prefetched_scan(tmp_path: Path) ->
     from mandala.errors import CorruptValueError
 
     keys = [ref.content_key for ref in refs]
-    handle = storage.backend.prefetch_values(len(keys))
+    handle = storage.backend.values.prefetch_values(len(keys))
     with pytest.raises(CorruptValueError, match=target.hex()):
         _decode(storage, keys, handle)
 
@@ -337,16 +335,18 @@ def test_a_frames_table_is_the_same_with_and_without_the_prefetch(
         for i in range(6000):  # past the size where a table's values are read in bulk
             make(i)
     started: list[Any] = []
-    original = type(storage.backend).prefetch_values
+    original = type(storage.backend.values).prefetch_values
 
     def spy(self: Any, expected: int) -> Any:
         started.append(original(self, expected))
         return started[-1]
 
-    monkeypatch.setattr(type(storage.backend), "prefetch_values", spy)
+    monkeypatch.setattr(type(storage.backend.values), "prefetch_values", spy)
     with_prefetch = storage.cf(make).df()
     assert started and started[0] is not None
-    monkeypatch.setattr(type(storage.backend), "prefetch_values", lambda self, expected: None)
+    monkeypatch.setattr(
+        type(storage.backend.values), "prefetch_values", lambda self, expected: None
+    )
     without = storage.cf(make).df()
     key = lambda frame: frame.sort_values("i").reset_index(drop=True)  # noqa: E731
     a, b = key(with_prefetch), key(without)
@@ -365,7 +365,7 @@ def test_a_prefetch_reads_the_stores_file_wherever_the_process_has_moved(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     keys = [ref.content_key for ref in refs]
-    handle = storage.backend.prefetch_values(len(keys))
+    handle = storage.backend.values.prefetch_values(len(keys))
     assert handle is not None
     found = handle.result()
     assert found is not None and set(key_list(found.keys)) >= set(keys)

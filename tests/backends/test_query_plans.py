@@ -31,19 +31,20 @@ def filled(tmp_path: Path) -> Storage:
 
 def statements_of(storage: Storage, read) -> list[tuple[str, tuple]]:
     backend = storage.backend
+    core = backend.core
     seen: list[tuple[str, tuple]] = []
-    original = backend._execute
+    original = core.execute
 
     def spy(sql, params=()):
         if sql.lstrip().upper().startswith("SELECT"):
             seen.append((sql, tuple(params)))
         return original(sql, params)
 
-    backend._execute = spy  # type: ignore[method-assign]
+    core.execute = spy  # type: ignore[method-assign]
     try:
         read(backend)
     finally:
-        del backend._execute
+        del core.execute
     return seen
 
 
@@ -55,7 +56,7 @@ def full_scans(storage: Storage, statements: list[tuple[str, tuple]]) -> list[st
     """Plan steps that scan a table of the store (not a table of requested keys)."""
     found = []
     for sql, params in statements:
-        plan = storage.backend._execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+        plan = storage.backend.core.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
         for row in plan:
             detail = row[-1]
             if detail.startswith("SCAN") and not any(t in detail for t in _KEY_TABLES):
@@ -71,18 +72,18 @@ def test_keyed_reads_of_calls_use_indexes(filled: Storage) -> None:
     outputs = [r.history_key for r in call.outputs.values()]
     inputs = [r.history_key for r in call.inputs.values()]
     reads = {
-        "load_calls": lambda b: b.load_calls(keys),
-        "load_calls_set": lambda b: b.load_calls_set(keys),
-        "touching outputs": lambda b: b.load_calls_touching(outputs, DIRECTION_OUT),
-        "touching inputs": lambda b: b.load_calls_touching(inputs, DIRECTION_IN),
-        "find_outputs": lambda b: b.find_outputs(keys[0]),
-        "creators": lambda b: b.creators(outputs),
-        "consumers": lambda b: b.consumers(inputs),
-        "dependents": lambda b: b.dependents(keys),
-        "load_refs": lambda b: b.load_refs(outputs),
+        "load_calls": lambda b: b.calls.load_calls(keys),
+        "load_calls_set": lambda b: b.calls.load_calls_set(keys),
+        "touching outputs": lambda b: b.calls.load_calls_touching(outputs, DIRECTION_OUT),
+        "touching inputs": lambda b: b.calls.load_calls_touching(inputs, DIRECTION_IN),
+        "find_outputs": lambda b: b.calls.find_outputs(keys[0]),
+        "creators": lambda b: b.calls.creators(outputs),
+        "consumers": lambda b: b.calls.consumers(inputs),
+        "dependents": lambda b: b.calls.dependents(keys),
+        "load_refs": lambda b: b.values.load_refs(outputs),
     }
     for name, read in reads.items():
         statements = statements_of(filled, read)
         assert statements, name
         assert full_scans(filled, statements) == [], name
-    assert [c.history_key for c in filled.backend.load_calls_set(keys)] == keys
+    assert [c.history_key for c in filled.backend.calls.load_calls_set(keys)] == keys

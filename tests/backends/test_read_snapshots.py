@@ -28,7 +28,7 @@ def _write_between_reads(
 ) -> list[bool]:
     """Once ``reader`` has read the rows of some calls (before their edges), let ``writer``
     add calls and delete some of the first ones; returns a list that is non-empty once done."""
-    backend = reader.backend
+    backend = reader.backend.core
     cls = type(backend)
     fired: list[bool] = []
 
@@ -42,7 +42,7 @@ def _write_between_reads(
                 writer.cf(scaled).df()["scaled"].tolist()[:5], delete_dependents=False
             )
 
-    original_columns, original_execute = cls._columns, cls._execute
+    original_columns, original_execute = cls.columns, cls.execute
 
     def columns(self: Any, sql: str, params: tuple, kinds: Any) -> Any:
         found = original_columns(self, sql, params, kinds)
@@ -54,8 +54,8 @@ def _write_between_reads(
         write_once(self, sql)
         return cursor
 
-    monkeypatch.setattr(cls, "_columns", columns)
-    monkeypatch.setattr(cls, "_execute", execute)
+    monkeypatch.setattr(cls, "columns", columns)
+    monkeypatch.setattr(cls, "execute", execute)
     return fired
 
 
@@ -85,7 +85,7 @@ def test_calls_read_as_objects_see_one_state_while_another_storage_writes(
 ) -> None:
     reader, writer = _stored(persistent)
     fired = _write_between_reads(monkeypatch, reader, writer)
-    calls = reader.backend.load_calls_of_op("scaled")
+    calls = reader.backend.calls.load_calls_of_op("scaled")
     assert fired
     assert len(calls) == _FIRST
     assert all(len(call.inputs) == 1 and len(call.outputs) == 1 for call in calls)

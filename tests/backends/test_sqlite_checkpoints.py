@@ -24,15 +24,16 @@ from pathlib import Path
 import pytest
 
 from mandala.backends.checkpoint import THRESHOLD_BYTES, WalCheckpointer
-from mandala.backends.records import DIRECTION_OUT, KIND_ATOM, WriteBatch
+from mandala.backends.records import DIRECTION_OUT, KIND_ATOM, OpRow, WriteBatch
 from mandala.backends.sqlite import SqliteBackend
 from mandala.imports import Storage, op
+from mandala.model.calls import OpSpec
 from tests.conftest import REPO_ROOT, run_snippet
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs fork and SIGKILL")
 
 MB = 1024 * 1024
-OP_ROW = ("blob_op", 0, None, '"auto"', "[]", 0)
+OP_ROW = OpRow.of(OpSpec("blob_op"))
 
 
 def _key(*parts: object) -> bytes:
@@ -45,7 +46,7 @@ def _batch(tag: str, first: int, count: int, value_bytes: int) -> WriteBatch:
     for i in range(first, first + count):
         call_key, value_key = _key(tag, "call", i), _key(tag, "value", i)
         data = random.Random(i).randbytes(value_bytes)  # incompressible, distinct pages
-        values.append((value_key, "raw", len(data), data, None))
+        values.append((value_key, "raw", len(data), data, None, None))
         calls.append((call_key, _key(tag, "content", i), OP_ROW[0], OP_ROW[1], None, None, 1.0, 0))
         edges.append((call_key, DIRECTION_OUT, "output_0", value_key, value_key, KIND_ATOM))
     return WriteBatch(ops=[OP_ROW], values=values, calls=calls, edges=edges)
@@ -77,12 +78,12 @@ def file_backend(tmp_path: Path):
 def test_no_thread_for_reads_small_commits_or_memory(tmp_path: Path) -> None:
     memory = SqliteBackend(":memory:")
     memory.write(_batch("m", 0, 20, 1 * MB))
-    assert memory._checkpointer is None
+    assert memory.core._checkpointer is None
     memory.close()
     backend = SqliteBackend(str(tmp_path / "small.db"))
-    backend.counts()
+    backend.upkeep.counts()
     backend.write(_batch("s", 0, 10, 1000))
-    assert backend._checkpointer is not None and backend._checkpointer.thread is None
+    assert backend.core._checkpointer is not None and backend.core._checkpointer.thread is None
     assert backend.connection().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
     backend.close()
 
@@ -90,7 +91,7 @@ def test_no_thread_for_reads_small_commits_or_memory(tmp_path: Path) -> None:
 def test_the_thread_checkpoints_a_log_past_the_threshold(file_backend: SqliteBackend) -> None:
     path = Path(file_backend.path)
     wal = Path(str(path) + "-wal")
-    checkpointer = file_backend._checkpointer
+    checkpointer = file_backend.core._checkpointer
     assert checkpointer is not None
     for block in range(12):  # 24 MB of values, 2 MB per commit
         file_backend.write(_batch("t", block * 4, 4, MB // 2))
@@ -108,7 +109,7 @@ def test_the_thread_checkpoints_a_log_past_the_threshold(file_backend: SqliteBac
     assert path.stat().st_size >= 44 * MB
     file_backend.write(_batch("t", 1000, 1, 1000))
     assert wal.stat().st_size <= THRESHOLD_BYTES
-    assert file_backend.counts().calls == 12 * 4 + 40 + 1
+    assert file_backend.upkeep.counts().calls == 12 * 4 + 40 + 1
 
 
 def test_past_the_cap_the_committer_checkpoints(tmp_path: Path) -> None:
@@ -156,7 +157,7 @@ def test_close_stops_the_thread_and_leaves_a_store_another_process_reads(tmp_pat
         with storage:
             for i in range(block * 10, block * 10 + 10):
                 big(i)
-    checkpointer = storage.backend._checkpointer
+    checkpointer = storage.backend.core._checkpointer
     assert checkpointer is not None and checkpointer.thread is not None
     thread = checkpointer.thread
     storage.close()
@@ -188,7 +189,7 @@ def test_a_collected_store_stops_its_thread(tmp_path: Path) -> None:
         with storage:
             for i in range(50):
                 big(i)
-        checkpointer = storage.backend._checkpointer
+        checkpointer = storage.backend.core._checkpointer
         assert checkpointer is not None and checkpointer.thread is not None
         return checkpointer.thread
 
@@ -241,7 +242,7 @@ def big(i):
     return random.Random(i).randbytes(400_000)
 
 storage = Storage(location)
-checkpointer = storage.backend._checkpointer
+checkpointer = storage.backend.core._checkpointer
 for block in range(blocks):
     start = first + block * 5
     with storage:
@@ -281,7 +282,7 @@ def _stored_outputs(location: str) -> dict[int, bytes]:
     assert storage.verify().ok
     found = {}
     for call in storage.mget_call(
-        [key.hex() for key in storage.backend.all_call_keys()], in_memory=True
+        [key.hex() for key in storage.backend.calls.all_call_keys()], in_memory=True
     ):
         found[call.inputs["i"].obj] = call.outputs["output_0"].obj
     storage.close()
@@ -336,7 +337,7 @@ def test_threads_sharing_one_store(file_backend: SqliteBackend) -> None:
         try:
             for block in range(6):
                 file_backend.write(_batch(f"thread{n}", block * 2, 2, MB // 2))
-                file_backend.counts()
+                file_backend.upkeep.counts()
         except BaseException as error:  # noqa: BLE001 - reported by the assertion below
             errors.append(error)
 
@@ -347,22 +348,25 @@ def test_threads_sharing_one_store(file_backend: SqliteBackend) -> None:
         thread.join(timeout=60)
     assert errors == []
     assert file_backend.wait_for_checkpoints(timeout=30)
-    assert file_backend._checkpointer is not None and file_backend._checkpointer.checkpoints >= 1
-    assert file_backend.counts().calls == 4 * 6 * 2
+    assert (
+        file_backend.core._checkpointer is not None
+        and file_backend.core._checkpointer.checkpoints >= 1
+    )
+    assert file_backend.upkeep.counts().calls == 4 * 6 * 2
     assert len(_checkpoint_threads()) >= 1
 
 
 def _forked_child(path: str, parent_thread_id: int, result: multiprocessing.Queue) -> None:
     try:
         parent = _FORK_PARENT  # inherited through fork, with its checkpointer
-        assert parent is not None and parent._checkpointer is not None
-        assert parent._checkpointer.thread is None  # the parent's thread is not the child's
+        assert parent is not None and parent.core._checkpointer is not None
+        assert parent.core._checkpointer.thread is None  # the parent's thread is not the child's
         child = SqliteBackend(path)
         for block in range(10):
             child.write(_batch("child", block * 4, 4, MB // 2))
         assert child.wait_for_checkpoints(timeout=30)
-        assert child._checkpointer is not None and child._checkpointer.checkpoints >= 1
-        thread = child._checkpointer.thread
+        assert child.core._checkpointer is not None and child.core._checkpointer.checkpoints >= 1
+        thread = child.core._checkpointer.thread
         assert thread is not None and thread.native_id != parent_thread_id
         child.close()
         result.put("ok")
@@ -379,7 +383,7 @@ def test_a_forked_child_starts_its_own_thread_and_the_parent_keeps_its_own(
     global _FORK_PARENT
     for block in range(10):
         file_backend.write(_batch("parent", block * 4, 4, MB // 2))
-    checkpointer = file_backend._checkpointer
+    checkpointer = file_backend.core._checkpointer
     assert checkpointer is not None and checkpointer.thread is not None
     parent_thread = checkpointer.thread
     _FORK_PARENT = file_backend
@@ -402,4 +406,4 @@ def test_a_forked_child_starts_its_own_thread_and_the_parent_keeps_its_own(
     assert file_backend.wait_for_checkpoints(timeout=30)
     assert checkpointer.thread is parent_thread and parent_thread.is_alive()
     assert checkpointer.checkpoints > before
-    assert file_backend.counts().calls == 20 * 4 + 10 * 4
+    assert file_backend.upkeep.counts().calls == 20 * 4 + 10 * 4

@@ -68,25 +68,26 @@ def _fill(storage: Storage) -> None:
 def test_rows_of_an_op_give_the_stored_calls(storage: Storage, name: str) -> None:
     _fill(storage)
     backend = storage.backend
-    assert _calls_of(backend.load_call_rows_of_op(name), backend.load_call_details) == _normalized(
-        backend.load_calls_of_op(name)
-    )
+    assert _calls_of(
+        backend.columns.load_call_rows_of_op(name), backend.columns.load_call_details
+    ) == _normalized(backend.calls.load_calls_of_op(name))
 
 
 def test_rows_touching_refs_and_by_key_give_the_stored_calls(storage: Storage) -> None:
     _fill(storage)
     backend = storage.backend
-    calls = backend.load_calls_of_op("inc")
+    calls = backend.calls.load_calls_of_op("inc")
     outputs = [edge.history_key for call in calls for edge in call.outputs]
     for direction in (DIRECTION_IN, DIRECTION_OUT):
         assert _calls_of(
-            backend.load_call_rows_touching(outputs, direction), backend.load_call_details
-        ) == _normalized(backend.load_calls_touching(outputs, direction))
+            backend.columns.load_call_rows_touching(outputs, direction),
+            backend.columns.load_call_details,
+        ) == _normalized(backend.calls.load_calls_touching(outputs, direction))
     keys = [call.history_key for call in calls] + [b"\x00" * 16, b"not a key"]
-    assert _calls_of(backend.load_call_rows_set(keys), backend.load_call_details) == _normalized(
-        calls
-    )
-    assert blocks_from_rows(backend.load_call_rows_set([])) == []
+    assert _calls_of(
+        backend.columns.load_call_rows_set(keys), backend.columns.load_call_details
+    ) == _normalized(calls)
+    assert blocks_from_rows(backend.columns.load_call_rows_set([])) == []
 
 
 def test_values_load_alike_through_a_join_and_through_in_lists(storage: Storage) -> None:
@@ -94,11 +95,13 @@ def test_values_load_alike_through_a_join_and_through_in_lists(storage: Storage)
         for x in range(6000):  # past the size where the join takes over
             inc(x)
     backend = storage.backend
-    keys = [edge.content_key for call in backend.load_calls_of_op("inc") for edge in call.outputs]
-    joined = backend.load_values_set(keys)
+    keys = [
+        edge.content_key for call in backend.calls.load_calls_of_op("inc") for edge in call.outputs
+    ]
+    joined = backend.values.load_values_set(keys)
     assert len(joined) == 6000
     sample = keys[:50]
-    assert {k: joined[k] for k in sample} == backend.load_values(sample)
+    assert {k: joined[k] for k in sample} == backend.values.load_values(sample)
 
 
 def test_equal_length_list_values_stay_whole_in_a_table() -> None:
@@ -259,10 +262,10 @@ def test_a_large_table_loads_its_values_in_bulk_and_still_checks_them(tmp_path: 
             inc(x)
     df = storage.cf(inc).df(include_calls=False)
     assert sorted(zip(df["x"], df["y"])) == [(x, x + 1) for x in range(6000)]
-    [(content_key,)] = storage.backend._execute(
+    [(content_key,)] = storage.backend.core.execute(
         "SELECT e.content_key FROM call_edges e WHERE e.direction = 1 LIMIT 1"
     ).fetchall()
-    storage.backend._execute(
+    storage.backend.core.execute(
         "UPDATE stored_values SET data = ? WHERE content_key = ?", (b"garbage", content_key)
     )
     with pytest.raises(CorruptValueError, match="checksum"):

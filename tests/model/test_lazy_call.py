@@ -69,15 +69,15 @@ def test_frame_calls_read_their_details_once_for_the_whole_block() -> None:
             inc(x)
     calls = storage.cf(inc).df()["inc"].tolist()
     assert all(isinstance(call, LazyCall) for call in calls)
-    stored = {c.history_key: c for c in storage.backend.load_calls_of_op("inc")}
+    stored = {c.history_key: c for c in storage.backend.calls.load_calls_of_op("inc")}
     reads = []
-    backend_read = storage.backend.load_call_details
+    backend_read = storage.backend.columns.load_call_details
 
     def counting(call_ids):
         reads.append(len(call_ids))
         return backend_read(call_ids)
 
-    storage.backend.load_call_details = counting
+    storage.backend.columns.load_call_details = counting
     for call in calls:
         expected = stored[call.history_key]
         assert call.content_key == expected.content_key
@@ -90,7 +90,7 @@ def test_frame_calls_of_every_backend_read_their_details(storage: Storage) -> No
     with storage:
         for x in range(30):
             inc(x)
-    stored = {c.history_key: c for c in storage.backend.load_calls_of_op("inc")}
+    stored = {c.history_key: c for c in storage.backend.calls.load_calls_of_op("inc")}
     calls = storage.cf(inc).df()["inc"].tolist()
     assert len(calls) == 30
     for call in calls:

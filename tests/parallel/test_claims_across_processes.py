@@ -49,8 +49,8 @@ EXPECTED = {"values": [10 * i + 1 for i in range(N)], "total": sum(10 * i + 1 fo
 
 def claim_rows(location: str) -> list[tuple[str, float]]:
     backend = Storage(location).backend
-    with backend._lock:
-        rows = backend._execute("SELECT owner, lease_until FROM call_claims").fetchall()
+    with backend.core.lock:
+        rows = backend.core.execute("SELECT owner, lease_until FROM call_claims").fetchall()
     backend.close()
     return [(owner, lease_until) for owner, lease_until in rows]
 

@@ -114,7 +114,7 @@ def test_op_calls_in_an_op_body_are_plain_calls_on_workers(
         ref = ops.sum_of_squares(2, 3, log=log)
     assert storage.unwrap(ref) == 13
     assert executions(log) == ["sum_of_squares 2 3"]
-    assert storage.backend.call_keys_of_op("square") == []
+    assert list(storage.backend.columns.load_call_rows_of_op("square").heads[1]) == []
 
 
 def test_an_op_with_a_variable_number_of_outputs_is_refused(storage: Storage, pool: Any) -> None:

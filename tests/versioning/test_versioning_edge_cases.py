@@ -264,7 +264,7 @@ def test_threads_share_a_versioned_storage(project, tmp_path):
     stop.set()
     threads[0].join()
     assert errors == []
-    assert storage.backend.counts().calls == 200
+    assert storage.backend.upkeep.counts().calls == 200
 
 
 def test_a_decorator_applied_over_track_is_a_dependency(project, tmp_path):

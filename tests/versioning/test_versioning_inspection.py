@@ -85,10 +85,10 @@ def test_source_history_marks_the_head(project, tmp_path, capsys):
 def test_drop_version_deletes_its_calls_and_their_dependents(project, tmp_path):
     storage, mod, first, second = two_versions(project, tmp_path)
     old_call = storage.get_ref_creator(storage.get_ref_creator(first).inputs["y"])
-    assert storage.backend.counts().calls == 4
+    assert storage.backend.upkeep.counts().calls == 4
     deleted = storage.drop_version(old_call.content_version)
     assert deleted == 2  # the old f call and the g call that used its output
-    assert storage.backend.counts().calls == 2
+    assert storage.backend.upkeep.counts().calls == 2
     assert not storage.exists_call(old_call.hid)
     # the current code's calls are untouched and still reused
     project.clear()
@@ -229,7 +229,7 @@ def test_two_processes_versioning_one_store_at_once(project, tmp_path):
     assert sorted(state) == sorted(
         f"{project.name('m')}.{n}" for n in ("f", "g", "helper", "OFFSET")
     )
-    assert storage.backend.counts().calls == 40  # each call stored once
+    assert storage.backend.upkeep.counts().calls == 40  # each call stored once
     mod = project.load("m")
     project.clear()
     with storage:

@@ -104,11 +104,11 @@ def test_parallel_versioned_calls_equal_serial_ones_and_follow_code_changes(
     assert executions(log, "f") == xs
     # change scale: workers that loaded the old code are refused, nothing is stored
     mod = project.write_and_load("m", CODE.replace("10 * x", "100 * x"))
-    calls_before = storage.backend.counts().calls
+    calls_before = storage.backend.upkeep.counts().calls
     stale = pytest.raises(ParallelCallError, match="Restart the workers")
     with stale, storage.parallel(executor, progress=False):
         [mod.g(mod.f(x, log=str(log)), log=str(log)) for x in xs]
-    assert storage.backend.counts().calls == calls_before
+    assert storage.backend.upkeep.counts().calls == calls_before
     # with workers that import the current code, only the calls that ran scale recompute
     fresh = restart(executor)
     with storage.parallel(fresh, progress=False):

@@ -35,7 +35,7 @@ def test_an_untracked_project_function_is_an_error_naming_the_fix(project, tmp_p
         mod.f(1)
     message = str(info.value)
     assert "helper" in message and "@track" in message and "deps=" in message
-    assert storage.backend.counts().calls == 0
+    assert storage.backend.upkeep.counts().calls == 0
 
 
 def test_library_functions_and_modules_are_not_dependencies(project, tmp_path):
@@ -149,7 +149,7 @@ def test_a_global_mutated_during_a_call_is_an_error_and_nothing_is_saved(project
     storage = new_storage(project, tmp_path)
     with pytest.raises(VersioningError, match="mutated the global"), storage:
         mod.f(1)
-    assert storage.backend.counts().calls == 0
+    assert storage.backend.upkeep.counts().calls == 0
 
 
 def test_a_global_assigned_during_a_call_is_an_error_and_the_module_is_unchanged(project, tmp_path):
@@ -361,7 +361,7 @@ def test_an_exception_in_a_versioned_op_propagates_and_leaves_no_trace(project, 
         kept = mod.f(1)
         mod.f(5)
     assert storage.unwrap(kept) == 1  # the call before the failure was committed
-    assert storage.backend.counts().calls == 1
+    assert storage.backend.upkeep.counts().calls == 1
     assert mod.LIMIT == 3
     with storage:  # the failed assignment left nothing behind: LIMIT is 3 for the next calls
         assert storage.unwrap(mod.f(2)) == 2
