@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mandala.frames.graph import FrameGraph
-from mandala.frames.index import COLLECTION_OPS, block_slots, edge_label
+from mandala.frames.index import COLLECTION_OPS, ElementIndex, block_slots, edge_label
 from mandala.frames.keys import KeySet, KeyTable
 
 __all__ = ["history_table", "joint_history_table", "Element", "KeyCodes"]
@@ -417,7 +417,7 @@ def _upstream(frame: FrameGraph, variables: list[str]) -> set[str]:
 
 
 def _func_keys(
-    frame: FrameGraph, index: Any, func: str, call_offset: int
+    frame: FrameGraph, index: ElementIndex, func: str, call_offset: int
 ) -> dict[str, np.ndarray] | None:
     """The code columns of a function node's table: its calls (ids plus ``call_offset``) and
     the refs (ids) they have on each connected label (one variable per label); None if a call
