@@ -11,13 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 
+import numpy as np
+
 from mandala.errors import FrameError, NodeNotFoundError
 from mandala.frames.graph import FrameGraph
+from mandala.frames.keys import KeySet, key_array
 from mandala.frames.selection import (
     complete,
-    connected,
-    connected_pairs,
+    connected_refs,
+    connections,
+    drop_disconnected,
     drop_incomplete_calls,
+    edge_pairs,
     element_key,
 )
 
@@ -28,21 +33,45 @@ Predicate = Callable[[object], object]
 
 
 def _filtered(
-    graph: FrameGraph, accept: Mapping[str, set[bytes]], prune: Iterable[str] = ()
+    graph: FrameGraph, accept: Mapping[str, AbstractSet[bytes]], prune: Iterable[str] = ()
 ) -> FrameGraph:
     """Keep the ``accept``-ed refs of some variables; drop the calls that lost a ref, then
     the refs of the ``prune`` variables that lost every call they were connected to."""
     result = graph.copy()
     prune = set(prune)
-    before = connected_pairs(result) if prune else set()
+    before = connected_refs(result) if prune else {}
     for var, keep in accept.items():
-        result.refs_by_var[var] = set(keep) & graph.refs_by_var[var]
+        result.refs_by_var[var] = graph.refs_by_var[var] & keep
     drop_incomplete_calls(result)
     if prune:
-        for var, ref in before - connected_pairs(result):
-            if var in prune:
-                result.refs_by_var[var].discard(ref)
+        drop_disconnected(result, before, prune)
     return result
+
+
+def _membership(values: Iterable[object]) -> Predicate:
+    """``value in values`` as a test (``values`` read once if an iterator). For a list, tuple
+    or set of hashable values the test looks the value up in a set (equal values hash
+    equally) instead of comparing it with each of them; an unhashable value, or a container
+    with an ``in`` of its own (a string, a dict, a Series...), is asked as it is."""
+    pool = list(values) if isinstance(values, Iterator) else values
+
+    def asked(value: object) -> bool:
+        return value in pool
+
+    if not isinstance(pool, (list, tuple, set, frozenset)):
+        return asked
+    try:
+        hashed = set(pool)
+    except TypeError:  # some of them unhashable: compare with each
+        return asked
+
+    def test(value: object) -> bool:
+        try:
+            return value in hashed
+        except TypeError:  # an unhashable value
+            return asked(value)
+
+    return test
 
 
 def _filter_values(
@@ -84,34 +113,31 @@ def isin(
             raise FrameError("isin(node_class='func') selects calls by 'hid' or 'cid'")
         wanted = {element_key(v, attribute, by) for v in values}
         result = graph.copy()
-        before = connected_pairs(result)
+        before = connected_refs(result)
         calls = graph.index.calls
         for func, keys in result.calls_by_func.items():
             if by == "hid":
                 result.calls_by_func[func] = keys & wanted
             else:
                 result.calls_by_func[func] = {c for c in keys if calls[c].content_key in wanted}
-        for var, ref in before - connected_pairs(result):
-            result.refs_by_var[var].discard(ref)
+        drop_disconnected(result, before)
         return result
     if node_class != "var":
         raise FrameError(f"node_class must be 'var' or 'func', got {node_class!r}")
     accept: Mapping[str, AbstractSet[bytes]]
     if by == "val":
-        pool = list(values) if isinstance(values, Iterator) else values  # read it once
-        accept = _filter_values(
-            graph,
-            graph.refs_by_var,
-            lambda value: value in pool,
-            lenient=True,
-        )
+        accept = _filter_values(graph, graph.refs_by_var, _membership(values), lenient=True)
     else:
         wanted = {element_key(v, attribute, by) for v in values}
-        refs = graph.index.refs
-        accept = {
-            var: keys & wanted if by == "hid" else {r for r in keys if refs[r][0] in wanted}
-            for var, keys in graph.refs_by_var.items()
-        }
+        if by == "hid":
+            accept = {var: keys & wanted for var, keys in graph.refs_by_var.items()}
+        else:
+            contents = key_array(list(wanted))
+            refs = graph.index.refs
+            accept = {
+                var: KeySet(keys.table, keys.ids[np.isin(refs.content_of(keys.ids), contents)])
+                for var, keys in graph.refs_by_var.items()
+            }
     return _with_adjacent_calls(graph, accept)
 
 
@@ -120,12 +146,17 @@ def _with_adjacent_calls(graph: FrameGraph, accept: Mapping[str, AbstractSet[byt
     those calls."""
     result = graph.copy()
     for var, keep in accept.items():
-        result.refs_by_var[var] = set(keep) & graph.refs_by_var[var]
-    kept = {(var, ref) for var, refs in result.refs_by_var.items() for ref in refs}
-    for func, calls in graph.calls_by_func.items():
-        result.calls_by_func[func] = {
-            c for c in calls if any(pair in kept for pair in connected(graph, func, c))
-        }
+        result.refs_by_var[var] = graph.refs_by_var[var] & keep
+    kept = result.refs_by_var
+    call_table = graph.index.call_table
+    for func in graph.calls_by_func:
+        touching = [
+            call_ids[np.isin(ref_ids, kept[var].ids)]
+            for var, call_ids, ref_ids in connections(graph, func)
+        ]
+        result.calls_by_func[func] = KeySet.of_ids(
+            call_table, np.concatenate(touching) if touching else np.empty(0, np.int64)
+        )
     complete(result)
     return result
 
@@ -182,21 +213,27 @@ def with_versions(graph: FrameGraph, func: str, versions: str | Iterable[str]) -
             for version in (call.content_version, call.semantic_version)
         )
 
-    connected_before = connected_pairs(graph)
+    connected_before = connected_refs(graph)
     result = graph.copy()
-    dropped = {func: {c for c in graph.calls_by_func[func] if not matches(c)}}
-    while any(dropped.values()):
+    held = graph.calls_by_func[func]
+    dropped = {func: held - {c for c in held if matches(c)}}
+    ref_table = graph.index.ref_table
+    while any(len(keys) for keys in dropped.values()):
         for name, keys in dropped.items():
+            if not len(keys):
+                continue
+            made = [  # what the dropped calls made goes with them
+                (var, ref_ids)
+                for label, variables in result.outgoing[name].items()
+                for ref_ids in (edge_pairs(result, name, label, False, keys)[1],)
+                for var in variables
+            ]
             result.calls_by_func[name] -= keys
-            for call_key in keys:  # what the dropped calls made goes with them
-                for label, variables in result.outgoing[name].items():
-                    for ref in result.call_outputs_on(calls[call_key], label):
-                        for var in variables:
-                            result.refs_by_var[var].discard(ref)
+            for var, ref_ids in made:
+                result.refs_by_var[var] -= KeySet.of_ids(ref_table, ref_ids)
         # inputs that only the dropped calls used go too
-        for var, ref in connected_before - connected_pairs(result):
-            result.refs_by_var[var].discard(ref)
-        before = {name: set(keys) for name, keys in result.calls_by_func.items()}
+        drop_disconnected(result, connected_before)
+        before = {name: keys.copy() for name, keys in result.calls_by_func.items()}
         drop_incomplete_calls(result)
         dropped = {name: before[name] - result.calls_by_func[name] for name in result.calls_by_func}
     return result

@@ -24,12 +24,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import cast
 
+import numpy as np
+
 from mandala.errors import FrameError, NodeNotFoundError
 from mandala.frames.graph import FrameGraph
+from mandala.frames.keys import KeySet, sorted_unique
 
 __all__ = [
-    "connected",
-    "connected_pairs",
+    "edge_pairs",
+    "connections",
+    "connected_refs",
+    "drop_disconnected",
     "complete",
     "drop_incomplete_calls",
     "reachable_nodes",
@@ -91,74 +96,117 @@ def element_key(item: object, attribute: str, what: str) -> bytes:
 
 
 # ====================================================================== validity
+#
+# Everything below works on the id arrays of the frame's key sets and on the columns of the
+# element index (``ElementIndex.pair_ids``: for the calls of a function node, the refs they
+# have on one edge label), so a selection over a million calls makes no Python object per call.
+
+_EMPTY = np.empty(0, dtype=np.int64)
 
 
-def connected(graph: FrameGraph, func: str, call_key: bytes) -> Iterator[tuple[str, bytes]]:
-    """``(variable, ref)`` pairs a call of ``func`` needs for the graph to be valid."""
-    call = graph.index.calls[call_key]
-    for label, variables in graph.incoming[func].items():
-        for ref in graph.call_inputs_on(call, label):
+def _union(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+    """The union of two sorted id arrays."""
+    if not len(theirs):
+        return mine
+    if not len(mine):
+        return theirs
+    return sorted_unique(np.concatenate((mine, theirs)))
+
+
+Pairs = tuple[np.ndarray, np.ndarray]
+"""``(call ids, ref ids)``, aligned: the refs some calls have on one edge label."""
+
+
+def edge_pairs(
+    graph: FrameGraph, func: str, label: str, is_input: bool, calls: KeySet | None = None
+) -> Pairs:
+    """The refs the calls of ``func`` (or ``calls`` among them) have on input (``is_input``)
+    or output ``label``."""
+    keys = graph.calls_by_func[func] if calls is None else calls
+    if not len(keys):
+        return _EMPTY, _EMPTY
+    return graph.index.pair_ids(graph.op_by_func[func], keys, label, is_input)
+
+
+def connections(
+    graph: FrameGraph, func: str, calls: KeySet | None = None, inputs: bool | None = None
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """``(variable, call ids, ref ids)`` for every variable on every edge of ``func`` (only
+    the input or the output edges if ``inputs`` says which): the refs the calls need there
+    for the graph to be valid."""
+    for is_input in (True, False) if inputs is None else (inputs,):
+        side = graph.incoming[func] if is_input else graph.outgoing[func]
+        for label, variables in side.items():
+            call_ids, ref_ids = edge_pairs(graph, func, label, is_input, calls)
             for var in variables:
-                yield var, ref
-    for label, variables in graph.outgoing[func].items():
-        for ref in graph.call_outputs_on(call, label):
-            for var in variables:
-                yield var, ref
+                yield var, call_ids, ref_ids
 
 
-def connected_pairs(graph: FrameGraph) -> set[tuple[str, bytes]]:
-    """Every ``(variable, ref)`` pair some call of the graph is connected to."""
-    return {
-        pair
-        for func, calls in graph.calls_by_func.items()
-        for c in calls
-        for pair in connected(graph, func, c)
-    }
+def connected_refs(graph: FrameGraph) -> dict[str, np.ndarray]:
+    """By variable, the sorted ids of the refs some call of the graph is connected to there."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for func in graph.calls_by_func:
+        for var, _, ref_ids in connections(graph, func):
+            parts.setdefault(var, []).append(ref_ids)
+    return {var: sorted_unique(np.concatenate(found)) for var, found in parts.items()}
+
+
+def drop_disconnected(
+    graph: FrameGraph, before: Mapping[str, np.ndarray], only: AbstractSet[str] | None = None
+) -> None:
+    """Remove the refs that were connected to a call (``before``, from :func:`connected_refs`)
+    and are no longer (in the variables ``only``, if given)."""
+    after = connected_refs(graph)
+    table = graph.index.ref_table
+    for var, ids in before.items():
+        if only is not None and var not in only:
+            continue
+        lost = np.setdiff1d(ids, after.get(var, _EMPTY), assume_unique=True)
+        if len(lost):
+            graph.refs_by_var[var] -= KeySet(table, lost)
 
 
 def complete(graph: FrameGraph) -> None:
     """Add to the variables every ref a kept call is connected to."""
-    refs_by_var = graph.refs_by_var
-    for func, calls in graph.calls_by_func.items():
-        for call_key in calls:
-            for var, ref in connected(graph, func, call_key):
-                refs_by_var[var].add(ref)
+    parts: dict[str, list[np.ndarray]] = {}
+    for func in graph.calls_by_func:
+        for var, _, ref_ids in connections(graph, func):
+            if len(ref_ids):
+                parts.setdefault(var, []).append(ref_ids)
+    table = graph.index.ref_table
+    for var, found in parts.items():
+        graph.refs_by_var[var] |= KeySet.of_ids(table, np.concatenate(found))
 
 
 def drop_incomplete_calls(graph: FrameGraph) -> None:
     """Remove the calls one of whose connected refs is missing."""
     refs_by_var = graph.refs_by_var
+    table = graph.index.call_table
     for func, calls in graph.calls_by_func.items():
-        incomplete = {
-            c
-            for c in calls
-            if any(ref not in refs_by_var[var] for var, ref in connected(graph, func, c))
-        }
-        calls -= incomplete
+        incomplete = [
+            call_ids[missing]
+            for var, call_ids, ref_ids in connections(graph, func)
+            for missing in (~np.isin(ref_ids, refs_by_var[var].ids),)
+            if missing.any()
+        ]
+        if incomplete:
+            calls -= KeySet.of_ids(table, np.concatenate(incomplete))
 
 
-def _func_boundary(graph: FrameGraph, func: str, inputs: bool) -> set[bytes]:
+def _func_boundary(graph: FrameGraph, func: str, inputs: bool) -> KeySet:
     """Calls of ``func`` with no connected input (or output) ref in the graph."""
-    side = graph.incoming[func] if inputs else graph.outgoing[func]
-    found = set()
-    for call_key in graph.calls_by_func[func]:
-        call = graph.index.calls[call_key]
-        touches = False
-        for label, variables in side.items():
-            refs = (
-                list(graph.call_inputs_on(call, label))
-                if inputs
-                else list(graph.call_outputs_on(call, label))
-            )
-            if any(ref in graph.refs_by_var[var] for ref in refs for var in variables):
-                touches = True
-                break
-        if not touches:
-            found.add(call_key)
-    return found
+    refs_by_var = graph.refs_by_var
+    touching = [
+        call_ids[np.isin(ref_ids, refs_by_var[var].ids)]
+        for var, call_ids, ref_ids in connections(graph, func, inputs=inputs)
+    ]
+    held = graph.calls_by_func[func]
+    if not touching:
+        return held.copy()
+    return held - KeySet.of_ids(held.table, np.concatenate(touching))
 
 
-def _boundary(graph: FrameGraph, node: str, sources: bool) -> AbstractSet[bytes]:
+def _boundary(graph: FrameGraph, node: str, sources: bool) -> KeySet:
     """Source (or sink) elements of a node: no creator (consumer) connected in the graph."""
     if graph.is_var(node):
         return graph.source_elements(node) if sources else graph.sink_elements(node)
@@ -182,100 +230,100 @@ def reachable_nodes(graph: FrameGraph, starts: Iterable[str], forward: bool) -> 
 
 
 def reach(
-    graph: FrameGraph, initial: Mapping[str, Iterable[bytes]], forward: bool, strong: bool
-) -> dict[str, set[bytes]]:
+    graph: FrameGraph, initial: Mapping[str, KeySet], forward: bool, strong: bool
+) -> dict[str, KeySet]:
     """Elements reachable from ``initial`` (see the module docstring), by node.
 
-    A worklist over the newly reached elements of each node: every element is propagated
-    once along each edge, so cycles of the graph cost no repeated sweeps.
+    A worklist over the newly reached elements of each node (as id arrays): every element is
+    propagated once along each edge, so cycles of the graph cost no repeated sweeps. The
+    result is the least fixpoint, whatever the order of the work.
     """
-    reached: dict[str, set[bytes]] = {node: set() for node in graph.nodes}
-    delta: dict[str, set[bytes]] = {}
-    for node, elements in initial.items():
-        new = set(elements) & graph.elements(node)
-        if new:
-            reached[node] |= new
-            delta.setdefault(node, set()).update(new)
-    while delta:
-        node = min(delta)
-        new = delta.pop(node)
-        edges = graph.outgoing[node] if forward else graph.incoming[node]
-        for label, targets in sorted(edges.items()):
-            for target in sorted(targets):
-                if graph.is_var(node):
-                    found = _calls_reached(graph, new, target, label, forward, strong, reached)
-                else:
-                    found = _refs_reached(graph, new, target, label, forward)
-                found -= reached[target]
-                if found:
-                    reached[target] |= found
-                    delta.setdefault(target, set()).update(found)
-    return reached
+    return _Reach(graph, forward, strong).run(initial)
 
 
-def _refs_reached(
-    graph: FrameGraph, calls: set[bytes], var: str, label: str, forward: bool
-) -> set[bytes]:
-    found: set[bytes] = set()
-    held = graph.refs_by_var[var]
-    for call_key in calls:
-        call = graph.index.calls[call_key]
-        refs = graph.call_outputs_on(call, label) if forward else graph.call_inputs_on(call, label)
-        found.update(ref for ref in refs if ref in held)
-    return found
+class _Reach:
+    """The state of one :func:`reach`: reached ids by node, and the edge columns read."""
 
+    def __init__(self, graph: FrameGraph, forward: bool, strong: bool) -> None:
+        self.graph = graph
+        self.forward = forward
+        self.strong = strong
+        self.reached: dict[str, np.ndarray] = {node: _EMPTY for node in graph.nodes}
+        self._pairs: dict[tuple[str, str, bool], Pairs] = {}
 
-def _calls_reached(
-    graph: FrameGraph,
-    refs: set[bytes],
-    func: str,
-    label: str,
-    forward: bool,
-    strong: bool,
-    reached: dict[str, set[bytes]],
-) -> set[bytes]:
-    index = graph.index
-    held = graph.calls_by_func[func]
-    candidates = set()
-    for ref in refs:
-        if forward:
-            for call_key in index.consumers.get(ref, ()):
-                if call_key in held and ref in graph.call_inputs_on(index.calls[call_key], label):
-                    candidates.add(call_key)
-        else:
-            creator = index.creator.get(ref)
-            if (
-                creator is not None
-                and creator in held
-                and ref in graph.call_outputs_on(index.calls[creator], label)
-            ):
-                candidates.add(creator)
-    if not strong:
+    def pairs(self, func: str, label: str, is_input: bool) -> Pairs:
+        key = (func, label, is_input)
+        found = self._pairs.get(key)
+        if found is None:
+            found = self._pairs[key] = edge_pairs(self.graph, func, label, is_input)
+        return found
+
+    def run(self, initial: Mapping[str, KeySet]) -> dict[str, KeySet]:
+        graph, reached = self.graph, self.reached
+        delta: dict[str, np.ndarray] = {}
+        for node, elements in initial.items():
+            new = np.intersect1d(elements.ids, graph.elements(node).ids, assume_unique=True)
+            if len(new):
+                reached[node] = _union(reached[node], new)
+                delta[node] = _union(delta.get(node, _EMPTY), new)
+        while delta:
+            node = min(delta)
+            new = delta.pop(node)
+            edges = graph.outgoing[node] if self.forward else graph.incoming[node]
+            for label, targets in sorted(edges.items()):
+                for target in sorted(targets):
+                    if graph.is_var(node):
+                        found = self.calls_reached(new, target, label)
+                    else:
+                        found = self.refs_reached(node, new, target, label)
+                    found = np.setdiff1d(found, reached[target], assume_unique=True)
+                    if len(found):
+                        reached[target] = _union(reached[target], found)
+                        delta[target] = _union(delta.get(target, _EMPTY), found)
+        return {node: KeySet(graph.elements(node).table, ids) for node, ids in reached.items()}
+
+    def refs_reached(self, func: str, calls: np.ndarray, var: str, label: str) -> np.ndarray:
+        """The refs of ``var`` that the reached ``calls`` output (forward) or take (back) on
+        ``label``."""
+        call_ids, ref_ids = self.pairs(func, label, not self.forward)
+        refs = sorted_unique(ref_ids[np.isin(call_ids, calls)])
+        return np.intersect1d(refs, self.graph.refs_by_var[var].ids, assume_unique=True)
+
+    def calls_reached(self, refs: np.ndarray, func: str, label: str) -> np.ndarray:
+        """The calls of ``func`` reached from the newly reached ``refs`` on ``label``: those
+        taking (forward) or making (back) one of them, and with ``strong`` only those whose
+        connected inputs (outputs) are all reached."""
+        call_ids, ref_ids = self.pairs(func, label, self.forward)
+        candidates = sorted_unique(call_ids[np.isin(ref_ids, refs)])
+        if not self.strong or not len(candidates):
+            return candidates
+        candidates = np.setdiff1d(candidates, self.reached[func], assume_unique=True)
+        side = self.graph.incoming[func] if self.forward else self.graph.outgoing[func]
+        for other_label, variables in side.items():
+            if not len(candidates):
+                break
+            call_ids, ref_ids = self.pairs(func, other_label, self.forward)
+            mine = np.isin(call_ids, candidates)
+            held = [self.reached[var] for var in variables]
+            reached_refs = held[0] if len(held) == 1 else sorted_unique(np.concatenate(held))
+            unreached = ~np.isin(ref_ids[mine], reached_refs)
+            if unreached.any():
+                candidates = np.setdiff1d(
+                    candidates, call_ids[mine][unreached], assume_unique=False
+                )
         return candidates
-    return {c for c in candidates - reached[func] if _all_reached(graph, func, c, forward, reached)}
-
-
-def _all_reached(
-    graph: FrameGraph, func: str, call_key: bytes, forward: bool, reached: dict[str, set[bytes]]
-) -> bool:
-    """Whether every connected input (output) of the call is reached in some variable."""
-    call = graph.index.calls[call_key]
-    side = graph.incoming[func] if forward else graph.outgoing[func]
-    for label, variables in side.items():
-        refs = graph.call_inputs_on(call, label) if forward else graph.call_outputs_on(call, label)
-        for ref in refs:
-            if not any(ref in reached[var] for var in variables):
-                return False
-    return True
 
 
 def _restricted(
-    graph: FrameGraph, region: Iterable[str], elements: Mapping[str, set[bytes]]
+    graph: FrameGraph, region: Iterable[str], elements: Mapping[str, KeySet]
 ) -> FrameGraph:
     """A copy on the nodes of ``region`` holding ``elements``, completed to be valid."""
     result = select_nodes(graph, region)
     for node in result.nodes:
-        result.set_elements(node, set(elements.get(node, ())))
+        found = elements.get(node)
+        result.set_elements(
+            node, found if found is not None else KeySet(result.elements(node).table)
+        )
     complete(result)
     return result
 
