@@ -127,9 +127,21 @@ def task_mandala(task: dict[str, Any]) -> dict[str, Any]:
     df = cf.df()
     df_s = clock() - start
     peak = _peak_above(before, reset)
+    selections = {}
+    some_seeds = [key.hex() for key in list(cf.vs["seed"])[::10]]
+    for name, select in (
+        ("isin", lambda: cf.isin(some_seeds, by="hid")),
+        ("where", lambda: cf.where("lr", lambda lr: lr > 0.005)),
+        ("upstream", lambda: cf.upstream("score")),
+        ("downstream", lambda: cf.downstream("seed")),
+    ):
+        start = clock()
+        select()
+        selections[name] = clock() - start
     result = {
         "frame_s": frame_s,
         "df_s": df_s,
+        "selections": selections,
         "peak_mb": peak,
         "rows": len(df),
         "columns": sorted(df.columns),
@@ -355,6 +367,8 @@ def frames(cfg: Config) -> list[Row]:
                         raise RuntimeError(
                             f"frames @{label}: mandala and a floor disagree on scores"
                         )
+                for name, value in m["selections"].items():
+                    samples.setdefault("select " + name, []).append(value)
                 for name, value in (
                     ("frame", m["frame_s"]),
                     ("df", m["df_s"]),
@@ -388,6 +402,30 @@ def frames(cfg: Config) -> list[Row]:
                 ),
                 Row("frames", f"  @{label}: frame (cf(evaluate).expand_back), s", samples["frame"]),
                 Row("frames", f"  @{label}: df(), s", samples["df"]),
+                Row(
+                    "frames",
+                    f"  @{label}: cf.isin(10% of seeds, by='hid'), s",
+                    samples["select isin"],
+                    {"pandas-merge": samples["pandas"]},
+                ),
+                Row(
+                    "frames",
+                    f"  @{label}: cf.where('lr', lr > 0.005), s",
+                    samples["select where"],
+                    {"pandas-merge": samples["pandas"]},
+                ),
+                Row(
+                    "frames",
+                    f"  @{label}: cf.upstream('score'), s",
+                    samples["select upstream"],
+                    {"pandas-merge": samples["pandas"]},
+                ),
+                Row(
+                    "frames",
+                    f"  @{label}: cf.downstream('seed'), s",
+                    samples["select downstream"],
+                    {"pandas-merge": samples["pandas"]},
+                ),
                 Row(
                     "frames",
                     f"  @{label}: µs/row, frame + df",

@@ -33,6 +33,8 @@ __all__ = [
     "UnsupportedExecutorError",
     "MigrationError",
     "UnsafePickleError",
+    "FrameError",
+    "NodeNotFoundError",
 ]
 
 
@@ -153,3 +155,13 @@ class MigrationError(StorageError):
 class UnsafePickleError(MandalaError, TypeError):
     """A pickle in a store of the original library names a type outside the allow-list; loading
     it could run that type's code, so it is refused unless unpickling is allowed explicitly."""
+
+
+class FrameError(MandalaError, ValueError):
+    """A computation frame cannot do what was asked with the arguments given: a node of the
+    wrong kind, frames of different storages, an unknown option. A ``ValueError``, as the
+    original raised."""
+
+
+class NodeNotFoundError(FrameError):
+    """A node name is not a node (of the kind asked for) of the computation frame."""

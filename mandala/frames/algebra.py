@@ -1,143 +1,110 @@
-"""Set algebra of frames, node by node and edge by edge, matched by name: ``|``, ``&``, ``-``.
+"""Set algebra of frame graphs, node by node and edge by edge, matched by name: ``|``, ``&``,
+``-``.
 
-A mixin of :class:`~mandala.frames.frame.ComputationFrame`.
+Functions over :class:`~mandala.frames.graph.FrameGraph` objects that return a new graph; the
+methods and operators of :class:`~mandala.frames.frame.ComputationFrame` delegate to them (and
+check that the frames come from one storage).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
+from mandala.errors import FrameError
 from mandala.frames.graph import FrameGraph
 from mandala.frames.keys import sorted_unique
-from mandala.frames.selection import SelectionMixin
+from mandala.frames.selection import cleanup, complete, drop_incomplete_calls, drop_unreachable
 from mandala.hashing.key_table import key_list
 
-__all__ = ["AlgebraMixin"]
+__all__ = ["union", "intersection", "difference"]
 
 
-class AlgebraMixin(SelectionMixin):
-    """Union, intersection and difference of ComputationFrames."""
+def _kind_conflicts(graph: FrameGraph, other: FrameGraph) -> list[str]:
+    """Names that are a variable in one graph and a function node (or of another op) in the
+    other."""
+    return sorted(
+        n
+        for n in graph.nodes & other.nodes
+        if graph.is_var(n) != other.is_var(n)
+        or (n in graph.op_by_func and graph.op_by_func[n] != other.op_by_func[n])
+    )
 
-    # ================================================================== set algebra
 
-    def _same_source(self, others: Sequence[Any]) -> None:
-        for other in others:
-            if not isinstance(other, SelectionMixin):
-                raise TypeError(f"expected a ComputationFrame, got {type(other).__name__}")
-            if other.source is not self.source:
-                raise ValueError(
-                    "cannot combine ComputationFrames of different storages; build both from "
-                    "the same Storage"
-                )
-
-    def _kind_conflicts(self, other: FrameGraph) -> list[str]:
-        return sorted(
-            n
-            for n in self.nodes & other.nodes
-            if (n in self.vs) != (n in other.vs)
-            or (n in self.fs and self.op_of[n] != other.op_of[n])
+def _absorb_facts(graph: FrameGraph, other: FrameGraph) -> None:
+    """Make the facts about ``other``'s elements known to ``graph``'s index."""
+    if other.index is graph.index:
+        return
+    index, theirs = graph.index, other.index
+    index.add_calls(theirs.calls[c] for calls in other.calls_by_func.values() for c in calls)
+    ids = [refs.ids for refs in other.refs_by_var.values()]
+    if ids:
+        mine = sorted_unique(np.concatenate(ids))
+        index.add_refs(
+            theirs.ref_table.to_bytes(mine),
+            key_list(theirs.refs.content_of(mine)),
+            theirs.refs.kinds_of(mine).tolist(),
         )
 
-    def union(self, *others: Any) -> Any:
-        """Nodes, edges and elements of all the frames, matched by node name (``a | b``).
 
-        Call it as ``a.union(b, c)`` or ``ComputationFrame.union(a, b, c)``. The variables on
-        an edge receive any ref a call of the union needs there, so the result is valid.
+def union(graph: FrameGraph, others: Sequence[FrameGraph]) -> FrameGraph:
+    """Nodes, edges and elements of all the graphs, matched by node name; the variables on an
+    edge receive any ref a call of the union needs there, so the result is valid.
 
-        Raises:
-            ValueError: frames of different storages, or a name that is a variable in one
-                frame and a function node (or a node of another op) in another.
-        """
-        self._same_source(others)
-        frame = self.copy()
-        for other in others:
-            conflicts = frame._kind_conflicts(other)
-            if conflicts:
-                raise ValueError(
-                    f"cannot unite frames: nodes {conflicts} are of different kinds (or ops) in "
-                    "the two frames; rename one side first"
-                )
-            frame._absorb_facts(other)
-            for var, refs in other.vs.items():
-                frame._add_var(var)
-                frame.vs[var] |= refs
-            for func, calls in other.fs.items():
-                frame._add_func(func, other.op_of[func])
-                frame.fs[func] |= calls
-            for source, target, label in other.edges():
-                frame._add_edge(source, target, label)
-        frame._complete()
-        return frame
-
-    def _absorb_facts(self, other: FrameGraph) -> None:
-        """Make the facts about ``other``'s elements known to this frame's index."""
-        if other.index is self.index:
-            return
-        index, theirs = self.index, other.index
-        index.add_calls(theirs.calls[c] for calls in other.fs.values() for c in calls)
-        ids = [refs.ids for refs in other.vs.values()]
-        if ids:
-            mine = sorted_unique(np.concatenate(ids))
-            index.add_refs(
-                theirs.ref_table.to_bytes(mine),
-                key_list(theirs.refs.content_of(mine)),
-                theirs.refs.kinds_of(mine).tolist(),
+    Raises:
+        FrameError: a name is a variable in one graph and a function node (or a node of
+            another op) in another.
+    """
+    result = graph.copy()
+    for other in others:
+        conflicts = _kind_conflicts(result, other)
+        if conflicts:
+            raise FrameError(
+                f"cannot unite frames: nodes {conflicts} are of different kinds (or ops) in "
+                "the two frames; rename one side first"
             )
+        _absorb_facts(result, other)
+        for var, refs in other.refs_by_var.items():
+            result.add_var(var)
+            result.refs_by_var[var] |= refs
+        for func, calls in other.calls_by_func.items():
+            result.add_func(func, other.op_by_func[func])
+            result.calls_by_func[func] |= calls
+        for source, target, label in other.edges():
+            result.add_edge(source, target, label)
+    complete(result)
+    return result
 
-    def intersection(self, *others: Any) -> Any:
-        """The nodes (of the same kind and op), edges and elements all frames share (``a & b``).
 
-        Raises:
-            ValueError: frames of different storages.
-        """
-        self._same_source(others)
-        frame = self.copy()
-        for other in others:
-            shared = (frame.nodes & other.nodes) - set(frame._kind_conflicts(other))
-            for node in sorted(frame.nodes - shared):
-                frame._remove_node(node)
-            theirs = set(other.edges())
-            for edge in frame.edges():
-                if edge not in theirs:
-                    frame._drop_edge(*edge)
-            for node in shared:
-                frame._elements(node).intersection_update(other._elements(node))
-        frame._drop_incomplete_calls()
-        return frame
+def intersection(graph: FrameGraph, others: Sequence[FrameGraph]) -> FrameGraph:
+    """The nodes (of the same kind and op), edges and elements all graphs share."""
+    result = graph.copy()
+    for other in others:
+        shared = (result.nodes & other.nodes) - set(_kind_conflicts(result, other))
+        for node in sorted(result.nodes - shared):
+            result.remove_node(node)
+        theirs = set(other.edges())
+        for edge in result.edges():
+            if edge not in theirs:
+                result.drop_edge(*edge)
+        for node in shared:
+            result.elements(node).intersection_update(other.elements(node))
+    drop_incomplete_calls(result)
+    return result
 
-    def difference(self, other: Any) -> Any:
-        """This frame without the elements ``other`` holds in same-named nodes (``a - b``).
 
-        Calls that lost one of their refs are dropped, then what is no longer reachable from
-        the remaining sources, then the nodes left empty.
+def difference(graph: FrameGraph, other: FrameGraph) -> FrameGraph:
+    """``graph`` without the elements ``other`` holds in same-named nodes of the same kind.
 
-        Raises:
-            ValueError: frames of different storages.
-        """
-        self._same_source([other])
-        frame = self.copy()
-        for node in frame.nodes & other.nodes:
-            if (node in frame.vs) == (node in other.vs):
-                frame._elements(node).difference_update(other._elements(node))
-        frame._drop_incomplete_calls()
-        frame._drop_unreachable(forward=True, strong=True)
-        frame.cleanup(inplace=True)
-        return frame
-
-    def __or__(self, other: Any) -> Any:
-        if not isinstance(other, SelectionMixin):
-            return NotImplemented
-        return self.union(other)
-
-    def __and__(self, other: Any) -> Any:
-        if not isinstance(other, SelectionMixin):
-            return NotImplemented
-        return self.intersection(other)
-
-    def __sub__(self, other: Any) -> Any:
-        if not isinstance(other, SelectionMixin):
-            return NotImplemented
-        return self.difference(other)
+    Calls that lost one of their refs are dropped, then what is no longer reachable from the
+    remaining sources, then the nodes left empty.
+    """
+    result = graph.copy()
+    for node in result.nodes & other.nodes:
+        if result.is_var(node) == other.is_var(node):
+            result.elements(node).difference_update(other.elements(node))
+    drop_incomplete_calls(result)
+    drop_unreachable(result, True, "strong")
+    cleanup(result)
+    return result

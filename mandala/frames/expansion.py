@@ -15,7 +15,8 @@ import numpy as np
 
 from mandala.backends.records import DIRECTION_IN, DIRECTION_OUT
 from mandala.frames.blocks import CallBlock, paused_gc
-from mandala.frames.graph import FrameGraph, edge_label
+from mandala.frames.graph import FrameGraph
+from mandala.frames.index import edge_label
 from mandala.frames.keys import KeySet, sorted_unique
 
 __all__ = ["expand"]
@@ -33,11 +34,11 @@ def expand(
     reuse_existing: bool,
 ) -> set[str]:
     """Expand ``frame`` in place; returns the variables that received new refs."""
-    pending = set(frame.vs if varnames is None else varnames)
-    unknown = pending - set(frame.vs)
+    pending = set(frame.refs_by_var if varnames is None else varnames)
+    unknown = pending - set(frame.refs_by_var)
     if unknown:
         raise ValueError(
-            f"Nodes {sorted(unknown)} not found in the CF (variables: {sorted(frame.vs)})"
+            f"Nodes {sorted(unknown)} not found in the CF (variables: {sorted(frame.refs_by_var)})"
         )
     touched: set[str] = set()
     with paused_gc():
@@ -56,7 +57,7 @@ def _expand_step(
     index = frame.index
     frontier: list[np.ndarray] = []
     for var in varnames:
-        if skip_existing and (frame.inp.get(var) if back else frame.out.get(var)):
+        if skip_existing and (frame.incoming.get(var) if back else frame.outgoing.get(var)):
             continue
         elements = frame.source_elements(var) if back else frame.sink_elements(var)
         if len(elements):
@@ -69,7 +70,7 @@ def _expand_step(
     )
     # A call connects to every expanded variable that already holds one of its outputs (going
     # back) or inputs (going forward), not only to the variable whose frontier found it.
-    holders = [(var, frame.vs[var].ids) for var in varnames]
+    holders = [(var, frame.refs_by_var[var].ids) for var in varnames]
     groups: dict[tuple[str, tuple], list[Part]] = {}
     for block in blocks:
         connections: list[tuple[str, str]] = []
@@ -122,17 +123,17 @@ def _add_group(
     call_keys = KeySet.of_ids(index.call_table, np.concatenate(call_parts))
     func = _function_node(frame, op_name, call_keys, connections, back, reuse_existing)
     edges_before = set(frame.in_edges(func)) | set(frame.out_edges(func))
-    calls_before = frame.fs[func].copy()
+    calls_before = frame.calls_by_func[func].copy()
     for label, var in connections:
         if back:
-            frame._add_edge(func, var, label)
+            frame.add_edge(func, var, label)
         else:
-            frame._add_edge(var, func, label)
+            frame.add_edge(var, func, label)
     changed: set[str] = set()
     # Variables are chosen for every label before any receives refs, and a variable on one
     # label of this node is not reused for another: two arguments that happen to hold equal
     # values (``n_estimators=5`` next to ``max_depth=5``) stay two variables.
-    side = frame.inp[func] if back else frame.out[func]
+    side = frame.incoming[func] if back else frame.outgoing[func]
     chosen: dict[str, tuple[str, KeySet]] = {}
     for label in sorted(needed):
         refs = KeySet.of_ids(index.ref_table, np.concatenate(needed[label]))
@@ -142,14 +143,14 @@ def _add_group(
         chosen[label] = (var, refs)
     for label, (var, refs) in chosen.items():
         if back:
-            frame._add_edge(var, func, label)
+            frame.add_edge(var, func, label)
         else:
-            frame._add_edge(func, var, label)
-        before = len(frame.vs[var])
-        frame.vs[var] |= refs
-        if len(frame.vs[var]) != before:
+            frame.add_edge(func, var, label)
+        before = len(frame.refs_by_var[var])
+        frame.refs_by_var[var] |= refs
+        if len(frame.refs_by_var[var]) != before:
             changed.add(var)
-    frame.fs[func] |= call_keys
+    frame.calls_by_func[func] |= call_keys
     if edges_before or len(calls_before):  # a reused node: its other calls and edges must agree
         changed |= _complete(frame, func, edges_before, call_keys - calls_before)
     return changed
@@ -167,11 +168,11 @@ def _complete(
     """
     labels_before = {(target == func, label) for source, target, label in edges_before}
     changed: set[str] = set()
-    for is_input, by_label in ((True, frame.inp[func]), (False, frame.out[func])):
+    for is_input, by_label in ((True, frame.incoming[func]), (False, frame.outgoing[func])):
         for label, variables in by_label.items():
             if not variables:
                 continue
-            scan = new_calls if (is_input, label) in labels_before else frame.fs[func]
+            scan = new_calls if (is_input, label) in labels_before else frame.calls_by_func[func]
             if not len(scan):
                 continue
             new_edges = [
@@ -180,12 +181,12 @@ def _complete(
                 if ((v, func, label) if is_input else (func, v, label)) not in edges_before
             ]
             target_var = new_edges[0] if new_edges else sorted(variables)[0]
-            _, refs = frame.index.pair_ids(frame.op_of[func], scan, label, is_input)
+            _, refs = frame.index.pair_ids(frame.op_by_func[func], scan, label, is_input)
             missing = np.ones(len(refs), dtype=bool)
             for v in variables:
-                missing &= ~np.isin(refs, frame.vs[v].ids)
+                missing &= ~np.isin(refs, frame.refs_by_var[v].ids)
             if missing.any():
-                frame.vs[target_var] |= KeySet.of_ids(frame.index.ref_table, refs[missing])
+                frame.refs_by_var[target_var] |= KeySet.of_ids(frame.index.ref_table, refs[missing])
                 changed.add(target_var)
     return changed
 
@@ -199,19 +200,19 @@ def _function_node(
     reuse_existing: bool,
 ) -> str:
     if reuse_existing:
-        candidates = [f for f in sorted(frame.fs) if frame.op_of[f] == op_name]
+        candidates = [f for f in sorted(frame.calls_by_func) if frame.op_by_func[f] == op_name]
         for func in candidates:
-            calls = frame.fs[func]
+            calls = frame.calls_by_func[func]
             if calls and (calls <= call_keys or call_keys <= calls):
                 return func
         for func in candidates:
-            side = frame.out[func] if back else frame.inp[func]
+            side = frame.outgoing[func] if back else frame.incoming[func]
             if all(var in side.get(label, ()) for label, var in connections):
                 return func
         if candidates:
             return candidates[0]
     name = frame.new_name(op_name)
-    frame._add_func(name, op_name)
+    frame.add_func(name, op_name)
     return name
 
 
@@ -230,12 +231,12 @@ def _variable_for(
     for var in sorted(existing):
         return var
     if reuse_existing:
-        for var in sorted(frame.vs):
+        for var in sorted(frame.refs_by_var):
             if var in taken:
                 continue
-            held = frame.vs[var]
+            held = frame.refs_by_var[var]
             if held and (refs <= held or held <= refs):
                 return var
     name = frame.new_name(label) if back else frame.output_var_name(label)
-    frame._add_var(name)
+    frame.add_var(name)
     return name

@@ -1,4 +1,4 @@
-"""The data structure of a computation frame: a graph of variables and functions over elements.
+"""The graph of a computation frame: variables (sets of refs) and functions (sets of calls).
 
 A *variable* node holds a set of refs (by history key), a *function* node a set of calls of one
 op. A labelled edge ``var --label--> func`` says that the calls of ``func`` take refs of ``var``
@@ -6,603 +6,258 @@ as their input ``label``; ``func --label--> var`` says their output ``label`` la
 Cycles in this graph are allowed (``x = scale(x)`` in a loop); the calls themselves never form a
 cycle.
 
-Facts about elements (a call's inputs and outputs, a ref's content key) live in a
-:class:`ElementIndex` shared by every frame derived from the same ``storage.cf(...)``: it only
-ever grows, with facts read from the store, so sharing it is safe and makes copies cheap.
+Facts about the elements (a call's inputs and outputs, a ref's content key) are in the
+:class:`~mandala.frames.index.ElementIndex` that the graph holds (``index.py``).
 """
 
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
-from collections.abc import Collection, Iterable, Iterator, MutableMapping, Sequence
-from itertools import repeat
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from mandala.backends.records import CallRows, StoredCall
-from mandala.frames.blocks import CallBlock, RefView, Slot, blocks_from_rows, rows_from_calls
-from mandala.frames.keys import KeySet, KeyTable, key_array
-from mandala.frames.source import FrameSource
-from mandala.hashing.digest import KEY_SIZE
-from mandala.hashing.key_table import key_list
-from mandala.model.calls import Call, LazyCall, OpSpec
-from mandala.model.kinds import ref_from_kind
-from mandala.model.refs import AtomRef, Ref
+from mandala.backends.records import StoredCall
+from mandala.errors import NodeNotFoundError
+from mandala.frames.index import ElementIndex, edge_label
+from mandala.frames.keys import KeySet, KeyTable
 
-__all__ = [
-    "ElementIndex",
-    "CallView",
-    "RefView",
-    "FrameGraph",
-    "edge_label",
-    "block_slots",
-    "COLLECTION_OPS",
-]
-
-COLLECTION_OPS = frozenset({"__make_list__", "__make_set__", "__make_dict__"})
-"""Structural ops whose many inputs (one per element) are shown as one edge, ``elts``."""
+__all__ = ["FrameGraph", "NodeSets", "Edge"]
 
 _INDEXED_NAME = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)$")
 
-
-def edge_label(op_name: str, input_name: str) -> str:
-    """The edge label of an input of a call (elements of built collections are ``elts``)."""
-    if op_name in COLLECTION_OPS:
-        return "elts"
-    return input_name
-
-
-class CallView(MutableMapping[bytes, StoredCall]):
-    """The calls of an :class:`ElementIndex` by history key, as :class:`StoredCall` objects
-    made (and kept) on first access.
-
-    Assigning replaces what a key reads as here and in the :class:`Call` objects handed out
-    (e.g. to record versions in a test), not the columns that frame operations read.
-    """
-
-    def __init__(self, index: ElementIndex) -> None:
-        self._index = index
-        self._made: dict[bytes, StoredCall] = {}
-
-    def has_made(self) -> bool:
-        """Whether any call was made or assigned one by one (see :meth:`made`)."""
-        return bool(self._made)
-
-    def made(self, key: bytes) -> StoredCall | None:
-        """The object a key reads as if one was made or assigned already, else None."""
-        return self._made.get(key)
-
-    def __getitem__(self, key: bytes) -> StoredCall:
-        found = self._made.get(key)
-        if found is None:
-            block, row = self._index.locate(key)
-            found = self._made[key] = block.stored(row, self._index.refs)
-        return found
-
-    def __setitem__(self, key: bytes, call: StoredCall) -> None:
-        self._made[key] = call
-
-    def __delitem__(self, key: bytes) -> None:
-        del self._made[key]
-
-    def __contains__(self, key: object) -> bool:
-        return self._index.row(key) >= 0 or key in self._made
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._index.call_table.to_bytes(self._index.ids_by_row()))
-
-    def __len__(self) -> int:
-        return self._index.row_count
-
-
-class ElementIndex:
-    """Calls and refs seen by a family of frames, with creator and consumer indexes.
-
-    Calls are kept as columns (:class:`CallBlock`, one per op version and signature, in
-    ``blocks_by_op``); ``calls`` reads one of them as a :class:`StoredCall`. Calls and refs
-    have integer ids in two :class:`KeyTable` objects (``call_table``, ``ref_table``): frames
-    hold their elements as :class:`KeySet` objects of those ids.
-    """
-
-    def __init__(self, source: FrameSource) -> None:
-        self.source = source
-        self.blocks_by_op: dict[str, list[CallBlock]] = {}
-        self.call_table = KeyTable()
-        self.refs = RefView()
-        self.ref_table = self.refs.table
-        self._row_of_id = np.empty(0, dtype=np.int64)
-        """Call id -> its row among all blocks (in the order they were added), -1 if none."""
-        self._id_of_row: list[np.ndarray] = []
-        self._blocks: list[CallBlock] = []
-        self._starts: list[int] = []
-        self._rows = 0
-        self.calls = CallView(self)
-        self._creator: dict[bytes, bytes] | None = None
-        self._consumers: dict[bytes, set[bytes]] | None = None
-        self.values: dict[bytes, Any] = {}
-        """Values kept by ``attach()``, by content key (a frame otherwise loads on demand)."""
-        self._specs: dict[tuple[str, int], OpSpec] = {}
-
-    def load_values(self, content_keys: Iterable[bytes]) -> dict[bytes, Any]:
-        """Values by content key (as :meth:`load_value_array`)."""
-        keys = list(dict.fromkeys(content_keys))
-        if not keys:
-            return {}
-        return dict(zip(keys, self.load_value_array(key_array(keys)).tolist()))
-
-    def load_value_array(self, content_keys: np.ndarray, prefetched: Any = None) -> np.ndarray:
-        """The values of content keys (a key array; repeats allowed), aligned with them as an object
-        array: kept ones from memory, the rest in one request (``prefetched``: a read started
-        by the source's ``prefetch_values``)."""
-        kept = self.values
-        if not kept:  # nothing attached (the common case)
-            return self._load(content_keys, prefetched)
-        keys = key_list(content_keys)
-        held = np.fromiter(map(kept.__contains__, keys), dtype=bool, count=len(keys))
-        values = np.empty(len(keys), dtype=object)
-        if not held.all():
-            values[~held] = self._load(content_keys[~held], prefetched)
-        for position in np.flatnonzero(held).tolist():
-            values[position] = kept[keys[position]]
-        return values
-
-    def _load(self, content_keys: np.ndarray, prefetched: Any) -> np.ndarray:
-        if not len(content_keys):
-            return np.empty(0, dtype=object)
-        if prefetched is None:  # a source need not know of prefetching
-            return self.source.load_value_array(content_keys)
-        return self.source.load_value_array(content_keys, prefetched)
-
-    # ------------------------------------------------------------------ element sets
-
-    def ref_set(self, keys: Iterable[bytes] = ()) -> KeySet:
-        """A set of refs of this index (keys given as objects)."""
-        return KeySet.of_keys(self.ref_table, keys) if keys else KeySet(self.ref_table)
-
-    # ------------------------------------------------------------------ adding facts
-
-    def add_rows(self, rows: CallRows) -> list[CallBlock]:
-        """Index calls read from the store; returns all of them as blocks (known ones too)."""
-        blocks = blocks_from_rows(
-            rows, _DetailsReader(self.source), calls=self.call_table, refs=self.refs
-        )
-        for block in blocks:
-            self._add_block(block)
-        return blocks
-
-    def add_calls(self, calls: Iterable[StoredCall]) -> None:
-        """Index calls given as objects (the facts of another frame's index)."""
-        self.add_rows(rows_from_calls(calls))
-
-    def _add_block(self, block: CallBlock) -> None:
-        size = len(self.call_table)
-        if len(self._row_of_id) < size:
-            grown = np.full(max(size, 2 * len(self._row_of_id)), -1, dtype=np.int64)
-            grown[: len(self._row_of_id)] = self._row_of_id
-            self._row_of_id = grown
-        known = self._row_of_id[block.ids] >= 0
-        if known.any():  # some calls are known: keep the others
-            block = block.take(np.flatnonzero(~known))
-            if not len(block):
-                return
-        start = self._rows
-        self._blocks.append(block)
-        self._starts.append(start)
-        self._rows += len(block)
-        self._row_of_id[block.ids] = np.arange(start, self._rows)
-        self._id_of_row.append(block.ids)
-        self.blocks_by_op.setdefault(block.op_name, []).append(block)
-        self._creator = self._consumers = None
-
-    def add_refs(
-        self, history_keys: Sequence[bytes], content_keys: Sequence[bytes], kinds: Sequence[int]
-    ) -> None:
-        """Record refs (aligned lists) in one step; refs already known keep their facts."""
-        if len(history_keys):
-            self.refs.add(history_keys, content_keys, kinds)
-
-    # ------------------------------------------------------------------ rows
-
-    @property
-    def row_count(self) -> int:
-        """Calls indexed."""
-        return self._rows
-
-    def ids_by_row(self) -> np.ndarray:
-        """The call id of every row, in row order."""
-        if len(self._id_of_row) > 1:
-            self._id_of_row = [np.concatenate(self._id_of_row)]
-        return self._id_of_row[0] if self._id_of_row else np.empty(0, dtype=np.int64)
-
-    def row(self, key: object) -> int:
-        """The row of an indexed call, -1 if it is not indexed."""
-        if not isinstance(key, bytes):
-            return -1
-        found = self.call_table.id_of(key)
-        return int(self._row_of_id[found]) if 0 <= found < len(self._row_of_id) else -1
-
-    def rows_of_ids(self, ids: np.ndarray) -> np.ndarray:
-        """Rows of calls by id (-1 for calls not indexed)."""
-        inside = (ids >= 0) & (ids < len(self._row_of_id))
-        return np.where(inside, self._row_of_id[np.where(inside, ids, 0)], -1)
-
-    def public_call(self, key: bytes) -> Call:
-        """The :class:`Call` of an indexed call (see :meth:`public_calls`)."""
-        return self.public_calls([key])[0]
-
-    def public_calls(self, keys: Iterable[bytes]) -> list[Call]:
-        """The :class:`Call` objects of indexed calls, with refs made from the columns on first
-        use (a table hands out one per cell: making their refs up front would dominate)."""
-        keys = list(keys)
-        made = self.calls.made
-        if self.calls.has_made():  # objects made or assigned one by one take precedence
-            stored = [made(key) for key in keys]
-            if any(call is not None for call in stored):
-                return [
-                    self.source.to_call(call) if call is not None else self.public_calls([key])[0]
-                    for key, call in zip(keys, stored)
-                ]
-        ids = self.call_table.find(key_array(keys))
-        rows = self.rows_of_ids(ids)
-        if np.any(rows < 0):
-            raise KeyError(keys[int(np.flatnonzero(rows < 0)[0])])
-        return self._calls_at(rows, keys)
-
-    def public_calls_of_ids(self, ids: np.ndarray) -> list[Call]:
-        """:meth:`public_calls` of calls given by id."""
-        if self.calls.has_made():
-            return self.public_calls(self.call_table.to_bytes(ids))
-        return self._calls_at(self.rows_of_ids(ids), None)
-
-    def _calls_at(self, rows: np.ndarray, keys: list[bytes] | None) -> list[Call]:
-        which = np.searchsorted(np.asarray(self._starts), rows, side="right") - 1
-        result = np.empty(len(rows), dtype=object)
-        for i in np.flatnonzero(np.bincount(which)).tolist():  # the blocks holding some
-            block = self._blocks[i]
-            spec = self._spec(block.op_name, block.op_version)
-            source = _BlockCalls(self.refs, block, self.source)
-            positions = np.flatnonzero(which == i)
-            local = rows[positions] - self._starts[i]
-            block_keys = (
-                [keys[p] for p in positions.tolist()]
-                if keys is not None
-                else self.call_table.to_bytes(block.ids[local])
-            )
-            # refs are made, and the calls' other fields read (for the whole block), when
-            # first asked for
-            made = list(map(LazyCall, repeat(spec), block_keys, repeat(source), local.tolist()))
-            result[positions] = np.fromiter(made, dtype=object, count=len(made))
-        calls: list[Call] = result.tolist()
-        return calls
-
-    def declared_outputs(self, op_name: str) -> tuple[str, ...]:
-        """The output names an op declared (``output_names=[...]``), in return order, over
-        the versions of it that the index holds calls of; empty if it declared none."""
-        names: list[str] = []
-        for version in sorted({block.op_version for block in self.blocks_by_op.get(op_name, ())}):
-            for name in self._spec(op_name, version).output_names or ():
-                if name not in names:
-                    names.append(name)
-        return tuple(names)
-
-    def _spec(self, op_name: str, op_version: int) -> OpSpec:
-        spec = self._specs.get((op_name, op_version))
-        if spec is None:
-            spec = self._specs[(op_name, op_version)] = self.source.op_spec(op_name, op_version)
-        return spec
-
-    # ------------------------------------------------------------------ reading facts
-
-    @property
-    def creator(self) -> dict[bytes, bytes]:
-        """Ref key -> key of the indexed call that output it (built on first use)."""
-        if self._creator is None:
-            creator: dict[bytes, bytes] = {}
-            for block in self._blocks:
-                for slot in block.outputs.values():
-                    creator.update(zip(slot.refs, block.keys))
-            self._creator = creator
-        return self._creator
-
-    @property
-    def consumers(self) -> dict[bytes, set[bytes]]:
-        """Ref key -> keys of the indexed calls that take it as an input (built on first use)."""
-        if self._consumers is None:
-            consumers: dict[bytes, set[bytes]] = {}
-            for block in self._blocks:
-                for slot in block.inputs.values():
-                    for ref, key in zip(slot.refs, block.keys):
-                        found = consumers.get(ref)
-                        if found is None:
-                            consumers[ref] = {key}
-                        else:
-                            found.add(key)
-            self._consumers = consumers
-        return self._consumers
-
-    def locate(self, key: bytes) -> tuple[CallBlock, int]:
-        """The block of a call and its row there.
-
-        Raises:
-            KeyError: the call is not indexed.
-        """
-        row = self.row(key)
-        if row < 0:
-            raise KeyError(key)
-        i = bisect_right(self._starts, row) - 1
-        return self._blocks[i], row - self._starts[i]
-
-    def _call_ids_of(self, call_keys: Collection[bytes]) -> np.ndarray:
-        """Sorted ids of the indexed calls among ``call_keys``."""
-        if isinstance(call_keys, KeySet) and call_keys.table is self.call_table:
-            return call_keys.ids
-        items = [k for k in call_keys if isinstance(k, bytes) and len(k) == KEY_SIZE]
-        found = self.call_table.find(key_array(items))
-        return np.sort(found[found >= 0])
-
-    def selected(
-        self, op_name: str, call_keys: Collection[bytes]
-    ) -> list[tuple[CallBlock, np.ndarray | None]]:
-        """The blocks of ``op_name`` holding calls of ``call_keys``, with the rows of those
-        calls (None: every row of the block)."""
-        blocks = self.blocks_by_op.get(op_name, ())
-        if not call_keys or not blocks:
-            return []
-        wanted = self._call_ids_of(call_keys)
-        selected: list[tuple[CallBlock, np.ndarray | None]] = []
-        for block in blocks:
-            inside = np.isin(block.ids, wanted)
-            if inside.all():
-                selected.append((block, None))
-            elif inside.any():
-                selected.append((block, np.flatnonzero(inside)))
-        return selected
-
-    def pair_ids(
-        self, op_name: str, call_keys: Collection[bytes], label: str, is_input: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(call ids, ref ids)``, aligned: the refs that calls of ``call_keys`` have on
-        edges labelled ``label`` (inputs, or outputs)."""
-        calls: list[np.ndarray] = []
-        refs: list[np.ndarray] = []
-        for block, rows in self.selected(op_name, call_keys):
-            for slot in block_slots(block, label, is_input):
-                if rows is None:
-                    calls.append(block.ids)
-                    refs.append(slot.ids)
-                else:
-                    calls.append(block.ids[rows])
-                    refs.append(slot.ids[rows])
-        if not calls:
-            empty = np.empty(0, dtype=np.int64)
-            return empty, empty
-        return np.concatenate(calls), np.concatenate(refs)
-
-    def pairs(
-        self, op_name: str, call_keys: Collection[bytes], label: str, is_input: bool
-    ) -> tuple[list[bytes], list[bytes]]:
-        """:meth:`pair_ids` as keys."""
-        calls, refs = self.pair_ids(op_name, call_keys, label, is_input)
-        return self.call_table.to_bytes(calls), self.ref_table.to_bytes(refs)
-
-
-class _DetailsReader:
-    """Reads the details of a block's calls from the frame's source. A block holds this rather
-    than the index, so that a call a frame handed out keeps its own block alive, not the whole
-    index of the frame."""
-
-    __slots__ = ("source",)
-
-    def __init__(self, source: FrameSource) -> None:
-        self.source = source
-
-    def __call__(self, call_ids: list[int]) -> Sequence[list[Any]]:
-        return self.source.call_details(call_ids)
-
-
-class _BlockCalls:
-    """The refs and details of the calls of one block, for the :class:`LazyCall` objects a
-    frame hands out (one of these per block, not two closures per call)."""
-
-    __slots__ = ("refs", "block", "source")
-
-    def __init__(self, refs: RefView, block: CallBlock, source: FrameSource) -> None:
-        self.refs = refs
-        self.block = block
-        self.source = source
-
-    def call_refs(self, row: int) -> tuple[dict[str, Ref], dict[str, Ref]]:
-        refs = self.refs
-        sides = []
-        for side in (self.block.inputs, self.block.outputs):
-            names = list(side)
-            ids = np.fromiter((side[name].ids[row] for name in names), np.int64, len(names))
-            keys = refs.table.to_bytes(ids)
-            contents = key_list(refs.content_of(ids))
-            kinds = refs.kinds_of(ids).tolist()
-            sides.append(
-                {
-                    name: ref_from_kind(kind, content, key)
-                    for name, key, content, kind in zip(names, keys, contents, kinds)
-                }
-            )
-        # collections come with their element refs, as in the original (len(ref) works)
-        collections = [r for side in sides for r in side.values() if not isinstance(r, AtomRef)]
-        if collections:
-            self.source.load_shapes(collections)
-        return sides[0], sides[1]
-
-    def call_details(self, row: int) -> tuple[Any, ...]:
-        return tuple(column[row] for column in self.block.heads())
-
-
-def block_slots(block: CallBlock, label: str, is_input: bool) -> list[Slot]:
-    """The slots of a block that travel on edges labelled ``label``."""
-    if not is_input:
-        slot = block.outputs.get(label)
-        return [] if slot is None else [slot]
-    if block.op_name in COLLECTION_OPS:
-        return list(block.inputs.values()) if label == "elts" else []
-    slot = block.inputs.get(label)
-    return [] if slot is None else [slot]
+Edge = tuple[str, str, str]
+"""``(source, target, label)``."""
 
 
 class NodeSets(dict[str, KeySet]):
     """Element sets by node name; a set assigned in any form is kept as a :class:`KeySet` of
     the node kind's table."""
 
-    def __init__(self, table: KeyTable, items: Iterable[tuple[str, Any]] = ()) -> None:
+    def __init__(self, table: KeyTable, items: Iterable[tuple[str, Iterable[bytes]]] = ()) -> None:
         super().__init__()
         self.table = table
         for name, elements in items:
             self[name] = elements
 
-    def _wrap(self, elements: Any) -> KeySet:
+    def _wrap(self, elements: Iterable[bytes]) -> KeySet:
         if isinstance(elements, KeySet) and elements.table is self.table:
             return elements
         return KeySet.of_keys(self.table, elements)
 
-    def __setitem__(self, name: str, elements: Any) -> None:
+    def __setitem__(self, name: str, elements: Iterable[bytes]) -> None:
         super().__setitem__(name, self._wrap(elements))
 
-    def setdefault(self, name: str, elements: Any = None) -> KeySet:
+    def setdefault(self, name: str, elements: Iterable[bytes] | None = None) -> KeySet:
         if name not in self:
             self[name] = KeySet(self.table) if elements is None else elements
         return self[name]
 
 
+Adjacency = dict[str, dict[str, set[str]]]
+"""node -> edge label -> the nodes at the other end of the edges with that label."""
+
+_SortKey = tuple[int | str, ...]
+
+
 class FrameGraph:
-    """Nodes, labelled edges and element sets; the mutation primitives every operation uses."""
+    """Nodes, labelled edges and element sets of a frame; the mutation primitives every frame
+    operation (the functions of ``selection.py``, ``filters.py``, ``algebra.py``,
+    ``expansion.py``) uses. :class:`~mandala.frames.frame.ComputationFrame` wraps one.
+
+    Attributes:
+        index: the facts about the elements, shared by the frames of one ``storage.cf(...)``.
+        refs_by_var: ref keys by variable (the original's ``vs``).
+        calls_by_func: call keys by function node (``fs``).
+        op_by_func: the op name of each function node (``op_of``).
+        incoming: by node, the sources of its incoming edges by label (``inp``).
+        outgoing: by node, the targets of its outgoing edges by label (``out``).
+    """
 
     def __init__(self, index: ElementIndex) -> None:
         self.index = index
-        self._vs = NodeSets(index.ref_table)
-        self._fs = NodeSets(index.call_table)
-        self.op_of: dict[str, str] = {}
-        self.inp: dict[str, dict[str, set[str]]] = {}
-        self.out: dict[str, dict[str, set[str]]] = {}
+        self._refs_by_var = NodeSets(index.ref_table)
+        self._calls_by_func = NodeSets(index.call_table)
+        self.op_by_func: dict[str, str] = {}
+        self.incoming: Adjacency = {}
+        self.outgoing: Adjacency = {}
 
     @property
-    def vs(self) -> NodeSets:
-        """Refs by variable."""
-        return self._vs
+    def refs_by_var(self) -> NodeSets:
+        """Ref keys by variable."""
+        return self._refs_by_var
 
-    @vs.setter
-    def vs(self, sets: Any) -> None:
-        self._vs = NodeSets(self.index.ref_table, sets.items())
+    @refs_by_var.setter
+    def refs_by_var(self, sets: Mapping[str, Iterable[bytes]]) -> None:
+        self._refs_by_var = NodeSets(self.index.ref_table, sets.items())
 
     @property
-    def fs(self) -> NodeSets:
-        """Calls by function node."""
-        return self._fs
+    def calls_by_func(self) -> NodeSets:
+        """Call keys by function node."""
+        return self._calls_by_func
 
-    @fs.setter
-    def fs(self, sets: Any) -> None:
-        self._fs = NodeSets(self.index.call_table, sets.items())
+    @calls_by_func.setter
+    def calls_by_func(self, sets: Mapping[str, Iterable[bytes]]) -> None:
+        self._calls_by_func = NodeSets(self.index.call_table, sets.items())
 
     # ------------------------------------------------------------------ nodes and edges
 
     @property
-    def vnames(self) -> set[str]:
-        """Names of the variable nodes."""
-        return set(self.vs)
-
-    @property
-    def fnames(self) -> set[str]:
-        """Names of the function nodes."""
-        return set(self.fs)
-
-    @property
     def nodes(self) -> set[str]:
-        return set(self.vs) | set(self.fs)
+        """Names of all nodes."""
+        return set(self._refs_by_var) | set(self._calls_by_func)
 
-    def edges(self) -> list[tuple[str, str, str]]:
+    def is_var(self, node: str) -> bool:
+        """Whether ``node`` is a variable."""
+        return node in self._refs_by_var
+
+    def elements(self, node: str) -> KeySet:
+        """The refs of a variable or the calls of a function node."""
+        return self._refs_by_var[node] if node in self._refs_by_var else self._calls_by_func[node]
+
+    def set_elements(self, node: str, elements: Iterable[bytes]) -> None:
+        """Replace the elements of a node."""
+        if node in self._refs_by_var:
+            self._refs_by_var[node] = elements
+        else:
+            self._calls_by_func[node] = elements
+
+    def require(self, nodes: Iterable[str]) -> None:
+        """Raise unless every one of ``nodes`` is a node.
+
+        Raises:
+            NodeNotFoundError: one is not.
+        """
+        missing = set(nodes) - self.nodes
+        if missing:
+            raise NodeNotFoundError(f"Nodes {sorted(missing)} not found in the CF")
+
+    def require_node(self, node: str) -> None:
+        """Raise unless ``node`` is a node.
+
+        Raises:
+            NodeNotFoundError: it is not.
+        """
+        if node not in self._refs_by_var and node not in self._calls_by_func:
+            raise NodeNotFoundError(
+                f"Node {node} not found in the CF (nodes: {sorted(self.nodes)})"
+            )
+
+    def edges(self) -> list[Edge]:
         """Every edge as ``(source, target, label)``, sorted."""
         return sorted(
             (source, target, label)
-            for source, by_label in self.out.items()
+            for source, by_label in self.outgoing.items()
             for label, targets in by_label.items()
             for target in targets
         )
 
-    def in_edges(self, node: str) -> list[tuple[str, str, str]]:
+    def in_edges(self, node: str) -> list[Edge]:
+        """The edges into ``node``, sorted."""
         return sorted(
             (source, node, label)
-            for label, sources in self.inp.get(node, {}).items()
+            for label, sources in self.incoming.get(node, {}).items()
             for source in sources
         )
 
-    def out_edges(self, node: str) -> list[tuple[str, str, str]]:
+    def out_edges(self, node: str) -> list[Edge]:
+        """The edges out of ``node``, sorted."""
         return sorted(
             (node, target, label)
-            for label, targets in self.out.get(node, {}).items()
+            for label, targets in self.outgoing.get(node, {}).items()
             for target in targets
         )
 
     def in_neighbors(self, node: str) -> set[str]:
-        return {source for sources in self.inp.get(node, {}).values() for source in sources}
+        """The sources of the edges into ``node``."""
+        return {source for sources in self.incoming.get(node, {}).values() for source in sources}
 
     def out_neighbors(self, node: str) -> set[str]:
-        return {target for targets in self.out.get(node, {}).values() for target in targets}
+        """The targets of the edges out of ``node``."""
+        return {target for targets in self.outgoing.get(node, {}).values() for target in targets}
 
-    @property
-    def sources(self) -> set[str]:
+    def source_nodes(self) -> set[str]:
         """Nodes with no incoming edge."""
         return {n for n in self.nodes if not self.in_neighbors(n)}
 
-    @property
-    def sinks(self) -> set[str]:
+    def sink_nodes(self) -> set[str]:
         """Nodes with no outgoing edge."""
         return {n for n in self.nodes if not self.out_neighbors(n)}
 
-    def _add_var(self, name: str) -> None:
-        self.vs.setdefault(name)
-        self.inp.setdefault(name, {})
-        self.out.setdefault(name, {})
+    def size(self) -> int:
+        """Elements of all nodes plus edges: it stops changing when an expansion converges."""
+        return (
+            sum(map(len, self._refs_by_var.values()))
+            + sum(map(len, self._calls_by_func.values()))
+            + len(self.edges())
+        )
 
-    def _add_func(self, name: str, op_name: str) -> None:
-        self.fs.setdefault(name)
-        self.op_of[name] = op_name
-        self.inp.setdefault(name, {})
-        self.out.setdefault(name, {})
+    def add_var(self, name: str) -> None:
+        """Add an empty variable (nothing if it exists)."""
+        self._refs_by_var.setdefault(name)
+        self.incoming.setdefault(name, {})
+        self.outgoing.setdefault(name, {})
 
-    def _add_edge(self, source: str, target: str, label: str) -> None:
-        self.out.setdefault(source, {}).setdefault(label, set()).add(target)
-        self.inp.setdefault(target, {}).setdefault(label, set()).add(source)
+    def add_func(self, name: str, op_name: str) -> None:
+        """Add an empty function node of ``op_name`` (nothing if it exists but the op)."""
+        self._calls_by_func.setdefault(name)
+        self.op_by_func[name] = op_name
+        self.incoming.setdefault(name, {})
+        self.outgoing.setdefault(name, {})
 
-    def _drop_edge(self, source: str, target: str, label: str) -> None:
-        targets = self.out.get(source, {}).get(label)
+    def add_edge(self, source: str, target: str, label: str) -> None:
+        """Add the edge ``source --label--> target``."""
+        self.outgoing.setdefault(source, {}).setdefault(label, set()).add(target)
+        self.incoming.setdefault(target, {}).setdefault(label, set()).add(source)
+
+    def drop_edge(self, source: str, target: str, label: str) -> None:
+        """Remove the edge ``source --label--> target`` (nothing if there is none)."""
+        targets = self.outgoing.get(source, {}).get(label)
         if targets is not None:
             targets.discard(target)
             if not targets:
-                del self.out[source][label]
-        sources = self.inp.get(target, {}).get(label)
+                del self.outgoing[source][label]
+        sources = self.incoming.get(target, {}).get(label)
         if sources is not None:
             sources.discard(source)
             if not sources:
-                del self.inp[target][label]
+                del self.incoming[target][label]
 
-    def _remove_node(self, node: str) -> None:
+    def remove_node(self, node: str) -> None:
+        """Remove a node with its edges."""
         for source, _, label in self.in_edges(node):
-            self._drop_edge(source, node, label)
+            self.drop_edge(source, node, label)
         for _, target, label in self.out_edges(node):
-            self._drop_edge(node, target, label)
-        self.vs.pop(node, None)
-        self.fs.pop(node, None)
-        self.op_of.pop(node, None)
-        self.inp.pop(node, None)
-        self.out.pop(node, None)
+            self.drop_edge(node, target, label)
+        self._refs_by_var.pop(node, None)
+        self._calls_by_func.pop(node, None)
+        self.op_by_func.pop(node, None)
+        self.incoming.pop(node, None)
+        self.outgoing.pop(node, None)
 
-    def is_var(self, node: str) -> bool:
-        return node in self.vs
+    def rename_nodes(self, mapping: Mapping[str, str]) -> None:
+        """Rename nodes (all at once, so names may be swapped)."""
+
+        def name(n: str) -> str:
+            return mapping.get(n, n)
+
+        def adjacency(adj: Adjacency) -> Adjacency:
+            return {
+                name(n): {label: {name(m) for m in ends} for label, ends in by_label.items()}
+                for n, by_label in adj.items()
+            }
+
+        self.refs_by_var = {name(n): s for n, s in self._refs_by_var.items()}
+        self.calls_by_func = {name(n): s for n, s in self._calls_by_func.items()}
+        self.op_by_func = {name(n): op for n, op in self.op_by_func.items()}
+        self.incoming = adjacency(self.incoming)
+        self.outgoing = adjacency(self.outgoing)
 
     # ------------------------------------------------------------------ naming
 
     def new_name(self, hint: str, taken: Iterable[str] | None = None) -> str:
         """``hint`` if it is free, else ``hint_0``, ``hint_1``, ... (never mangling the hint)."""
-        used = set(self.vs) | set(self.fs) if taken is None else set(taken)
+        used = self.nodes if taken is None else set(taken)
         if hint not in used:
             return hint
         i = 0
@@ -621,7 +276,7 @@ class FrameGraph:
         match = _INDEXED_NAME.match(label)
         if match is None or match.group("stem") != "output":
             return self.new_name(label)
-        used = set(self.vs) | set(self.fs)
+        used = self.nodes
         i = 0
         while f"var_{i}" in used:
             i += 1
@@ -649,9 +304,9 @@ class FrameGraph:
             return []
         found = []
         call = self.index.calls[creator]
-        for label, funcs in self.inp.get(var, {}).items():
+        for label, funcs in self.incoming.get(var, {}).items():
             for func in funcs:
-                if creator in self.fs[func] and ref in self.call_outputs_on(call, label):
+                if creator in self.calls_by_func[func] and ref in self.call_outputs_on(call, label):
                     found.append((func, creator))
         return found
 
@@ -659,9 +314,9 @@ class FrameGraph:
         """(function node, call) pairs of the frame that take ``ref`` from ``var``."""
         found = []
         consumers = self.index.consumers.get(ref, ())
-        for label, funcs in self.out.get(var, {}).items():
+        for label, funcs in self.outgoing.get(var, {}).items():
             for func in funcs:
-                calls = self.fs[func]
+                calls = self.calls_by_func[func]
                 for call_key in consumers:
                     if call_key in calls and ref in self.call_inputs_on(
                         self.index.calls[call_key], label
@@ -674,12 +329,12 @@ class FrameGraph:
 
         One pass over the output columns of the function nodes on edges into ``var``.
         """
-        held = self.vs[var]
+        held = self.refs_by_var[var]
         found: dict[bytes, list[tuple[str, bytes]]] = {}
-        for label, funcs in self.inp.get(var, {}).items():
+        for label, funcs in self.incoming.get(var, {}).items():
             for func in funcs:
                 call_ids, ref_ids = self.index.pair_ids(
-                    self.op_of[func], self.fs[func], label, False
+                    self.op_by_func[func], self.calls_by_func[func], label, False
                 )
                 inside = np.isin(ref_ids, held.ids)
                 calls = self.index.call_table.to_bytes(call_ids[inside])
@@ -688,37 +343,39 @@ class FrameGraph:
                     found.setdefault(ref, []).append((func, call_key))
         return found
 
-    def _refs_on_edges(self, var: str, into: bool) -> KeySet:
+    def refs_on_edges(self, var: str, into: bool) -> KeySet:
         """The refs of ``var`` that calls of the frame output into it (``into``), or take
         from it as inputs."""
         parts = []
-        for label, funcs in (self.inp if into else self.out).get(var, {}).items():
+        for label, funcs in (self.incoming if into else self.outgoing).get(var, {}).items():
             for func in funcs:
                 parts.append(
-                    self.index.pair_ids(self.op_of[func], self.fs[func], label, not into)[1]
+                    self.index.pair_ids(
+                        self.op_by_func[func], self.calls_by_func[func], label, not into
+                    )[1]
                 )
         found = KeySet.of_ids(self.index.ref_table, np.concatenate(parts)) if parts else None
-        return self.vs[var] & found if found is not None else KeySet(self.index.ref_table)
+        return self.refs_by_var[var] & found if found is not None else KeySet(self.index.ref_table)
 
     def created_refs(self, var: str) -> KeySet:
         """The refs of ``var`` created by calls of the frame (on an edge into ``var``)."""
-        return self._refs_on_edges(var, True)
+        return self.refs_on_edges(var, True)
 
     def consumed_in_frame(self, var: str) -> KeySet:
         """Refs of ``var`` that some call of the frame takes as an input from ``var``."""
-        return self._refs_on_edges(var, False)
+        return self.refs_on_edges(var, False)
 
     def source_elements(self, var: str) -> KeySet:
         """Refs of ``var`` with no creator call in the frame (on an edge into ``var``)."""
-        if not self.inp.get(var):
-            return self.vs[var].copy()
-        return self.vs[var] - self.created_refs(var)
+        if not self.incoming.get(var):
+            return self.refs_by_var[var].copy()
+        return self.refs_by_var[var] - self.created_refs(var)
 
     def sink_elements(self, var: str) -> KeySet:
         """Refs of ``var`` that no call of the frame consumes (on an edge out of ``var``)."""
-        if not self.out.get(var):
-            return self.vs[var].copy()
-        return self.vs[var] - self.consumed_in_frame(var)
+        if not self.outgoing.get(var):
+            return self.refs_by_var[var].copy()
+        return self.refs_by_var[var] - self.consumed_in_frame(var)
 
     # ------------------------------------------------------------------ order
 
@@ -756,21 +413,21 @@ class FrameGraph:
         while ready:
             i = ready.pop()
             newly_ready = emit(i)
-            if len(components[i]) == 1 and components[i][0] in self.fs:
+            if len(components[i]) == 1 and components[i][0] in self.calls_by_func:
                 # a function node's outputs come right after it, then what they lead to
                 newly_ready = [k for j in newly_ready for k in emit(j)]
             ready.extend(reversed(newly_ready))
         return order
 
-    def _successor_order(self, component: list[str]) -> Any:
+    def _successor_order(self, component: list[str]) -> Callable[[list[str]], _SortKey]:
         """How the nodes made by ``component`` are ordered: the outputs of a function node in
         return order (``output_0, output_1, ...``, or as the op declared them), else by name."""
-        if len(component) != 1 or component[0] not in self.fs:
+        if len(component) != 1 or component[0] not in self.calls_by_func:
             return lambda nodes: (0, 0, min(nodes))
         func = component[0]
-        declared = self.index.declared_outputs(self.op_of[func])
+        declared = self.index.declared_outputs(self.op_by_func[func])
         rank: dict[str, tuple[int, int, str]] = {}
-        for label, targets in self.out[func].items():
+        for label, targets in self.outgoing[func].items():
             stem, _, number = label.rpartition("_")
             if stem == "output" and number.isdigit():
                 key = (0, int(number), label)
@@ -834,30 +491,42 @@ class FrameGraph:
 
     # ------------------------------------------------------------------ copying
 
-    def copy(self) -> Any:
-        """A copy of the graph and element sets (the element facts are shared)."""
-        other = object.__new__(type(self))
-        other.__dict__.update(self.__dict__)
-        self._copy_structure(other)
+    def copy(self) -> FrameGraph:
+        """A copy of the graph and element sets (the element index is shared)."""
+        other = FrameGraph(self.index)
+        other.take_structure(self)
         return other
 
-    def _copy_structure(self, other: FrameGraph) -> None:
-        other.vs = {k: v.copy() for k, v in self.vs.items()}
-        other.fs = {k: v.copy() for k, v in self.fs.items()}
-        other.op_of = dict(self.op_of)
-        other.inp = {k: {lab: set(s) for lab, s in v.items()} for k, v in self.inp.items()}
-        other.out = {k: {lab: set(s) for lab, s in v.items()} for k, v in self.out.items()}
+    def take_structure(self, other: FrameGraph) -> None:
+        """Make this graph a copy of ``other`` (nodes, edges, element sets)."""
+        self._refs_by_var = NodeSets(
+            other.index.ref_table, ((k, v.copy()) for k, v in other.refs_by_var.items())
+        )
+        self._calls_by_func = NodeSets(
+            other.index.call_table, ((k, v.copy()) for k, v in other.calls_by_func.items())
+        )
+        self.op_by_func = dict(other.op_by_func)
+        self.incoming = {
+            k: {lab: set(s) for lab, s in v.items()} for k, v in other.incoming.items()
+        }
+        self.outgoing = {
+            k: {lab: set(s) for lab, s in v.items()} for k, v in other.outgoing.items()
+        }
+        self.index = other.index
 
-    def _check(self) -> None:
+    def check(self) -> None:
         """Raise unless every call's ref on each connected label is in a variable of that label.
 
         Several variables on one label (``(v | x)@output_0``) mean "in one of them": a feedback
         loop puts the last outputs of an op in one variable and the earlier ones in another.
         """
-        for func, calls in self.fs.items():
+        for func, calls in self.calls_by_func.items():
             for call_key in calls:
                 call = self.index.calls[call_key]
-                for side, by_label in (("input", self.inp[func]), ("output", self.out[func])):
+                for side, by_label in (
+                    ("input", self.incoming[func]),
+                    ("output", self.outgoing[func]),
+                ):
                     for label, variables in by_label.items():
                         refs = (
                             self.call_inputs_on(call, label)
@@ -865,7 +534,7 @@ class FrameGraph:
                             else self.call_outputs_on(call, label)
                         )
                         for ref in refs:
-                            if not any(ref in self.vs[var] for var in variables):
+                            if not any(ref in self.refs_by_var[var] for var in variables):
                                 raise RuntimeError(
                                     f"frame invariant broken: {side} {label!r} of a call of "
                                     f"{func!r} is in none of {sorted(variables)}"

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mandala.frames.graph import COLLECTION_OPS, FrameGraph, block_slots, edge_label
+from mandala.frames.graph import FrameGraph
+from mandala.frames.index import COLLECTION_OPS, ElementIndex, block_slots, edge_label
 from mandala.frames.keys import KeySet, KeyTable
 
 __all__ = ["history_table", "joint_history_table", "Element", "KeyCodes"]
@@ -54,13 +55,13 @@ def _histories(
         if found is None:
             found = []
             call = calls[call_key]
-            op_name = frame.op_of[func]
-            inputs = frame.inp[func]
+            op_name = frame.op_by_func[func]
+            inputs = frame.incoming[func]
             for edge in call.inputs:
                 variables = inputs.get(edge_label(op_name, edge.name))
                 if variables:
                     for var in variables:
-                        if edge.history_key in frame.vs[var]:
+                        if edge.history_key in frame.refs_by_var[var]:
                             found.append((var, edge.history_key))
             upstream_of_call[(func, call_key)] = found
         return found
@@ -120,7 +121,7 @@ def history_table(
     frame: FrameGraph, var: str, elements: Iterable[bytes] | None = None
 ) -> list[History]:
     """Histories of the given elements of ``var`` (default: all of them)."""
-    refs = sorted(frame.vs[var] if elements is None else elements)
+    refs = sorted(frame.refs_by_var[var] if elements is None else elements)
     starts = [(var, ref) for ref in refs]
     memo = _histories(frame, starts)
     return [memo[start] for start in starts]
@@ -330,11 +331,11 @@ def _columnar_tables(
     for source, target, _ in frame.edges():
         if order[source] >= order[target]:
             return None  # a cycle (feedback loop)
-    for func in frame.fs:
-        if frame.op_of[func] in COLLECTION_OPS:
+    for func in frame.calls_by_func:
+        if frame.op_by_func[func] in COLLECTION_OPS:
             return None
         seen: set[str] = set()
-        for by_label in (frame.inp[func], frame.out[func]):
+        for by_label in (frame.incoming[func], frame.outgoing[func]):
             for variables_on_label in by_label.values():
                 if len(variables_on_label) != 1 or variables_on_label & seen:
                     return None
@@ -342,12 +343,14 @@ def _columnar_tables(
     index = frame.index
     upstream_nodes = _upstream(frame, variables)
     func_tables: dict[str, pd.DataFrame] = {}
-    for func in sorted(upstream_nodes & frame.fs.keys()):
+    for func in sorted(upstream_nodes & frame.calls_by_func.keys()):
         found = _func_keys(frame, index, func, codes.offset)
         if found is None:
             return None
         func_tables[func] = pd.DataFrame(found, columns=list(found))
-    own_codes = {var: frame.vs[var].ids for var in sorted(upstream_nodes & frame.vs.keys())}
+    own_codes = {
+        var: frame.refs_by_var[var].ids for var in sorted(upstream_nodes & frame.refs_by_var.keys())
+    }
 
     histories: dict[str, pd.DataFrame | None] = {}
 
@@ -356,10 +359,10 @@ def _columnar_tables(
             return histories[var]
         parts = []
         created: list[np.ndarray] = []
-        for funcs in frame.inp[var].values():
+        for funcs in frame.incoming[var].values():
             for func in funcs:
                 table = func_tables[func]
-                inputs = [next(iter(v)) for v in frame.inp[func].values()]
+                inputs = [next(iter(v)) for v in frame.incoming[func].values()]
                 part = table[[func, var, *inputs]]
                 for upstream in inputs:
                     upstream_history = history(upstream)
@@ -414,18 +417,18 @@ def _upstream(frame: FrameGraph, variables: list[str]) -> set[str]:
 
 
 def _func_keys(
-    frame: FrameGraph, index: Any, func: str, call_offset: int
+    frame: FrameGraph, index: ElementIndex, func: str, call_offset: int
 ) -> dict[str, np.ndarray] | None:
     """The code columns of a function node's table: its calls (ids plus ``call_offset``) and
     the refs (ids) they have on each connected label (one variable per label); None if a call
     lacks a connected label."""
     sides = (
-        (True, {label: next(iter(v)) for label, v in frame.inp[func].items()}),
-        (False, {label: next(iter(v)) for label, v in frame.out[func].items()}),
+        (True, {label: next(iter(v)) for label, v in frame.incoming[func].items()}),
+        (False, {label: next(iter(v)) for label, v in frame.outgoing[func].items()}),
     )
     names = [func] + [var for _, by_label in sides for var in by_label.values()]
     columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    for block, rows in index.selected(frame.op_of[func], frame.fs[func]):
+    for block, rows in index.selected(frame.op_by_func[func], frame.calls_by_func[func]):
         part = {func: block.ids + call_offset}
         for is_input, by_label in sides:
             for label, var in by_label.items():

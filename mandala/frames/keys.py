@@ -10,7 +10,7 @@ run on integer arrays in numpy instead of hashing millions of ``bytes`` objects 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableSet
-from typing import Any
+from typing import TypeVar, cast
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from mandala.hashing.digest import KEY_SIZE
 from mandala.hashing.key_table import KEY_DTYPE, KeyTable, key_array
 
 __all__ = ["KEY_DTYPE", "KeyTable", "KeySet", "key_array", "sorted_unique"]
+
+_Item = TypeVar("_Item")
 
 _EMPTY_IDS = np.empty(0, dtype=np.int64)
 
@@ -80,13 +82,14 @@ class KeySet(MutableSet[bytes]):
             self._objects = set(self.table.to_bytes(self.ids))
         return self._objects
 
-    def _ids_of(self, other: Iterable[Any], add: bool) -> np.ndarray:
+    def _ids_of(self, other: Iterable[object], add: bool) -> np.ndarray:
         """Sorted distinct ids of ``other``'s keys (``add``: give new keys ids; else keys
         unknown to the table, or not keys at all, are left out)."""
         if isinstance(other, KeySet) and other.table is self.table:
             return other.ids
         if add:  # a key of another length is refused, as by add()
-            return sorted_unique(self.table.intern(key_array(_listed(other))))
+            # key_array refuses what is not a key
+            return sorted_unique(self.table.intern(key_array(cast("list[bytes]", _listed(other)))))
         items = [k for k in _listed(other) if isinstance(k, bytes) and len(k) == KEY_SIZE]
         found = self.table.find(key_array(items))
         return sorted_unique(found[found >= 0])
@@ -131,31 +134,31 @@ class KeySet(MutableSet[bytes]):
     def _result(self, ids: np.ndarray) -> KeySet:
         return KeySet(self.table, ids)
 
-    def __or__(self, other: Iterable[Any]) -> KeySet:
+    def __or__(self, other: Iterable[object]) -> KeySet:
         if not isinstance(other, Iterable):
             return NotImplemented
         return self._result(_union(self.ids, self._ids_of(other, add=True)))
 
     __ror__ = __or__
 
-    def __and__(self, other: Iterable[Any]) -> KeySet:
+    def __and__(self, other: Iterable[object]) -> KeySet:
         if not isinstance(other, Iterable):
             return NotImplemented
         return self._result(np.intersect1d(self.ids, self._ids_of(other, False), True))
 
     __rand__ = __and__
 
-    def __sub__(self, other: Iterable[Any]) -> KeySet:
+    def __sub__(self, other: Iterable[object]) -> KeySet:
         if not isinstance(other, Iterable):
             return NotImplemented
         return self._result(_difference(self.ids, self._ids_of(other, add=False)))
 
-    def __rsub__(self, other: Iterable[Any]) -> KeySet:
+    def __rsub__(self, other: Iterable[object]) -> KeySet:
         if not isinstance(other, Iterable):
             return NotImplemented
         return self._result(_difference(self._ids_of(other, add=True), self.ids))
 
-    def __xor__(self, other: Iterable[Any]) -> KeySet:
+    def __xor__(self, other: Iterable[object]) -> KeySet:
         if not isinstance(other, Iterable):
             return NotImplemented
         theirs = self._ids_of(other, add=True)
@@ -163,31 +166,31 @@ class KeySet(MutableSet[bytes]):
 
     __rxor__ = __xor__
 
-    def union(self, *others: Iterable[Any]) -> KeySet:
+    def union(self, *others: Iterable[object]) -> KeySet:
         result = self.copy()
         for other in others:
             result |= other
         return result
 
-    def intersection(self, *others: Iterable[Any]) -> KeySet:
+    def intersection(self, *others: Iterable[object]) -> KeySet:
         result = self.copy()
         for other in others:
             result &= other
         return result
 
-    def difference(self, *others: Iterable[Any]) -> KeySet:
+    def difference(self, *others: Iterable[object]) -> KeySet:
         result = self.copy()
         for other in others:
             result -= other
         return result
 
-    def issubset(self, other: Iterable[Any]) -> bool:
+    def issubset(self, other: Iterable[object]) -> bool:
         if isinstance(other, KeySet) and other.table is self.table:
             return len(_difference(self.ids, other.ids)) == 0
         theirs = other if isinstance(other, (set, frozenset)) else set(other)
         return all(map(theirs.__contains__, self))
 
-    def issuperset(self, other: Iterable[Any]) -> bool:
+    def issuperset(self, other: Iterable[object]) -> bool:
         if isinstance(other, KeySet) and other.table is self.table:
             return len(_difference(other.ids, self.ids)) == 0
         items = _listed(other)
@@ -197,28 +200,28 @@ class KeySet(MutableSet[bytes]):
             return self._object_set().issuperset(items)
         if not all(isinstance(k, bytes) and len(k) == KEY_SIZE for k in items):
             return False
-        found = self.table.find(key_array(items))
+        found = self.table.find(key_array(cast("list[bytes]", items)))
         return bool(np.all(found >= 0)) and bool(np.all(np.isin(found, self.ids)))
 
-    def isdisjoint(self, other: Iterable[Any]) -> bool:
+    def isdisjoint(self, other: Iterable[object]) -> bool:
         return len(np.intersect1d(self.ids, self._ids_of(other, add=False), True)) == 0
 
-    def __le__(self, other: Any) -> bool:
+    def __le__(self, other: object) -> bool:
         if not isinstance(other, (set, frozenset, KeySet)):
             return NotImplemented
         return self.issubset(other)
 
-    def __lt__(self, other: Any) -> bool:
+    def __lt__(self, other: object) -> bool:
         if not isinstance(other, (set, frozenset, KeySet)):
             return NotImplemented
         return len(self) < len(other) and self.issubset(other)
 
-    def __ge__(self, other: Any) -> bool:
+    def __ge__(self, other: object) -> bool:
         if not isinstance(other, (set, frozenset, KeySet)):
             return NotImplemented
         return self.issuperset(other)
 
-    def __gt__(self, other: Any) -> bool:
+    def __gt__(self, other: object) -> bool:
         if not isinstance(other, (set, frozenset, KeySet)):
             return NotImplemented
         return len(self) > len(other) and self.issuperset(other)
@@ -239,19 +242,19 @@ class KeySet(MutableSet[bytes]):
             objects.discard(key)
             self._ids = None
 
-    def update(self, *others: Iterable[Any]) -> None:
+    def update(self, *others: Iterable[object]) -> None:
         for other in others:
             self |= other
 
-    def intersection_update(self, *others: Iterable[Any]) -> None:
+    def intersection_update(self, *others: Iterable[object]) -> None:
         for other in others:
             self &= other
 
-    def difference_update(self, *others: Iterable[Any]) -> None:
+    def difference_update(self, *others: Iterable[object]) -> None:
         for other in others:
             self -= other
 
-    def symmetric_difference_update(self, other: Iterable[Any]) -> None:
+    def symmetric_difference_update(self, other: Iterable[object]) -> None:
         self ^= other
 
     def _set_ids(self, ids: np.ndarray) -> KeySet:
@@ -259,16 +262,16 @@ class KeySet(MutableSet[bytes]):
         self._objects = None
         return self
 
-    def __ior__(self, other: Iterable[Any]) -> KeySet:
+    def __ior__(self, other: Iterable[object]) -> KeySet:
         return self._set_ids(_union(self.ids, self._ids_of(other, add=True)))
 
-    def __iand__(self, other: Iterable[Any]) -> KeySet:
+    def __iand__(self, other: Iterable[object]) -> KeySet:
         return self._set_ids(np.intersect1d(self.ids, self._ids_of(other, False), True))
 
-    def __isub__(self, other: Iterable[Any]) -> KeySet:
+    def __isub__(self, other: Iterable[object]) -> KeySet:
         return self._set_ids(_difference(self.ids, self._ids_of(other, add=False)))
 
-    def __ixor__(self, other: Iterable[Any]) -> KeySet:
+    def __ixor__(self, other: Iterable[object]) -> KeySet:
         theirs = self._ids_of(other, add=True)
         return self._set_ids(np.setxor1d(self.ids, theirs, assume_unique=True))
 
@@ -276,7 +279,7 @@ class KeySet(MutableSet[bytes]):
         self._set_ids(_EMPTY_IDS)
 
 
-def _listed(items: Iterable[Any]) -> list[Any]:
+def _listed(items: Iterable[_Item]) -> list[_Item]:
     return items if isinstance(items, list) else list(items)
 
 

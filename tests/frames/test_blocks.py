@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from mandala.backends.records import DIRECTION_IN, DIRECTION_OUT, CallRows, StoredCall, StoredOutput
 from mandala.errors import CorruptValueError
 from mandala.frames.blocks import RefView, blocks_from_rows, paused_gc, rows_from_calls
-from mandala.frames.graph import ElementIndex
+from mandala.frames.index import ElementIndex
 from mandala.imports import Storage, op
 
 

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from mandala.errors import FeatureUnavailableError
-from mandala.frames import display as display_module
-from mandala.frames.display import render_dot
 from mandala.imports import MList, Storage, op
+from mandala.ui import graph_view as display_module
+from mandala.ui.graph_view import render_dot
 
 needs_dot = pytest.mark.skipif(
     shutil.which("dot") is None, reason="graphviz 'dot' is not installed (apt-get install graphviz)"
