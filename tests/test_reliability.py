@@ -70,7 +70,7 @@ def _env() -> dict[str, str]:
 def _start_worker(db: Path, out: Path, *args: object) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", WORKER, str(db), *map(str, args)],
-        stdout=open(out, "w"),  # noqa: SIM115 - closed by the child's exit
+        stdout=open(out, "w"),  # closed by the child's exit
         stderr=subprocess.STDOUT,
         env=_env(),
         cwd=str(REPO_ROOT),
