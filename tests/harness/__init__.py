@@ -1,0 +1,2 @@
+"""Test support shared by several test modules: hypothesis strategies (:mod:`.strategies`) and
+the harness of the tests that kill a writer process (:mod:`.kill`)."""
