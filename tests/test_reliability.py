@@ -1,4 +1,4 @@
-"""Crash safety and concurrent writers (DESIGN §7, STYLE habit 11).
+"""Crash safety and concurrent writers (docs/design.md: Testing, Conventions).
 
 - A writer killed with SIGKILL at random moments leaves a store that opens, whose every
   committed call has its edges, refs and values, and from which a rerun computes only what is

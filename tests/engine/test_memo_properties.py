@@ -1,4 +1,4 @@
-"""Property tests of memoization over random JSON-like inputs (checklist i.1, i.3)."""
+"""Property tests of memoization over random JSON-like inputs (docs/compatibility.md, checklist i.1, i.3)."""
 
 from __future__ import annotations
 
