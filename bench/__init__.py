@@ -9,7 +9,7 @@ Workloads (``--only NAME``; ``bench.cli.WORKLOADS`` is the list): the core ones 
 ``warm``, ``cold``, ``scaling``, ``memory``, ``array``), computation frames (``frames``), and the
 shared store (``postgres``, ``writers``, ``durability``; they create and drop their own database
 on ``MANDALA_BENCH_POSTGRES_URL``), and parallel blocks on Dask and a process pool (``parallel``,
-which needs ``pip install -e '.[parallel]'``). Targets are those of the issues and of DESIGN.md section 4.
+which needs ``pip install -e '.[parallel]'``). Targets are those of the issues and of docs/design.md (Data model).
 
 Modules: ``ops`` (the benchmarked functions, importable by child processes), ``measure``
 (timers, temporary dirs, process memory), ``baselines`` (the non-mandala memoizers),

@@ -386,4 +386,4 @@ def durability(cfg: Config) -> list[Row]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(_writer_child(json.loads(sys.argv[1]))))  # noqa: T201 - the parent reads it
+    print(json.dumps(_writer_child(json.loads(sys.argv[1]))))  # the parent reads it

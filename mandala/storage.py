@@ -182,7 +182,7 @@ class Storage:
         self,
         db_path: str | os.PathLike[str] = ":memory:",
         overflow_dir: str | os.PathLike[str] | None = None,
-        overflow_threshold_MB: float | None = None,  # noqa: N803 - the original's name
+        overflow_threshold_MB: float | None = None,  # the original's (mixed-case) name
         deps_path: str | os.PathLike[str] | None = None,
         tracer_impl: Any = None,
         strict_tracing: bool = False,
@@ -306,7 +306,11 @@ class Storage:
     # ================================================================== calls
 
     def call(
-        self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any], config: Any = None
+        self,
+        op: Op,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        config: Any = None,
     ) -> Any:
         """Call ``op`` under this storage (what ``op(...)`` does inside ``with storage:``).
 
@@ -761,7 +765,8 @@ class Storage:
         versioner = self.get_versioner()
         print(versions_text(versioner, f, plain, show_dep_commit_ids))  # noqa: T201 - its job
 
-    def get_code(self, version_id: str, show: bool = True, meta: bool = False) -> str:
+    # ARG002: the original's, no effect
+    def get_code(self, version_id: str, show: bool = True, meta: bool = False) -> str:  # noqa: ARG002
         """The code of a call version (``call.content_version``, or a semantic version), or of
         one commit of a component (``show=True`` prints it too).
 
@@ -783,7 +788,11 @@ class Storage:
         print(text)  # noqa: T201 - its job
 
     def source_history(
-        self, f: Any, show_commit_ids: bool = False, plain: bool = False, compact: bool = False
+        self,
+        f: Any,
+        show_commit_ids: bool = False,
+        plain: bool = False,  # noqa: ARG002 - the original's, no effect
+        compact: bool = False,  # noqa: ARG002 - the original's, no effect
     ) -> None:
         """Print the revisions of ``f``'s own source, the current one marked ``===HEAD===``."""
         print(history_text(self.get_versioner(), f, show_commit_ids))  # noqa: T201 - its job
@@ -830,7 +839,8 @@ class _StoredCallRefs:
         self.stored = stored
         self.load_shapes = load_shapes
 
-    def call_refs(self, row: int) -> tuple[dict[str, Ref], dict[str, Ref]]:
+    # ARG002: CallSource's signature
+    def call_refs(self, row: int) -> tuple[dict[str, Ref], dict[str, Ref]]:  # noqa: ARG002
         inputs = {
             o.name: ref_from_kind(o.kind, o.content_key, o.history_key) for o in self.stored.inputs
         }
@@ -846,7 +856,7 @@ class _StoredCallRefs:
             self.load_shapes(collections)
         return inputs, outputs
 
-    def call_details(self, row: int) -> tuple[Any, ...]:
+    def call_details(self, row: int) -> tuple[Any, ...]:  # noqa: ARG002 - CallSource's signature
         stored = self.stored
         return (
             stored.content_key,
@@ -875,10 +885,11 @@ class _FrameSource:
         return self.backend.columns.load_call_details(call_ids)
 
     def load_shapes(self, refs: list[Ref]) -> None:
-        self.storage._engine.load_shapes(refs)
+        # SLF001: this module's Storage: the frames' view of its engine
+        self.storage._engine.load_shapes(refs)  # noqa: SLF001
 
     def op_spec(self, name: str, version: int) -> OpSpec:
-        return self.storage._spec(name, version)
+        return self.storage._spec(name, version)  # noqa: SLF001 - this module's Storage
 
     def prefetch_values(self, expected: int) -> Any:
         return self.backend.values.prefetch_values(expected) if expected >= _BULK_VALUES else None
@@ -908,7 +919,7 @@ class _FrameSource:
         return values
 
     def to_call(self, stored: StoredCall) -> Call:
-        return self.storage._to_call(stored)
+        return self.storage._to_call(stored)  # noqa: SLF001 - this module's Storage
 
     def drop_calls_by_keys(self, call_keys: Any, delete_dependents: bool) -> None:
         self.storage.drop_calls([k.hex() for k in call_keys], delete_dependents=delete_dependents)
@@ -928,7 +939,7 @@ class _ModeContext:
             self.storage.__enter__()
             self._entered_storage = True
         else:
-            self._token = push_frame(self.storage._engine, self.mode)
+            self._token = push_frame(self.storage._engine, self.mode)  # noqa: SLF001 - the Storage's own helper, same module
         return self.storage
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -947,7 +958,7 @@ class _AllowNewCalls:
         return self.storage
 
     def __exit__(self, *exc_info: Any) -> None:
-        self.storage._engine.allow_new_calls = self.previous
+        self.storage._engine.allow_new_calls = self.previous  # noqa: SLF001 - this module's Storage
 
 
 def _replace_refs(obj: Any, copies: dict[int, Ref]) -> Any:

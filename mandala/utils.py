@@ -22,7 +22,7 @@ def mock_input(answers: Iterable[str]) -> Callable[..., str]:
     """
     remaining = iter(answers)
 
-    def fake_input(prompt: str = "") -> str:
+    def fake_input(prompt: str = "") -> str:  # noqa: ARG001 - input()'s signature
         try:
             return next(remaining)
         except StopIteration:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from mandala.imports import Storage
+from tests.harness.processes import REPO_ROOT, child_env
 
 # ---------------------------------------------------------------------------- backends
 
@@ -164,8 +165,6 @@ def reopen() -> Callable[..., Storage]:
 
 # ---------------------------------------------------------------------------- subprocesses
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 def run_snippet(
     code: str,
@@ -179,12 +178,7 @@ def run_snippet(
     Extra ``args`` become ``sys.argv[1:]``. With ``check`` a non-zero exit fails the test and
     shows the child's stderr.
     """
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT), *filter(None, [full_env.get("PYTHONPATH")])]
-    )
-    if env:
-        full_env.update(env)
+    full_env = child_env(**(env or {}))
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args],
         capture_output=True,

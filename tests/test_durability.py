@@ -9,40 +9,37 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from mandala.imports import MList, Storage, op
+from tests.harness.kill import (
+    PIPELINE_OPS,
+    RERUNS,
+    THRESHOLD_MB,
+    check_pipeline_store,
+    kill_9,
+    needs_sigkill,
+    pipeline_calls,
+    records,
+    run_pipeline,
+    spawn_python,
+    wait_for_output,
+)
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
+pytestmark = needs_sigkill
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 KILLS = 5
 
-WORKER = r"""
+WORKER = (
+    PIPELINE_OPS
+    + r"""
 import sys
-from mandala.imports import Storage, op
+from mandala.imports import Storage
 
 location, blobs = sys.argv[1], sys.argv[2]
-
-@op
-def work(i):
-    print("EXEC work", i, flush=True)
-    size = 70_000 if i % 5 == 0 else 2_000  # every fifth value goes to a blob file
-    return {"i": i, "payload": bytes([i % 251]) * size}
-
-@op
-def combine(a, b):
-    print("EXEC combine", b["i"], flush=True)
-    return a["i"] * 1000 + b["i"]
 
 storage = Storage(location, overflow_dir=blobs, overflow_threshold_MB=0.05, durable=True)
 print("READY", flush=True)
@@ -56,100 +53,24 @@ with storage:
             print("DURABLE combine", i, flush=True)
         previous = current
 """
-
-# Local copies of the worker's ops (same names and code), to rerun in this process.
-RERUNS: list[tuple[str, int]] = []
-
-
-@op
-def work(i):
-    RERUNS.append(("work", i))
-    size = 70_000 if i % 5 == 0 else 2_000
-    return {"i": i, "payload": bytes([i % 251]) * size}
-
-
-@op
-def combine(a, b):
-    RERUNS.append(("combine", b["i"]))
-    return a["i"] * 1000 + b["i"]
-
-
-def _lines(path: Path, tag: str) -> list[tuple[str, int]]:
-    """``(op name, i)`` of the complete ``tag`` lines (a killed worker may leave half a line)."""
-    result = []
-    for line in path.read_text().split("\n")[:-1]:
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == tag and parts[2].isdigit():
-            result.append((parts[1], int(parts[2])))
-    return result
-
-
-def _wait_for(path: Path, text: str, timeout: float = 20) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if path.exists() and text in path.read_text():
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"worker never printed {text!r}: {path.read_text()[-2000:]}")
+)
 
 
 def _stored_calls(location: str, blobs: Path) -> set[tuple[str, int]]:
     """Check the store at the SQL level and by loading every call; returns its calls."""
-    storage = Storage(location, overflow_dir=blobs, overflow_threshold_MB=0.05)
-    conn = storage.conn()
-    # Every call has exactly its edges: one output, and 1 (work) or 2 (combine) inputs.
-    rows = conn.execute(
-        "SELECT o.name, c.history_key,"
-        " (SELECT count(*) FROM call_edges e WHERE e.call_id = c.call_id AND e.direction = 0),"
-        " (SELECT count(*) FROM call_edges e WHERE e.call_id = c.call_id AND e.direction = 1)"
-        " FROM calls c JOIN ops o ON o.op_id = c.op_id"
-    ).fetchall()
-    for name, _, n_in, n_out in rows:
-        assert (n_in, n_out) == ({"work": 1, "combine": 2}[name], 1), name
-    # No edge without its call, no atom edge (kind 0) without its value row.
-    orphan_edges = conn.execute(
-        "SELECT count(*) FROM call_edges WHERE call_id NOT IN (SELECT call_id FROM calls)"
-    ).fetchone()[0]
-    assert orphan_edges == 0
-    valueless = conn.execute(
-        "SELECT count(*) FROM call_edges WHERE kind = 0"
-        " AND content_key NOT IN (SELECT content_key FROM stored_values)"
-    ).fetchone()[0]
-    assert valueless == 0
-    blob_keys = [
-        row[0]
-        for row in conn.execute("SELECT blob_key FROM stored_values WHERE blob_key IS NOT NULL")
-    ]
-    for key in blob_keys:
-        assert (blobs / key[:2] / key).is_file(), f"blob {key} of a stored value is missing"
-    assert storage.verify().ok
-    # Every stored call loads, with the right values.
-    stored: set[tuple[str, int]] = set()
-    for call in storage.mget_call([bytes(row[1]).hex() for row in rows], in_memory=True):
-        out = call.outputs["output_0"].obj
-        if call.op.name == "work":
-            i = call.inputs["i"].obj
-            assert out == {"i": i, "payload": bytes([i % 251]) * (70_000 if i % 5 == 0 else 2_000)}
-        else:
-            a, b = call.inputs["a"].obj, call.inputs["b"].obj
-            assert out == a["i"] * 1000 + b["i"]
-            i = b["i"]
-        stored.add((call.op.name, i))
-    storage.close()
+    storage = Storage(location, overflow_dir=blobs, overflow_threshold_MB=THRESHOLD_MB)
+    try:
+        stored = check_pipeline_store(storage.conn(), blobs, storage)
+        assert storage.verify().ok
+    finally:
+        storage.close()
     return stored
 
 
 def _rerun(location: str, blobs: Path, upto: int) -> None:
     """Run the worker's loop for ``i <= upto`` here (not durable), recording executions."""
-    RERUNS.clear()
-    storage = Storage(location, overflow_dir=blobs, overflow_threshold_MB=0.05)
-    with storage:
-        previous = None
-        for i in range(upto + 1):
-            current = work(i)
-            if previous is not None:
-                combine(previous, current)
-            previous = current
+    storage = Storage(location, overflow_dir=blobs, overflow_threshold_MB=THRESHOLD_MB)
+    run_pipeline(storage, upto)
     storage.close()
 
 
@@ -164,30 +85,20 @@ def _next_call(done: set[tuple[str, int]]) -> tuple[str, int]:
 
 def test_sigkilled_durable_writer_keeps_every_reported_call(persistent, tmp_path) -> None:
     location, blobs = persistent.location, tmp_path / "blobs"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     rng = random.Random(20250611)
     durable: set[tuple[str, int]] = set()
     stored: set[tuple[str, int]] = set()
     for attempt in range(KILLS):
         out = tmp_path / f"worker-{attempt}.out"
-        with open(out, "w") as file:
-            worker = subprocess.Popen(
-                [sys.executable, "-c", WORKER, location, str(blobs)],
-                stdout=file,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=str(REPO_ROOT),
-            )
-        _wait_for(out, "READY")
+        worker = spawn_python(["-c", WORKER, location, str(blobs)], out)
+        wait_for_output(out, "READY")
         time.sleep(rng.uniform(0.05, 0.5))
         assert worker.poll() is None, out.read_text()[-2000:]
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=20)
+        kill_9(worker)
         # A call stored before this run never ran again in it.
-        again = [call for call in _lines(out, "EXEC") if call in stored]
+        again = [call for call in records(out, "EXEC") if call in stored]
         assert again == [], f"stored calls executed again: {again[:5]}"
-        reported = set(_lines(out, "DURABLE"))
+        reported = set(records(out, "DURABLE"))
         assert reported, "the worker reported no call before it was killed"
         durable |= reported
         stored = _stored_calls(location, blobs)
@@ -204,7 +115,7 @@ def test_sigkilled_durable_writer_keeps_every_reported_call(persistent, tmp_path
     last = max(i for _, i in stored) + 3
     before = _stored_calls(location, blobs)
     _rerun(location, blobs, last)
-    expected = {("work", i) for i in range(last + 1)} | {("combine", i) for i in range(1, last + 1)}
+    expected = pipeline_calls(last)
     assert sorted(RERUNS) == sorted(expected - before)
     assert _stored_calls(location, blobs) == expected
 

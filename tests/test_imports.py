@@ -1,4 +1,4 @@
-"""The public namespace (REFERENCE §0, §h) and the absence of import side effects (STYLE 4)."""
+"""The public namespace (docs/compatibility.md §0, §h) and the absence of import side effects (docs/design.md, Conventions)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Crash safety and concurrent writers (DESIGN §7, STYLE habit 11).
+"""Crash safety and concurrent writers (docs/design.md: Testing, Conventions).
 
 - A writer killed with SIGKILL at random moments leaves a store that opens, whose every
   committed call has its edges, refs and values, and from which a rerun computes only what is
@@ -9,40 +9,37 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
+from mandala.imports import Storage
+from tests.harness.kill import (
+    PIPELINE_OPS,
+    RERUNS,
+    THRESHOLD_MB,
+    check_pipeline_store,
+    kill_9,
+    needs_sigkill,
+    pipeline_calls,
+    records,
+    run_pipeline,
+    spawn_python,
+    wait_for_output,
+)
 
-from mandala.imports import Storage, op
+pytestmark = needs_sigkill
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-WORKER = r"""
+WORKER = (
+    PIPELINE_OPS
+    + r"""
 import sys, time
-from mandala.imports import Storage, op
+from mandala.imports import Storage
 
 db, start, stop, step, commit_every = sys.argv[1], *map(int, sys.argv[2:6])
 start_at = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
-
-@op
-def work(i):
-    print("EXEC work", i, flush=True)
-    size = 70_000 if i % 5 == 0 else 2_000  # every fifth value goes to a blob file
-    return {"i": i, "payload": bytes([i % 251]) * size}
-
-@op
-def combine(a, b):
-    print("EXEC combine", b["i"], flush=True)
-    return a["i"] * 1000 + b["i"]
 
 storage = Storage(db, overflow_threshold_MB=0.05)
 print("READY", flush=True)
@@ -59,115 +56,25 @@ with storage:
             storage.commit()
 print("DONE", flush=True)
 """
+)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    return env
-
-
-def _start_worker(db: Path, out: Path, *args: object) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", WORKER, str(db), *map(str, args)],
-        stdout=open(out, "w"),  # noqa: SIM115 - closed by the child's exit
-        stderr=subprocess.STDOUT,
-        env=_env(),
-        cwd=str(REPO_ROOT),
-    )
-
-
-def _wait_for(path: Path, text: str, timeout: float = 20) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if path.exists() and text in path.read_text():
-            return
-        time.sleep(0.005)
-    raise AssertionError(
-        f"worker never printed {text!r}: {path.read_text() if path.exists() else ''}"
-    )
-
-
-def _executions(path: Path) -> list[tuple[str, int]]:
-    result = []
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        # a worker killed mid-print leaves a partial last line: it is not a complete record
-        if len(parts) == 3 and parts[0] == "EXEC" and parts[2].isdigit():
-            result.append((parts[1], int(parts[2])))
-    return result
-
-
-# Local copies of the worker's ops (same names and code), to rerun in this process.
-RERUNS: list[tuple[str, int]] = []
-
-
-@op
-def work(i):
-    RERUNS.append(("work", i))
-    size = 70_000 if i % 5 == 0 else 2_000
-    return {"i": i, "payload": bytes([i % 251]) * size}
-
-
-@op
-def combine(a, b):
-    RERUNS.append(("combine", b["i"]))
-    return a["i"] * 1000 + b["i"]
+def _start_worker(db: Path, out: Path, *args: object) -> subprocess.Popen[bytes]:
+    return spawn_python(["-c", WORKER, str(db), *map(str, args)], out)
 
 
 def _check_integrity(db: Path) -> set[tuple[str, int]]:
-    """SQL-level invariants; returns the committed calls as (op name, i)."""
+    """SQL-level invariants and loadable values; returns the committed calls as (op name, i)."""
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        # Every call has exactly its edges: one output, and 1 (work) or 2 (combine) inputs.
-        rows = conn.execute(
-            "SELECT o.name, c.history_key,"
-            " (SELECT count(*) FROM call_edges e WHERE e.call_id = c.call_id AND e.direction = 0),"
-            " (SELECT count(*) FROM call_edges e WHERE e.call_id = c.call_id AND e.direction = 1)"
-            " FROM calls c JOIN ops o ON o.op_id = c.op_id"
-        ).fetchall()
-        for name, _, n_in, n_out in rows:
-            assert (n_in, n_out) == ({"work": 1, "combine": 2}[name], 1), name
-        # No edge without its call, no atom ref (on an edge) without its value.
-        assert (
-            conn.execute(
-                "SELECT count(*) FROM call_edges WHERE call_id NOT IN (SELECT call_id FROM calls)"
-            ).fetchone()[0]
-            == 0
-        )
-        assert (
-            conn.execute(
-                "SELECT count(*) FROM call_edges WHERE kind = 0"
-                " AND content_key NOT IN (SELECT content_key FROM stored_values)"
-            ).fetchone()[0]
-            == 0
-        )
-        blob_keys = [
-            row[0]
-            for row in conn.execute("SELECT blob_key FROM stored_values WHERE blob_key IS NOT NULL")
-        ]
+        storage = Storage(db, overflow_threshold_MB=THRESHOLD_MB)
+        try:
+            return check_pipeline_store(conn, Path(str(db) + ".blobs"), storage)
+        finally:
+            storage.close()
     finally:
         conn.close()
-    root = Path(str(db) + ".blobs")
-    for key in blob_keys:
-        assert (root / key[:2] / key).is_file(), f"blob {key} of a committed value is missing"
-    # Every committed call's outputs (and inputs) load, with the right values.
-    storage = Storage(db, overflow_threshold_MB=0.05)
-    committed: set[tuple[str, int]] = set()
-    hids = [row[1].hex() for row in rows]
-    for call in storage.mget_call(hids, in_memory=True):
-        out = call.outputs["output_0"].obj
-        if call.op.name == "work":
-            i = call.inputs["i"].obj
-            assert out == {"i": i, "payload": bytes([i % 251]) * (70_000 if i % 5 == 0 else 2_000)}
-        else:
-            a, b = call.inputs["a"].obj, call.inputs["b"].obj
-            assert out == a["i"] * 1000 + b["i"]
-            i = b["i"]
-        committed.add((call.op.name, i))
-    storage.close()
-    return committed
 
 
 def test_sigkill_at_random_moments_leaves_a_consistent_store(tmp_path) -> None:
@@ -178,14 +85,14 @@ def test_sigkill_at_random_moments_leaves_a_consistent_store(tmp_path) -> None:
     for attempt in range(6):
         out = tmp_path / f"worker-{attempt}.out"
         worker = _start_worker(db, out, 0, 100_000, 1, 5)
-        _wait_for(out, "READY")
+        wait_for_output(out, "READY")
         time.sleep(rng.uniform(0.02, 0.6))
         if worker.poll() is None:
-            os.kill(worker.pid, signal.SIGKILL)
+            kill_9(worker)
             kills += 1
         worker.wait(timeout=20)
         # A call committed before this run must never have run again.
-        rerun = [e for e in _executions(out) if e in committed]
+        rerun = [e for e in records(out, "EXEC") if e in committed]
         assert rerun == [], f"committed calls executed again: {rerun[:5]}"
         committed_now = _check_integrity(db)
         assert committed <= committed_now  # nothing committed is ever lost
@@ -194,16 +101,8 @@ def test_sigkill_at_random_moments_leaves_a_consistent_store(tmp_path) -> None:
     assert committed, "the worker never committed anything"
     # Rerunning in this process computes exactly the missing calls up to the furthest one.
     last = max(i for _, i in committed)
-    RERUNS.clear()
-    storage = Storage(db, overflow_threshold_MB=0.05)
-    with storage:
-        previous = None
-        for i in range(last + 1):
-            current = work(i)
-            if previous is not None:
-                combine(previous, current)
-            previous = current
-    expected = {("work", i) for i in range(last + 1)} | {("combine", i) for i in range(1, last + 1)}
+    run_pipeline(Storage(db, overflow_threshold_MB=THRESHOLD_MB), last)
+    expected = pipeline_calls(last)
     assert sorted(RERUNS) == sorted(expected - committed)
     assert len(RERUNS) == len(set(RERUNS))
     assert _check_integrity(db) == expected | committed
@@ -242,7 +141,7 @@ def test_concurrent_writers_store_every_call_once(tmp_path) -> None:
     assert n_calls == 240 + 2 * 239
     assert n_edges == 240 * 2 + 2 * 239 * 3
     assert n_ops == 2
-    executed = [set(_executions(out)) for out in outs]
+    executed = [set(records(out, "EXEC")) for out in outs]
     # Each call ran at least once somewhere; overlap may run a call in both, never store it twice.
     assert {("work", i) for i in range(240)} <= executed[0] | executed[1]
     assert _check_integrity(db)

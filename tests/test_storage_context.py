@@ -1,6 +1,6 @@
 """``with storage:`` blocks: commits, nesting, exceptions, ``noop`` and ``allow_new_calls``.
 
-REFERENCE §a.9, §a.10 (bug g.1-3 fixed: an inner exit keeps the outer block active), §h.
+docs/compatibility.md §a.9, §a.10 (bug g.1-3 fixed: an inner exit keeps the outer block active), §h.
 """
 
 from __future__ import annotations

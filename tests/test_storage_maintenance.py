@@ -54,7 +54,7 @@ def test_clear_cache_after_commit_keeps_stored_calls(persistent) -> None:
 
 
 def test_clear_cache_after_unwrap_is_allowed(persistent) -> None:
-    """Unwrapping does not make the cache dirty (bug g.1-21 is not copied)."""
+    """Unwrapping does not make the cache dirty (docs/compatibility.md bug g.1-21 is not copied)."""
     runs: list = []
     inc = _inc(runs)
     with persistent.open():

@@ -1,6 +1,6 @@
 """Walking and editing what is stored: creators, consumers, calls, ``drop_calls``, ``cleanup_refs``.
 
-REFERENCE §b (provenance works inside a context here, also for uncommitted calls).
+docs/compatibility.md §b (provenance works inside a context here, also for uncommitted calls).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Loading values: ``unwrap``, ``attach``, ``load_ref`` and lazy refs (REFERENCE §a.11, §b).
+"""Loading values: ``unwrap``, ``attach``, ``load_ref`` and lazy refs (docs/compatibility.md §a.11, §b).
 
 ``load_ref`` loads by default (bug g.1-17 fixed: ``in_memory=False`` gives a lazy ref).
 """

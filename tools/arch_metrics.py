@@ -127,14 +127,12 @@ def largest_classes(limit: int = 8) -> list[tuple[int, str]]:
             continue
         try:
             module = importlib.import_module(info.name)
-        except Exception:  # optional extras may be missing
+        except Exception:  # noqa: BLE001 - a module whose optional extra is missing is skipped
             continue
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if cls.__module__ != module.__name__:
                 continue
-            members = {
-                m for m in dir(cls) if m not in base_members and not m.startswith("__")
-            }
+            members = {m for m in dir(cls) if m not in base_members and not m.startswith("__")}
             sizes[f"{cls.__module__}.{cls.__qualname__}"] = len(members)
     return sorted(((n, k) for k, n in sizes.items()), reverse=True)[:limit]
 

@@ -4,7 +4,7 @@ The schema version is data (the ``meta`` table), not code: a release opens store
 lies in ``[OLDEST_READABLE, CURRENT]``, migrates older ones forward in one transaction, and
 refuses newer ones with a clear error instead of misreading them.
 
-Layout (DESIGN.md section 4): ids are 16-byte keys stored as BLOBs; ``call_edges`` holds one row
+Layout (docs/design.md, Data model): ids are 16-byte keys stored as BLOBs; ``call_edges`` holds one row
 per call input/output and is indexed both ways (by call, and by ref) so that creators and
 consumers of a set of refs are one indexed query each.
 """

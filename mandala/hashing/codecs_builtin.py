@@ -45,7 +45,7 @@ def _length(n: int) -> bytes:
     return bytes((n,)) if n < 255 else _PACK_LONG_LENGTH(255, n)
 
 
-def _dumps_none(value: None) -> bytes:
+def _dumps_none(_value: None) -> bytes:
     return b"N"
 
 

@@ -40,7 +40,7 @@ def _plain_dtype(dtype: object) -> bool:
     return isinstance(dtype, np.dtype) and not dtype.hasobject
 
 
-def _part(array_like: Any) -> tuple[tuple, Any] | None:
+def _part(array_like: Any) -> tuple[tuple[Any, ...], Any] | None:
     """How one column (or index) is stored: ``(("npy",), array)`` or ``(("values", dtype,
     elements), None)``; None when it needs pickle."""
     import pandas as pd
@@ -65,7 +65,7 @@ def _part(array_like: Any) -> tuple[tuple, Any] | None:
     return ("values", name, elements), None
 
 
-def _index_header(index: Any, arrays: list[Any]) -> tuple | None:
+def _index_header(index: Any, arrays: list[Any]) -> tuple[Any, ...] | None:
     """How the header describes an index (None: not storable without pickle)."""
     import pandas as pd
 
@@ -88,7 +88,7 @@ def _index_header(index: Any, arrays: list[Any]) -> tuple | None:
     return None
 
 
-def _columns_header(columns: Any) -> tuple | None:
+def _columns_header(columns: Any) -> tuple[Any, ...] | None:
     import pandas as pd
 
     if type(columns) is pd.RangeIndex:
@@ -165,7 +165,7 @@ def _pandas_dumps(value: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _rebuild_part(encoding: tuple, file: BinaryIO) -> Any:
+def _rebuild_part(encoding: tuple[Any, ...], file: BinaryIO) -> Any:
     import numpy as np
     import pandas as pd
 
@@ -185,7 +185,7 @@ def _rebuild_part(encoding: tuple, file: BinaryIO) -> Any:
     return pd.array(elements, dtype=dtype)
 
 
-def _rebuild_index(header: tuple, file: BinaryIO) -> Any:
+def _rebuild_index(header: tuple[Any, ...], file: BinaryIO) -> Any:
     import pandas as pd
 
     if header[0] == "range":

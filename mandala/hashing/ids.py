@@ -5,7 +5,7 @@ different kinds can never collide, and names are length-prefixed so that no two 
 (name, key) sequences share a preimage. The scheme is documented in ``docs/hashing.md`` and pinned
 by golden tests; changing any line here changes every stored id.
 
-The two ids of a ref (see DESIGN.md section 4):
+The two ids of a ref (see docs/design.md, Data model):
 - the *content key* says what a value is (hash of its canonical bytes, ``values.content_key``);
 - the *history key* says how it was computed: a raw value's history derives from its content,
   an op output's from the call that produced it and the output name.

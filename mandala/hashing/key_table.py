@@ -177,7 +177,7 @@ class KeyTable:
         only one key per group is looked up (and added when new)."""
         count = len(keys)
         if not count:
-            return _EMPTY_IDS.copy()
+            return np.empty(0, dtype=np.int64)
         words = _words(keys)
         hi = words[:, 0]
         order = np.argsort(hi)

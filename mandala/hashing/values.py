@@ -63,7 +63,7 @@ _OBJECT_BATCH = 4096
 # --- built-in scalars: one-argument encoders, the hot path -------------------------------------
 
 
-def _encode_none(value: None) -> bytes:
+def _encode_none(_value: None) -> bytes:
     return b"N"
 
 
@@ -560,7 +560,7 @@ def _torch_encoder(cls: type) -> Encoder | None:
 _TORCH_SAME_SIZE_INT = {1: "uint8", 2: "int16", 4: "int32", 8: "int64"}
 
 
-def _encode_tensor(value: Any, path: set[int] | None) -> bytes:
+def _encode_tensor(value: Any, _path: set[int] | None) -> bytes:
     """``X`` + dtype name + ndim + shape + 16-byte key of the C-order data (on the CPU)."""
     torch = sys.modules["torch"]
     tensor = value.detach()

@@ -78,7 +78,8 @@ class Converter:
     ) -> None:
         self.old = old
         self.storage = storage
-        self.engine = storage._engine
+        # SLF001: the import writes through the engine of the storage it fills
+        self.engine = storage._engine  # noqa: SLF001
         self.report = report
         self.versions = versions
         self.batch_size = batch_size

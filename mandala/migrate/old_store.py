@@ -1,6 +1,6 @@
 """Read-only access to a store written by the original library (pymandala 0.2).
 
-Its SQLite file has five tables (REFERENCE.md a.8): ``calls`` (one row per input and output of
+Its SQLite file has five tables (docs/compatibility.md §a.8): ``calls`` (one row per input and output of
 each call), ``atoms`` (content id -> pickled value), ``shapes`` (history id -> the pickled,
 detached ``Ref``; for a collection, with its element refs), ``ops`` (name -> the pickled
 detached ``Op``) and ``sources`` (the pickled code versioner of a versioned store). The file is

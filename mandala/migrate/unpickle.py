@@ -152,7 +152,8 @@ def _numpy_dtype_class(module: str, name: str) -> bool:
 
 # The pure-Python unpickler: its BUILD opcode can be overridden (joblib arrays follow their
 # pickled header in the stream), which the C one does not allow. It is untyped in typeshed.
-_PurePythonUnpickler: Any = pickle._Unpickler
+# SLF001: only the pure-Python unpickler lets BUILD be overridden
+_PurePythonUnpickler: Any = pickle._Unpickler  # noqa: SLF001
 
 
 class RestrictedUnpickler(_PurePythonUnpickler):
@@ -209,7 +210,7 @@ class RestrictedUnpickler(_PurePythonUnpickler):
 
 RestrictedUnpickler.dispatch = {
     **_PurePythonUnpickler.dispatch,
-    pickle.BUILD[0]: RestrictedUnpickler._load_build,
+    pickle.BUILD[0]: RestrictedUnpickler._load_build,  # noqa: SLF001 - this module's class
 }
 
 

@@ -126,7 +126,8 @@ class VersionMap:
         content_parts = []
         semantic_parts = []
         support = []
-        for key, contents in sorted((version._content_expansion or {}).items()):
+        # SLF001: a field of the original library's pickled object
+        for key, contents in sorted((version._content_expansion or {}).items()):  # noqa: SLF001
             module, qualname = str(key[0]), str(key[1])
             if (module, qualname) in self.unconvertible:
                 raise VersionSkip(self.unconvertible[(module, qualname)])
@@ -196,8 +197,9 @@ def _commit_source(commit: Any) -> Any:
     """A commit's content: kept whole in the first commit, as the first element of the diff
     to its parent in the others (the original's diffs of strings are (new, old) pairs); a
     global's content is a (hash, repr) pair instead of a str."""
-    if commit._content is not None:
-        return commit._content
+    # SLF001: a field of the original library's pickled object
+    if commit._content is not None:  # noqa: SLF001
+        return commit._content  # noqa: SLF001
     diffs = commit.diffs or []
     if diffs and isinstance(diffs[0], tuple) and diffs[0]:
         return diffs[0][0]

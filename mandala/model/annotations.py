@@ -107,7 +107,7 @@ def resolve_annotations(func: Callable[..., Any]) -> dict[str, Any]:
         return raw
     try:
         return typing.get_type_hints(func)
-    except Exception:
+    except Exception:  # noqa: BLE001 - evaluating user code can raise anything; atoms then
         namespace = dict(getattr(func, "__globals__", {}))
         namespace.setdefault("MList", MList)
         namespace.setdefault("MDict", MDict)
@@ -116,8 +116,8 @@ def resolve_annotations(func: Callable[..., Any]) -> dict[str, Any]:
         for name, value in raw.items():
             if isinstance(value, str):
                 try:
-                    value = eval(value, namespace)  # noqa: S307 - the user's own annotation
-                except Exception:
+                    value = eval(value, namespace)  # evaluates the user's own annotation
+                except Exception:  # noqa: BLE001 - an unevaluable annotation means "atom"
                     pass
             resolved[name] = value
         return resolved

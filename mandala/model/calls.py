@@ -215,13 +215,15 @@ class LazyCall(Call):
     duration = _detail_property(4)
 
     def _refs(self, slot: Any) -> dict[str, Ref]:
+        refs: dict[str, Ref]
         try:
-            return slot.__get__(self, Call)
+            refs = slot.__get__(self, Call)
         except AttributeError:
             inputs, outputs = self._source.call_refs(self._row)
             _INPUTS_SLOT.__set__(self, inputs)
             _OUTPUTS_SLOT.__set__(self, outputs)
-            return slot.__get__(self, Call)
+            refs = slot.__get__(self, Call)
+        return refs
 
     @property
     def inputs(self) -> dict[str, Ref]:

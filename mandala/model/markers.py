@@ -60,7 +60,8 @@ class ValuePointer:
 
     __slots__ = ("id", "obj")
 
-    def __init__(self, id: str, obj: Any) -> None:  # noqa: A002 - the reference's parameter name
+    # ``id`` shadows the builtin: it is the original library's parameter name
+    def __init__(self, id: str, obj: Any) -> None:
         self.id = id
         self.obj = obj
 
@@ -107,11 +108,11 @@ def values_equal_strict(safe: Any, unknown: Any) -> bool:
             if equals is not None:
                 return bool(equals(unknown))
         result = safe == unknown
-    except Exception:
+    except Exception:  # noqa: BLE001 - a user type's __eq__ may raise anything: not equal
         return False
     if isinstance(result, bool):
         return result
     try:
         return bool(result)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an ambiguous truth value (e.g. an array): not equal
         return False

@@ -142,7 +142,8 @@ class DictRef(_CollectionRef):
                     "a Ref used as a dict key must hold its value; call storage.attach(key) first"
                 )
             key = key.obj
-        return elements[key]
+        element: Ref = elements[key]
+        return element
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._elements_or_raise())

@@ -369,7 +369,7 @@ class SysTracer:
         seen: set[Any] = set()
         found: list[tuple[str, str]] = []
 
-        def profile(frame: types.FrameType, event: str, arg: Any) -> None:
+        def profile(frame: types.FrameType, event: str, _arg: Any) -> None:
             if event != "call":
                 return
             code = frame.f_code
@@ -431,7 +431,7 @@ class _TracingGlobals(dict):
 
 def _view_of(namespace: dict[str, Any]) -> _TracingGlobals:
     view = _GLOBAL_VIEWS.get(id(namespace))
-    if view is None or view._namespace is not namespace:
+    if view is None or view._namespace is not namespace:  # noqa: SLF001 - this module's class
         view = _TracingGlobals(namespace)
         _GLOBAL_VIEWS[id(namespace)] = view
     return view

@@ -334,7 +334,7 @@ class Versioner:
                 continue
             if text is None:  # pragma: no cover - only known contents are skipped unread
                 continue
-            change = self._describe_change(component, text, obj)
+            change = self._describe_change(component, text)
             changes.append((component, change, content, text))
         if missing:
             self._report_missing(missing)
@@ -398,7 +398,7 @@ class Versioner:
                 stacklevel=4,
             )
 
-    def _describe_change(self, component: _Component, text: str, obj: Any) -> CodeChange:
+    def _describe_change(self, component: _Component, text: str) -> CodeChange:
         old = ""
         if component.head is not None:
             old = self.rows.commit_sources([(component.id, component.head)]).get(
@@ -530,7 +530,11 @@ class Versioner:
 
     # ================================================================== calls (the engine's protocol)
 
-    def candidates(self, op: OpDeclaration, pre_call_key: bytes) -> Sequence[tuple[str, str]]:
+    def candidates(
+        self,
+        op: OpDeclaration,  # noqa: ARG002 - the engine's VersionResolver protocol passes it
+        pre_call_key: bytes,
+    ) -> Sequence[tuple[str, str]]:
         # The memo-hit path: reads of dicts that are only ever replaced or cleared, so no lock
         # is needed when everything is known already.
         rows = self._candidates.get(pre_call_key)

@@ -1,4 +1,4 @@
-"""Large values in content-addressed blob files (REFERENCE §a.8 overflow; DESIGN §5)."""
+"""Large values in content-addressed blob files (docs/compatibility.md §a.8; docs/design.md, Components)."""
 
 from __future__ import annotations
 

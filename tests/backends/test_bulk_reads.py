@@ -19,6 +19,7 @@ from mandala.backends.sqlite_columns import read_columns
 from mandala.backends.values import ValueRepository
 from mandala.hashing.key_table import key_array, key_list
 from mandala.imports import Storage, op
+from tests.harness import strategies as shared
 
 _KINDS = list(Column)
 
@@ -40,7 +41,7 @@ _CHARACTERS = st.characters(blacklist_categories=["Cs"]) | st.sampled_from("\x1e
 _ROWS = st.lists(
     st.tuples(
         st.integers(-(2**63), 2**63 - 1),
-        st.binary(min_size=16, max_size=16),
+        shared.keys,
         st.text(_CHARACTERS),
         st.one_of(st.none(), st.text(_CHARACTERS, max_size=8), st.just("\x1e")),
         _FLOATS,

@@ -28,7 +28,8 @@ from mandala.backends.records import DIRECTION_OUT, KIND_ATOM, OpRow, WriteBatch
 from mandala.backends.sqlite import SqliteBackend
 from mandala.imports import Storage, op
 from mandala.model.calls import OpSpec
-from tests.conftest import REPO_ROOT, run_snippet
+from tests.conftest import run_snippet
+from tests.harness.kill import kill_9, spawn_python
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs fork and SIGKILL")
 
@@ -255,16 +256,8 @@ print("DONE", flush=True)
 """
 
 
-def _spawn_writer(location: str, first: int, blocks: int, out: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    with open(out, "w") as stdout:
-        return subprocess.Popen(
-            [sys.executable, "-c", WRITER, location, str(first), str(blocks)],
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=str(REPO_ROOT),
-        )
+def _spawn_writer(location: str, first: int, blocks: int, out: Path) -> subprocess.Popen[bytes]:
+    return spawn_python(["-c", WRITER, location, str(first), str(blocks)], out)
 
 
 def _committed(out: Path) -> list[tuple[int, int]]:
@@ -303,8 +296,7 @@ def test_kill_9_in_a_stream_of_commits_keeps_every_commit(tmp_path: Path) -> Non
             lambda out=out, target=target: len(_committed(out)) >= target, timeout=60
         ), out.read_text()
         time.sleep(random.uniform(0, 0.3))
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=30)
+        kill_9(writer, timeout=30)
         assert writer.returncode == -signal.SIGKILL
         lines = _committed(out)
         assert max(checkpoints for _, checkpoints in lines) >= 1, "no checkpoint before the kill"

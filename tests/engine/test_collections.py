@@ -1,4 +1,4 @@
-"""Transparent collections: ``MList``, ``MDict``, ``MSet`` inputs and outputs (REFERENCE §c)."""
+"""Transparent collections: ``MList``, ``MDict``, ``MSet`` inputs and outputs (docs/compatibility.md §c)."""
 
 from __future__ import annotations
 

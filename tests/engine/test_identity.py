@@ -1,6 +1,6 @@
 """Content and history ids of refs and calls, and the content-id fallback of lookups.
 
-REFERENCE §a.4 (wrap_atom), §a.6, §a.7 (bug g.1-1 fixed: content reuse works across sessions),
+docs/compatibility.md §a.4 (wrap_atom), §a.6, §a.7 (bug g.1-1 fixed: content reuse works across sessions),
 checklist i.1-i.3.
 """
 

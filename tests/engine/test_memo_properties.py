@@ -1,4 +1,4 @@
-"""Property tests of memoization over random JSON-like inputs (checklist i.1, i.3)."""
+"""Property tests of memoization over random JSON-like inputs (docs/compatibility.md, checklist i.1, i.3)."""
 
 from __future__ import annotations
 
@@ -12,25 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mandala.imports import MList, Storage, op
+from tests.harness.strategies import json_like
 
 SETTINGS = settings(
     max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
-_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=20)
-)
-json_like = st.recursive(
-    _scalars,
-    lambda children: (
-        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
-    ),
-    max_leaves=20,
-)
 
 _TMP = Path(tempfile.mkdtemp(prefix="mandala-props-"))
 atexit.register(shutil.rmtree, _TMP, ignore_errors=True)

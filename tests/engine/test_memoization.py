@@ -1,6 +1,6 @@
 """Ops inside ``with storage:``: memoization, argument binding, Ignore and NewArgDefault.
 
-Every test counts real executions of the op body. REFERENCE §a.2, §a.3, checklist i.1, i.4.
+Every test counts real executions of the op body. docs/compatibility.md §a.2, §a.3, checklist i.1, i.4.
 """
 
 from __future__ import annotations

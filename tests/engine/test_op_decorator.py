@@ -1,6 +1,6 @@
 """``@op``: the decorator's forms and attributes, and ops called outside a storage context.
 
-REFERENCE §a.1, §a.2 (bug g.1-2 fixed: markers are unwrapped outside a context).
+docs/compatibility.md §a.1, §a.2 (bug g.1-2 fixed: markers are unwrapped outside a context).
 """
 
 from __future__ import annotations

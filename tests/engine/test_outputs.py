@@ -1,6 +1,6 @@
 """Outputs of ops: ``nout``, ``output_names``, tuple returns, and mismatches.
 
-REFERENCE §a.1, §a.3 step 7 and 9, §f, bug g.1-8 (fixed: every mismatch raises
+docs/compatibility.md §a.1, §a.3 step 7 and 9, §f, bug g.1-8 (fixed: every mismatch raises
 ``OutputMismatchError`` before anything of the call is saved).
 """
 

@@ -1,5 +1,5 @@
 """ComputationFrame core: construction, naming and expansion on small hand-checked graphs
-(REFERENCE §d.1-d.4, §c).
+(docs/compatibility.md §d.1-d.4, §c).
 
 Every graph is built with real ops in a real storage; rows are compared as sets of tuples (row
 order is arbitrary), and executions are counted, never mocked.
@@ -67,7 +67,7 @@ def add(y, z):
 
 
 def reference_pipeline(storage: Storage) -> dict[str, list[Ref]]:
-    """REFERENCE §d.3: increment over 0..4, add(y, x) for even x."""
+    """docs/compatibility.md §d.3: increment over 0..4, add(y, x) for even x."""
     ys, ws = [], []
     with storage:
         for x in range(5):
@@ -414,7 +414,7 @@ def test_expansion_that_reuses_a_function_node_keeps_the_invariant(
     storage: Storage, build: Any
 ) -> None:
     """Several variables on one edge label of a node: every call of the node must have its
-    refs in each of them (REFERENCE §d.1 invariant)."""
+    refs in each of them (docs/compatibility.md §d.1 invariant)."""
     build(storage)._check()
 
 

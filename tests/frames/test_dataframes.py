@@ -1,5 +1,5 @@
 """ComputationFrame tables: ``df`` and its relatives, and deleting calls through a frame
-(REFERENCE §d.5, §d.9).
+(docs/compatibility.md §d.5, §d.9).
 
 Rows are compared as sets of tuples (row order is arbitrary); deletions are checked by counting
 the executions of a rerun.
@@ -60,7 +60,7 @@ def add(y, z):
 
 
 def reference_pipeline(storage: Storage) -> None:
-    """REFERENCE §d.3: increment over 0..4, add(y, x) for even x."""
+    """docs/compatibility.md §d.3: increment over 0..4, add(y, x) for even x."""
     with storage:
         for x in range(5):
             y = increment(x)
@@ -122,7 +122,7 @@ def test_lazy_vars_stay_refs(storage: Storage, forward: Any) -> None:
 
 
 def test_one_node_gives_its_values(forward: Any) -> None:
-    # the original returned Refs here (REFERENCE §d.5 bug); values are intended
+    # the original returned Refs here (docs/compatibility.md §d.5 bug); values are intended
     df = forward.df("y")
     assert list(df.columns) == ["y"]
     assert sorted(df["y"]) == [1, 2, 3, 4, 5]

@@ -1,5 +1,5 @@
 """Showing computation frames: graph text, repr, HTML, printed summaries, stats, DOT and pictures
-(REFERENCE §d.2, §d.8)."""
+(docs/compatibility.md §d.2, §d.8)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def never_called(a: int) -> int:
 
 
 def _run_increment_add(storage: Storage) -> Any:
-    """REFERENCE §d.3: 5 increment calls, 3 add calls; returns the last ``w``."""
+    """docs/compatibility.md §d.3: 5 increment calls, 3 add calls; returns the last ``w``."""
     with storage:
         for x in range(5):
             y = increment(x)
@@ -62,7 +62,7 @@ def _run_increment_add(storage: Storage) -> Any:
 
 @pytest.fixture
 def inc_add(storage: Storage) -> Storage:
-    """A storage holding the increment/add example of REFERENCE §d.3."""
+    """A storage holding the increment/add example of docs/compatibility.md §d.3."""
     _run_increment_add(storage)
     return storage
 
@@ -115,7 +115,7 @@ def test_lines_follow_topological_order(inc_add: Storage) -> None:
 
 
 def test_expand_back_from_add_reuses_z(inc_add: Storage) -> None:
-    # REFERENCE §d.4 [obs]: increment's inputs {0, 2, 4} already sit in z
+    # docs/compatibility.md §d.4 [obs]: increment's inputs {0, 2, 4} already sit in z
     cf = inc_add.cf(add).expand_back()
     assert cf.get_graph_desc() == "y@y = increment(x=z)\nw@w = add(y=y, z=z)"
 
@@ -186,7 +186,7 @@ def test_repr_of_an_empty_frame(storage: Storage) -> None:
 
 
 def test_op_without_calls_prints_an_empty_function_node(storage: Storage, capsys: Any) -> None:
-    # REFERENCE g.1-6: the original crashed here
+    # docs/compatibility.md g.1-6: the original crashed here
     cf = storage.cf(never_called)
     assert repr(cf) == (
         "ComputationFrame with:\n"

@@ -1,4 +1,4 @@
-"""Property tests of computation frames over random small pipelines (REFERENCE §d.3-d.5).
+"""Property tests of computation frames over random small pipelines (docs/compatibility.md §d.3-d.5).
 
 A pipeline draws a few inputs; each is prepared (``prep``) or used raw, trained with one or
 more hyper-parameters (branching), and some of the models are scored against the data they

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from mandala.frames.keys import KeySet, KeyTable, key_array
 from mandala.hashing.key_table import KeySequence, key_list, positions_in
+from tests.harness import strategies as shared
 
 # keys from a small pool, so that sets overlap; some share their first 8 bytes (the lookup
 # word) and some end in zero bytes (a numpy bytes item would drop those)
@@ -20,7 +21,7 @@ _pool = st.sampled_from(
     + [b"\x07" * 8 + bytes([i]) * 8 for i in range(4)]
     + [b"\x09" * 15 + b"\x00", b"\x09" * 14 + b"\x00\x00", b"\x00" * 16]
 )
-_key_lists = st.lists(_pool | st.binary(min_size=16, max_size=16), max_size=30)
+_key_lists = st.lists(_pool | shared.keys, max_size=30)
 
 
 @settings(deadline=None, max_examples=200)

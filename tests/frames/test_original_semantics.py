@@ -1,7 +1,7 @@
 """Frames behave as the original's on the cases where code written for it depends on them.
 
 Each expectation here was checked against pymandala 0.2.0a0 itself (run in its own venv on the
-same script): numbers of rows, variables and the graph text (REFERENCE §d).
+same script): numbers of rows, variables and the graph text (docs/compatibility.md §d).
 """
 
 from __future__ import annotations

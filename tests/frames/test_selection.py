@@ -1,5 +1,5 @@
 """ComputationFrame selection: reachability, node selection, dropping, renaming, merging,
-filters and set algebra (REFERENCE §d.6-d.7, with the bugs marked there fixed).
+filters and set algebra (docs/compatibility.md §d.6-d.7, with the bugs marked there fixed).
 
 Graphs are built with real ops in a real storage and checked by the exact sets of values (or
 history ids) each node holds; every frame an operation returns must pass ``_check()``.

@@ -24,6 +24,7 @@ from mandala.hashing.ids import (
     set_key,
     version_key,
 )
+from tests.harness.strategies import keys, names
 
 A = bytes(range(16))
 B = bytes(range(16, 32))
@@ -115,9 +116,6 @@ def test_documented_preimages_reproduce_the_keys() -> None:
 
 
 # --- invariants ---------------------------------------------------------------------------------
-
-keys = st.binary(min_size=16, max_size=16)
-names = st.text(min_size=1, max_size=8)
 
 
 @given(

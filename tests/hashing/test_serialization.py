@@ -34,28 +34,8 @@ from mandala.hashing.serialization import (
     write_to_file,
 )
 from mandala.hashing.values import content_key
+from tests.harness.strategies import builtin_values
 
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.floats(allow_nan=True),
-    st.complex_numbers(allow_nan=True),
-    st.text(),
-    st.binary(),
-)
-hashables = st.recursive(scalars, lambda inner: st.tuples(inner, inner), max_leaves=4)
-builtin_values = st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.tuples(inner, inner)
-        | st.dictionaries(hashables, inner, max_size=4)
-        | st.sets(hashables, max_size=4)
-        | st.frozensets(hashables, max_size=4)
-    ),
-    max_leaves=20,
-)
 array_dtypes = st.one_of(
     hnp.scalar_dtypes(),
     hnp.unicode_string_dtypes(),

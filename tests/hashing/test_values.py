@@ -29,6 +29,7 @@ from mandala.errors import UnhashableValueError
 from mandala.hashing import values
 from mandala.hashing.digest import digest
 from mandala.hashing.values import canonical_encoding, content_key, register_content_hasher
+from tests.harness.strategies import builtin_values, hashables, scalars
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -385,31 +386,6 @@ def test_arrays_copy_and_key_length(array: np.ndarray) -> None:
 
 # --- builtins: invariants -----------------------------------------------------------------------
 
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.integers(min_value=-(2**300), max_value=2**300),
-    st.floats(allow_nan=True),
-    st.complex_numbers(allow_nan=True),
-    st.text(),
-    st.binary(),
-)
-hashables = st.recursive(
-    scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=4), max_leaves=8
-)
-values_strategy = st.recursive(
-    hashables,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.tuples(inner, inner)
-        | st.dictionaries(hashables, inner, max_size=4)
-        | st.sets(hashables, max_size=4)
-        | st.frozensets(hashables, max_size=4)
-    ),
-    max_leaves=20,
-)
-
 
 def _strictly_equal(a: object, b: object) -> bool:
     """Equality that also compares types, signed zeros and NaNs (as the keys do)."""
@@ -437,7 +413,7 @@ def _canonical_elements(s: set[object] | frozenset[object]) -> list[object]:
 
 
 @settings(max_examples=300)
-@given(values_strategy)
+@given(builtin_values)
 def test_equal_values_get_equal_keys(value: object) -> None:
     key = content_key(value)
     assert len(key) == 16
@@ -445,7 +421,7 @@ def test_equal_values_get_equal_keys(value: object) -> None:
 
 
 @settings(max_examples=300)
-@given(values_strategy, values_strategy)
+@given(builtin_values, builtin_values)
 def test_different_values_get_different_keys(a: object, b: object) -> None:
     assert (content_key(a) == content_key(b)) == _strictly_equal(a, b)
 
@@ -459,7 +435,7 @@ def _no_equal_but_different(elements: list[object]) -> bool:
     return True
 
 
-@given(st.dictionaries(hashables, values_strategy, max_size=6), st.randoms())
+@given(st.dictionaries(hashables, builtin_values, max_size=6), st.randoms())
 def test_dict_key_does_not_depend_on_insertion_order(d: dict[object, object], rnd) -> None:
     assume(_no_equal_but_different(list(d)))
     items = list(d.items())

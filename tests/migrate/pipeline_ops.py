@@ -16,7 +16,7 @@ EXECUTIONS: list[str] = []
 
 
 @op(output_names=["total", "difference"])
-def add_sub(x: int, y: int = 3):  # noqa: ANN201 - the original rejects Any for 2 outputs
+def add_sub(x: int, y: int = 3):  # unannotated: the original rejects Any for 2 outputs
     EXECUTIONS.append("add_sub")
     return x + y, x - y
 
@@ -52,7 +52,7 @@ def doubled(d: MDict[str, int]) -> MDict[str, int]:
 
 
 @op(output_names=["array", "frame"])
-def tables(n: int):  # noqa: ANN201
+def tables(n: int):  # unannotated, as add_sub
     EXECUTIONS.append("tables")
     return np.arange(n, dtype=np.float64), pd.DataFrame({"a": list(range(n)), "b": ["x"] * n})
 

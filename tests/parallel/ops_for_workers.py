@@ -124,7 +124,7 @@ def union_size(xs: MSet[int]) -> int:
 
 
 @op
-def scaled(x: int, factor: int = NewArgDefault(1)) -> int:  # noqa: B008 - the marker is the API
+def scaled(x: int, factor: int = NewArgDefault(1)) -> int:  # the marker is the API
     return x * factor
 
 

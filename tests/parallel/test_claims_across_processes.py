@@ -8,8 +8,6 @@ counted through the log file that every execution appends to, whatever process r
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,18 +17,18 @@ from typing import Any
 
 from mandala.imports import Storage
 from tests.conftest import REPO_ROOT, PersistentStore
+from tests.harness.kill import kill_9
+from tests.harness.processes import child_env
 from tests.parallel.ops_for_workers import executions
 
 N = 8
 
 
 def start(config: dict[str, Any], new_session: bool = False) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     return subprocess.Popen(
         [sys.executable, "-m", "tests.parallel.batch_process", json.dumps(config)],
         cwd=str(REPO_ROOT),
-        env=env,
+        env=child_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -112,7 +110,7 @@ def test_calls_of_a_claimer_that_died_are_taken_over_when_its_lease_expires(
             assert time.monotonic() < deadline, "the first process never claimed its calls"
             time.sleep(0.05)
     finally:
-        os.killpg(first.pid, signal.SIGKILL)  # the process and its pool workers
+        kill_9(first, group=True, timeout=None)  # the process and its pool workers
         first.communicate()
     rows = claim_rows(persistent.location)
     assert len(rows) >= N and len({owner for owner, _ in rows}) == 1
