@@ -4,6 +4,11 @@
   (``with storage:``) vs a parallel block on a Dask LocalCluster of 2 worker processes vs one on
   a 2-process pool. The speed-ups are serial seconds / parallel seconds; the baselines are plain
   ``client.map`` / ``pool.map`` of the same function (no store), the ceiling on 2 workers.
+- ``ray``: the same ``sleep`` calls in a block on a local Ray instance of 2 CPUs
+  (``storage.parallel(ray)``), in seconds against the ideal (calls x 50 ms / 2 workers) and plain
+  ``ray.get`` of one remote call per item (no store), and as a speed-up against the serial run
+  above. Run after the Dask cluster is closed, so the two never share the cores. Without ray
+  installed (``pip install -e '.[ray]'``) it prints a "skipped" row.
 - ``dispatch``: microseconds per call of a block of trivial calls on the same Dask cluster vs a
   plain ``client.map`` + ``client.gather`` of the function in the same run; the ratio per run is
   the overhead of memoization (lookup, claims, recording, commits) on top of Dask's own.
@@ -145,6 +150,57 @@ def _big_rep(d: Path, rep: int, client: Any) -> dict[str, float]:
     return {"ours": seconds / _BIG_CALLS, "plain": plain}
 
 
+def _ray_sleep_rep(d: Path, rep: int, n: int, ray: Any, remote_nap: Any) -> dict[str, float]:
+    expected = list(range(n))
+    storage = Storage(d / f"ray-{rep}.db")
+    out: dict[str, float] = {}
+    out["ray"], refs = _block(storage, ray, lambda: [nap(i) for i in range(n)])
+    _check(storage, refs, expected, n, "ray block")
+    settle()
+    start = clock()
+    if ray.get([remote_nap.remote(i) for i in range(n)]) != expected:
+        raise RuntimeError("ray.get: wrong results")
+    out["ray_plain"] = clock() - start
+    return out
+
+
+def _ray_rows(d: Path, n: int, reps: int, serial: float, label: str) -> list[Row]:
+    """The ``ray`` figures (see the module docstring), on a Ray instance started here."""
+    try:
+        import ray
+    except ImportError:
+        return [Row("parallel", "skipped: Ray rows (ray is not installed)", [])]
+    ray.init(num_cpus=_WORKERS, include_dashboard=False, log_to_driver=False)
+    try:
+        remote_nap = ray.remote(nap_plain)
+        remote_inc = ray.remote(inc_plain)
+        # warm up: both workers started and importing numpy, mandala and this module
+        ray.get([remote_inc.remote(i) for i in range(20)])
+        _block(Storage(d / "ray-warm.db"), ray, lambda: [inc(-i) for i in range(1, 20)])
+        r = repeat(reps, lambda rep: _ray_sleep_rep(d, rep, n, ray, remote_nap))
+    finally:
+        ray.shutdown()
+    ideal = n * _SLEEP_S / _WORKERS
+    return [
+        Row(
+            "parallel",
+            f"s, {label}, Ray {_WORKERS} workers (ideal = calls x {int(_SLEEP_S * 1000)} ms / "
+            f"{_WORKERS})",
+            r["ray"],
+            {"ideal": [ideal], "ray.get": r["ray_plain"]},
+            # the Dask and pool rows' target (a speed-up of 1.8 on 2 workers), in seconds
+            Target("<=", round(ideal * _WORKERS / 1.8, 2)),
+        ),
+        Row(
+            "parallel",
+            f"speed-up vs serial, {label}, Ray {_WORKERS} workers",
+            [serial / x for x in r["ray"]],
+            {"ray.get": [serial / x for x in r["ray_plain"]]},
+            Target(">=", 1.8),
+        ),
+    ]
+
+
 def parallel(cfg: Config) -> list[Row]:
     from distributed import Client, LocalCluster
 
@@ -174,8 +230,9 @@ def parallel(cfg: Config) -> list[Row]:
         finally:
             client.close()
             cluster.close()
-    serial = median(s["serial"])
-    label = f"{n_sleep} calls x {int(_SLEEP_S * 1000)} ms"
+        serial = median(s["serial"])
+        label = f"{n_sleep} calls x {int(_SLEEP_S * 1000)} ms"
+        ray_rows = _ray_rows(d, n_sleep, reps, serial, label)
     return [
         Row("parallel", f"s, {label}, serial `with storage:`", s["serial"]),
         Row(
@@ -192,6 +249,7 @@ def parallel(cfg: Config) -> list[Row]:
             {"pool.map": [serial / x for x in s["pool_plain"]]},
             Target(">=", 1.8),
         ),
+        *ray_rows,
         Row(
             "parallel",
             f"µs/call, {n_dispatch} trivial calls, Dask {_WORKERS} workers",

@@ -145,7 +145,8 @@ class ParallelCallError(MandalaError, RuntimeError):
 
 
 class UnsupportedExecutorError(MandalaError, TypeError):
-    """``storage.parallel`` got something that is neither a Dask client nor an executor."""
+    """``storage.parallel`` got something that is neither a Dask client, the ``ray`` module nor an
+    executor."""
 
 
 class MigrationError(StorageError):

@@ -343,8 +343,11 @@ class Storage:
 
         Args:
             executor: a ``dask.distributed.Client`` (calls that take pending refs are submitted
-                with the upstream futures, so Dask tracks the dependencies), any
-                ``concurrent.futures.Executor``, or None for a ``ProcessPoolExecutor`` of
+                with the upstream futures, so Dask tracks the dependencies); the ``ray`` module
+                itself, once ``ray.init()`` connected it (a local instance, or a cluster:
+                ``ray.init("ray://head:10001")``; calls are Ray tasks, and those that take
+                pending refs get the upstream ``ObjectRef``s, so Ray tracks the dependencies);
+                any ``concurrent.futures.Executor``; or None for a ``ProcessPoolExecutor`` of
                 ``max_workers`` processes (default: one per CPU) created for the block.
                 Ops must be importable by the workers (defined at module level), or picklable
                 by value with cloudpickle.
@@ -367,6 +370,13 @@ class Storage:
             ...     models = [train(x, seed) for seed in range(10)]
             ...     scores = [evaluate(m) for m in models]
             >>> storage.unwrap(scores)  # doctest: +SKIP
+
+            On Ray (``pip install 'pymandala[ray]'``):
+
+            >>> import ray  # doctest: +SKIP
+            >>> ray.init()  # or ray.init("ray://head:10001")  # doctest: +SKIP
+            >>> with storage.parallel(ray):  # doctest: +SKIP
+            ...     scores = [evaluate(train(x, seed)) for seed in range(10)]
         """
         from mandala.parallel.batch import Batch
 

@@ -220,3 +220,39 @@ def dask_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield client
     client.close()
     cluster.close()
+
+
+# ---------------------------------------------------------------------------- ray
+
+
+@pytest.fixture(scope="session")
+def ray_modules_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder on the import path of this process and of the Ray workers (see
+    :func:`ray_module`), for modules that tests write and workers import by name."""
+    folder = tmp_path_factory.mktemp("ray_modules")
+    sys.path.insert(0, str(folder))
+    yield folder
+    sys.path.remove(str(folder))
+
+
+@pytest.fixture(scope="session")
+def ray_module(ray_modules_dir: Path) -> Iterator[Any]:
+    """The ``ray`` module, initialized once for the session: a local instance with 2 CPUs
+    (starting one takes seconds), shut down at the end.
+
+    Its workers import this checkout and the modules of ``ray_modules_dir`` (both on the
+    ``PYTHONPATH`` the instance starts with). Without ray installed the Ray tests skip, except
+    in CI (``CI`` set), where they must run: there they fail instead.
+    """
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("ray is not installed (pip install -e '.[ray]')")
+    with pytest.MonkeyPatch.context() as patch:
+        path = [str(REPO_ROOT), str(ray_modules_dir), *filter(None, [os.environ.get("PYTHONPATH")])]
+        patch.setenv("PYTHONPATH", os.pathsep.join(path))
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,12 +1,14 @@
 """Adapters from the executors a user has to what a parallel block needs.
 
-Two kinds are supported, behind one small interface (:class:`Runner`):
+Three kinds are supported, behind one small interface (:class:`Runner`):
 
 - a Dask ``distributed.Client``: tasks go in one ``client.map`` per scheduling round; a call whose
   inputs are still being computed is submitted at once with the upstream futures as arguments, so
   Dask tracks the dependency (and moves the value worker to worker, never through the driver);
 - any ``concurrent.futures.Executor`` (the default is a ``ProcessPoolExecutor``, no extra
-  dependency): a call is submitted when its inputs are computed.
+  dependency): a call is submitted when its inputs are computed;
+- the ``ray`` module, after ``ray.init(...)``: one Ray task per call, upstream ``ObjectRef``s as
+  arguments, as for Dask (:mod:`mandala.parallel.ray_runner`).
 
 Waiting for results: a ``concurrent.futures`` future signals completion through a done-callback
 into a queue. A Dask future is polled instead (its ``status`` is an attribute the client keeps
@@ -25,6 +27,7 @@ from collections.abc import Collection
 from typing import Any, Protocol
 
 from mandala.errors import UnsupportedExecutorError
+from mandala.parallel.ray_runner import RayRunner, is_ray
 from mandala.parallel.tasks import Task, run_task, run_task_with_upstream
 
 __all__ = [
@@ -72,16 +75,26 @@ def check_executor(executor: Any) -> None:
     """Refuse early what ``storage.parallel`` cannot run calls on.
 
     Raises:
-        UnsupportedExecutorError: ``executor`` is neither None, a Dask client nor an Executor.
+        UnsupportedExecutorError: ``executor`` is neither None, a Dask client, the ``ray``
+            module nor an Executor.
     """
     if (
         executor is not None
         and not is_dask_client(executor)
+        and not is_ray(executor)
         and not isinstance(executor, concurrent.futures.Executor)
     ):
+        hint = ""
+        if isinstance(executor, str) and executor.startswith("ray"):
+            hint = (
+                "; for Ray, connect first (ray.init() for a local instance, "
+                f"ray.init({executor!r}) for a cluster), then pass the module: "
+                "storage.parallel(ray)"
+            )
         raise UnsupportedExecutorError(
-            "storage.parallel() takes a dask.distributed.Client, a concurrent.futures.Executor "
-            f"(e.g. ProcessPoolExecutor) or None (a process pool), got {executor!r}"
+            "storage.parallel() takes a dask.distributed.Client, the ray module (after "
+            "ray.init()), a concurrent.futures.Executor (e.g. ProcessPoolExecutor) or None "
+            f"(a process pool), got {executor!r}{hint}"
         )
 
 
@@ -93,6 +106,8 @@ def make_runner(executor: Any, max_workers: int | None) -> Runner:
         return FuturesRunner(concurrent.futures.ProcessPoolExecutor(workers), owned=True)
     if is_dask_client(executor):
         return DaskRunner(executor)
+    if is_ray(executor):
+        return RayRunner(executor)
     return FuturesRunner(executor, owned=False)
 
 

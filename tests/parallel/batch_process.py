@@ -7,7 +7,9 @@
     t = total(ys, log=log)
 
 and prints ``{"values": [...], "total": ...}`` as JSON. With ``start_gate``, it first waits for
-that file, so that two processes can be released at the same moment.
+that file, so that two processes can be released at the same moment. The executor is a process
+pool, a Dask LocalCluster (``"executor": "dask"``) or a Ray instance it connects to
+(``"executor": "ray"``, ``"ray_address"``: e.g. the address of the tests' instance).
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
             n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
         )
         executor: Any = Client(cluster)
+    elif config.get("executor") == "ray":
+        import ray
+
+        cluster = None
+        ray.init(address=config["ray_address"], log_to_driver=False)
+        executor = ray
     else:
         cluster = None
         executor = concurrent.futures.ProcessPoolExecutor(2)
@@ -50,7 +58,7 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
             executor.close()
             cluster.close()
         else:
-            executor.shutdown()
+            executor.shutdown()  # the pool; for Ray, disconnects this driver only
     return {"values": storage.unwrap(ys), "total": storage.unwrap(grand)}
 
 

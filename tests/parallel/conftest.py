@@ -1,5 +1,6 @@
-"""Executors for the parallel tests: a real Dask LocalCluster (2 worker processes) and a real
-process pool, plus a log file that counts executions across processes."""
+"""Executors for the parallel tests: a real Dask LocalCluster (2 worker processes), a real local
+Ray instance (2 CPUs) and a real process pool, plus a log file that counts executions across
+processes."""
 
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ def process_pool() -> Iterator[concurrent.futures.ProcessPoolExecutor]:
         yield pool
 
 
-@pytest.fixture(params=["process_pool", "dask"])
+@pytest.fixture(params=["process_pool", "dask", "ray"])
 def executor(request: pytest.FixtureRequest) -> Any:
-    """Each supported kind of executor: a process pool, a Dask client."""
+    """Each supported kind of executor: a process pool, a Dask client, the ray module."""
     if request.param == "dask":
         return request.getfixturevalue("dask_client")
+    if request.param == "ray":
+        return request.getfixturevalue("ray_module")
     return request.getfixturevalue("process_pool")
 
 

@@ -8,8 +8,11 @@ what ran, and how often. Appends of one short line are atomic, whichever process
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 from mandala.imports import MList, MSet, NewArgDefault, op
 
@@ -131,3 +134,23 @@ def scaled(x: int, factor: int = NewArgDefault(1)) -> int:  # the marker is the 
 @op
 def shifted(x: int, options: dict) -> int:
     return x + options["offset"]
+
+
+@op(ignore_args=["log"])
+def zeros(n: int, log: str | None = None) -> np.ndarray:
+    """An array result (Ray reads arrays out of its object store read-only, zero-copy)."""
+    note(log, "zeros", n)
+    return np.zeros(n)
+
+
+class Unpicklable(Exception):
+    """An exception that cannot travel back from a worker (it holds a lock)."""
+
+    def __init__(self) -> None:
+        super().__init__("holds a lock")
+        self.lock = threading.Lock()
+
+
+@op
+def raise_unpicklable(x: int) -> int:
+    raise Unpicklable()
