@@ -380,7 +380,14 @@ class Storage:
         """
         from mandala.parallel.batch import Batch
 
-        return Batch(self, executor, progress=progress, max_workers=max_workers, lease_s=lease_s)
+        return Batch(
+            self,
+            executor,
+            engine=self._engine,
+            progress=progress,
+            max_workers=max_workers,
+            lease_s=lease_s,
+        )
 
     def map(
         self,

@@ -243,7 +243,15 @@ class WalCheckpointer:
 
     # ---------------------------------------------------------------- fork
 
-    def _after_fork_in_child(self) -> None:
+    def hold_for_fork(self) -> threading.Lock:
+        """Wait for a checkpoint in flight and keep the next one from starting: returns the
+        held lock, which the parent releases once the fork is done (see the fork hooks below)."""
+        self._running.acquire()
+        return self._running
+
+    def reset_in_forked_child(self) -> None:
+        """Start afresh in a forked child: no thread, and the inherited checkpoint connection
+        kept but never used or closed here."""
         if self._conn is not None:
             _abandoned.append(self._conn)
         self._fresh_state()
@@ -260,8 +268,7 @@ def _before_fork() -> None:
     # No checkpoint in flight while the process is copied: SQLite's mutexes and file locks are
     # then in a state a child can use.
     for checkpointer in list(_live):
-        checkpointer._running.acquire()
-        _held_for_fork.append(checkpointer._running)
+        _held_for_fork.append(checkpointer.hold_for_fork())
 
 
 def _after_fork_in_parent() -> None:
@@ -272,7 +279,7 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     _held_for_fork.clear()
     for checkpointer in list(_live):
-        checkpointer._after_fork_in_child()
+        checkpointer.reset_in_forked_child()
 
 
 if hasattr(os, "register_at_fork"):

@@ -143,7 +143,7 @@ class SqlCore(ABC):
         raises, since the transaction is committed."""
         return None
 
-    def wait_for_checkpoints(self, timeout: float | None = None) -> bool:
+    def wait_for_checkpoints(self, timeout: float | None = None) -> bool:  # noqa: ARG002 - overridden by dialects with upkeep
         """Wait until upkeep scheduled after commits is done; False on timeout.
 
         Writes never need this: that upkeep (SQLite's log checkpoints) only moves committed

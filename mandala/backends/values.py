@@ -101,13 +101,16 @@ class ValueRepository:
                 )
             }
 
-    def prefetch_values(self, expected: int) -> Any:
+    def prefetch_values(self, expected: int) -> Any:  # noqa: ARG002 - a dialect hook (SQLite overrides it)
         """Start reading values ahead of :meth:`decode_values` (a handle to pass it), or None:
         this dialect reads them when asked."""
         return None
 
     def decode_values(
-        self, content_keys: np.ndarray, reader: ValueReader, prefetched: Any = None
+        self,
+        content_keys: np.ndarray,
+        reader: ValueReader,
+        prefetched: Any = None,  # noqa: ARG002 - a dialect hook (SQLite overrides it)
     ) -> tuple[np.ndarray, np.ndarray]:
         """The stored values of ``content_keys`` (a key array; repeats allowed), decoded by
         ``reader``: an object array aligned with the keys, and a boolean array of which keys

@@ -263,7 +263,7 @@ class VersionRows:
                     chunk = content_versions[start : start + 500]
                     marks = ",".join("?" * len(chunk))
                     core.execute(
-                        f"DELETE FROM {table} WHERE content_version IN ({marks})",  # noqa: S608
+                        f"DELETE FROM {table} WHERE content_version IN ({marks})",
                         tuple(chunk),
                     )
 

@@ -114,7 +114,7 @@ def leave_frame(engine: CallEngine) -> tuple[Frame, ...]:
     return remaining
 
 
-class noop:  # noqa: N801 - lower case: it is used like a function, as in the original library
+class noop:  # lower case: it is used like a function, as in the original library
     """``with noop():`` runs ops as plain functions under the active storage; stores nothing.
 
     Refs passed to ops are unwrapped first. Without an active storage it changes nothing (ops

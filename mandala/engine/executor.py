@@ -581,7 +581,7 @@ class Engine:
         """Load the values of ``refs`` into them (in place)."""
         self._load_values(list(refs), True)
 
-    def _load_values(self, refs: list[Ref], cache: bool) -> None:
+    def _load_values(self, refs: list[Ref], cache: bool) -> None:  # noqa: ARG002 - unwrap's cache=, kept for pymandala 0.2; values always stay in their refs
         self.load_shapes([r for r in refs if not isinstance(r, AtomRef)])
         atoms: list[AtomRef] = []
         stack: list[Ref] = list(refs)

@@ -410,7 +410,7 @@ class ComputationFrame:
         recursive: bool = False,
         skip_existing: bool = False,
         inplace: bool = False,
-        verbose: bool = False,
+        verbose: bool = False,  # noqa: ARG002 - pymandala 0.2's signature; nothing is printed
         reuse_existing: bool = True,
     ) -> ComputationFrame | None:
         """Add the calls that created the frame's refs (with ``recursive``, all the way back)."""
@@ -449,7 +449,7 @@ class ComputationFrame:
         recursive: bool = False,
         skip_existing: bool = False,
         inplace: bool = False,
-        verbose: bool = False,
+        verbose: bool = False,  # noqa: ARG002 - pymandala 0.2's signature; nothing is printed
         reuse_existing: bool = True,
     ) -> ComputationFrame | None:
         """Add the calls that consumed the frame's refs (with ``recursive``, all the way on)."""
@@ -480,7 +480,7 @@ class ComputationFrame:
         self,
         inplace: bool = False,
         skip_existing: bool = False,
-        verbose: bool = False,
+        verbose: bool = False,  # noqa: ARG002 - pymandala 0.2's signature; nothing is printed
         reuse_existing: bool = True,
     ) -> ComputationFrame | None:
         """Expand back and forward until nothing changes: the whole connected computation."""
@@ -493,7 +493,7 @@ class ComputationFrame:
         *nodes: str,
         values: str = "objs",
         lazy_vars: Iterable[str] | None = None,
-        verbose: bool = False,
+        verbose: bool = False,  # noqa: ARG002 - pymandala 0.2's signature; nothing is printed
         include_calls: bool = True,
         join_how: str = "outer",
     ) -> pd.DataFrame:
@@ -513,12 +513,20 @@ class ComputationFrame:
             raise FrameError(f"values must be 'objs' or 'refs', got {values!r}")
         return tables.table(self.graph, nodes, values, lazy_vars, include_calls, join_how)
 
-    def eval(self, *nodes: str, values: str = "objs", verbose: bool = True) -> pd.DataFrame:
+    def eval(
+        self,
+        *nodes: str,
+        values: str = "objs",
+        verbose: bool = True,  # noqa: ARG002 - pymandala 0.2's signature; nothing is printed
+    ) -> pd.DataFrame:
         """The table of :meth:`df`, calls included."""
         return self.df(*nodes, values=values, include_calls=True)
 
     def get_history_df(
-        self, vname: str, include_calls: bool = True, verbose: bool = False
+        self,
+        vname: str,
+        include_calls: bool = True,
+        verbose: bool = False,  # noqa: ARG002 - pymandala 0.2's signature; nothing is printed
     ) -> pd.DataFrame:
         """One row per ref of ``vname`` with the refs and calls of its history (as refs)."""
         return tables.history_df(self.graph, vname, include_calls)

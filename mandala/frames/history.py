@@ -187,7 +187,7 @@ def joint_history_table(
     if columnar is not None:
         if len(variables) == 1:  # one row per sink element already (checked as it was built)
             return columnar[variables[0]], key_codes
-        return _join(frame, variables, columnar, how), key_codes
+        return _join(variables, columnar, how), key_codes
     codes = _Codes()
     starts: list[tuple[str, bytes]] = []
     per_var: dict[str, list[tuple[str, bytes]]] = {}
@@ -197,16 +197,14 @@ def joint_history_table(
         starts.extend(var_starts)
     memo = _histories(frame, starts)
     tables = {var: _frame_of_histories([memo[s] for s in per_var[var]], codes) for var in variables}
-    return _join(frame, variables, tables, how), codes.cells
+    return _join(variables, tables, how), codes.cells
 
 
 _MISSING = -1
 """The code of a missing cell after a join (a join matches present cells only)."""
 
 
-def _join(
-    frame: FrameGraph, variables: list[str], tables: dict[str, pd.DataFrame], how: str
-) -> pd.DataFrame:
+def _join(variables: list[str], tables: dict[str, pd.DataFrame], how: str) -> pd.DataFrame:
     """Join the history tables of several variables into one row per execution.
 
     A row of one table and a row of another belong together when they hold the same element

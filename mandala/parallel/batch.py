@@ -24,13 +24,14 @@ from mandala.hashing import ids
 from mandala.model.refs import DictRef, ListRef, SetRef
 from mandala.parallel.executors import check_executor
 from mandala.parallel.graph import Node, NodeState, expected_output_names
-from mandala.parallel.pending import PendingRef, fail, identifying
+from mandala.parallel.pending import PendingRef, fail, identifying, refuse
 from mandala.parallel.scheduler import BatchStorage, Scheduler
 from mandala.parallel.tasks import OpHandle, pending_inputs
 from mandala.ui.progress import BatchCounts
 
 if TYPE_CHECKING:
     from mandala.engine.declaration import OpDeclaration
+    from mandala.engine.executor import Engine
     from mandala.engine.op import Op
 
 __all__ = ["Batch", "BatchStorage"]
@@ -40,6 +41,7 @@ class Batch:
     """A block of op calls computed in parallel when it ends; see ``Storage.parallel``.
 
     Attributes:
+        engine: the storage's engine, which identifies, looks up and records the calls.
         nodes: the distinct calls to compute, in call order.
         hits: how many calls of the block were found in the store when made.
         counts: how many calls are pending, running, done, failed, found in the store.
@@ -50,6 +52,7 @@ class Batch:
         storage: BatchStorage,
         executor: Any = None,
         *,
+        engine: Engine,
         progress: bool | None = None,
         max_workers: int | None = None,
         lease_s: float = 60.0,
@@ -61,6 +64,7 @@ class Batch:
             raise ValueError(f"max_workers must be at least 1, got {max_workers!r}")
         check_executor(executor)
         self.storage = storage
+        self.engine = engine
         self.executor = executor
         self.progress = progress
         self.max_workers = max_workers
@@ -89,14 +93,12 @@ class Batch:
                 "run when it ends)"
             )
         storage = self.storage
-        if storage.versioned and not any(
-            frame.engine is storage._engine for frame in active_stack()
-        ):
+        if storage.versioned and not any(frame.engine is self.engine for frame in active_stack()):
             # As on entering `with storage:`: the driver settles code changes (asking if need
             # be) before any call is identified; workers never do.
             storage.sync_code()
         self._used = True
-        self._token = push_frame(storage._engine, Mode.BATCH, self)
+        self._token = push_frame(self.engine, Mode.BATCH, self)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
@@ -149,7 +151,7 @@ class Batch:
                 "it runs, so it cannot be called inside storage.parallel(); call it in a `with "
                 "storage:` block, or declare nout/output_names"
             )
-        engine = self.storage._engine
+        engine = self.engine
         with identifying():
             found, call = engine.prepare(op, args, kwargs)
         if call is None:
@@ -163,7 +165,7 @@ class Batch:
         for ref in pending_inputs(call.passed):
             producer = self.producers.get(ref.history_key)
             if producer is None:
-                ref._refuse("passing it to an op in another parallel block")
+                refuse(ref, "passing it to an op in another parallel block")
             deps[producer.index] = producer
         leader = None
         if not deps:

@@ -131,7 +131,7 @@ class FuturesRunner:
             handles.append(future)
         return handles
 
-    def wait(self, in_flight: Collection[Any], timeout: float) -> list[Any]:
+    def wait(self, in_flight: Collection[Any], timeout: float) -> list[Any]:  # noqa: ARG002 - the Runner protocol; done futures arrive on a queue
         found = []
         if timeout > 0:
             try:
@@ -230,5 +230,5 @@ class DaskRunner:
         if handles:
             self.client.cancel(handles)
 
-    def close(self, wait: bool = True) -> None:
+    def close(self, wait: bool = True) -> None:  # noqa: ARG002 - the Runner protocol; the Dask client belongs to the user
         return None

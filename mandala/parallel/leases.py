@@ -34,7 +34,7 @@ class NoClaims:
     def claim(self, keys: Sequence[bytes]) -> set[bytes]:
         return set(keys)
 
-    def release(self, keys: Sequence[bytes]) -> None:
+    def release(self, keys: Sequence[bytes]) -> None:  # noqa: ARG002 - the Claims interface (ClaimKeeper's); nothing was claimed
         return None
 
     def start(self) -> None:

@@ -27,7 +27,7 @@ from mandala.errors import PendingResultError
 from mandala.hashing import ids
 from mandala.model.refs import Ref, short_id
 
-__all__ = ["PendingRef", "PendingState", "identifying", "resolve", "fail"]
+__all__ = ["PendingRef", "PendingState", "identifying", "resolve", "fail", "refuse"]
 
 _CONTENT = Ref.__dict__["content_key"]
 _HISTORY = Ref.__dict__["history_key"]
@@ -112,22 +112,7 @@ class PendingRef(Ref):
         self._refuse("its value")
 
     def _refuse(self, what: str) -> NoReturn:
-        state = self.state
-        origin = (
-            f"the ref {short_id(self.history_key)} (output {state.output_name!r} of op "
-            f"{state.op_name!r})"
-        )
-        if state.failure is not None:
-            raise PendingResultError(
-                f"{origin} has no value: {state.failure}. Re-run the parallel block to retry (what"
-                " was stored is reused), or compute it in a `with storage:` block"
-            )
-        raise PendingResultError(
-            f"{what} of {origin} is not available: inside `with storage.parallel():` op calls "
-            "only collect a graph of calls, which runs when the block ends. Pass the ref itself "
-            "to other op calls in the block, and use its value after the block (e.g. "
-            "storage.unwrap(ref)); to branch on a value, end the block first and start another"
-        )
+        refuse(self, what)
 
     def __repr__(self) -> str:
         state = self.state
@@ -166,8 +151,33 @@ class PendingRef(Ref):
         return repr(self)
 
 
+def refuse(ref: PendingRef, what: str) -> NoReturn:
+    """Raise the error for using ``what`` of a pending (or failed) ref: its value does not
+    exist until its block has run (and never, if its call failed).
+
+    Raises:
+        PendingResultError: always.
+    """
+    state = ref.state
+    origin = (
+        f"the ref {short_id(ref.history_key)} (output {state.output_name!r} of op "
+        f"{state.op_name!r})"
+    )
+    if state.failure is not None:
+        raise PendingResultError(
+            f"{origin} has no value: {state.failure}. Re-run the parallel block to retry (what"
+            " was stored is reused), or compute it in a `with storage:` block"
+        )
+    raise PendingResultError(
+        f"{what} of {origin} is not available: inside `with storage.parallel():` op calls "
+        "only collect a graph of calls, which runs when the block ends. Pass the ref itself "
+        "to other op calls in the block, and use its value after the block (e.g. "
+        "storage.unwrap(ref)); to branch on a value, end the block first and start another"
+    )
+
+
 def _refusing(what: str) -> Any:
-    def method(self: PendingRef, *args: Any) -> NoReturn:
+    def method(self: PendingRef, *_operands: Any) -> NoReturn:
         self._refuse(what)
 
     return method

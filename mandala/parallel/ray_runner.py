@@ -48,7 +48,7 @@ def run_task_pickled(task: Task, *upstream: bytes) -> bytes:
     outcome = run_task(task, *(pickle.loads(data) for data in upstream))
     try:
         return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever plain pickle refuses, cloudpickle is tried
         # Results that plain pickle refuses (lambdas, local classes): Ray ships cloudpickle.
         from ray import cloudpickle
 
@@ -91,7 +91,7 @@ class RayRunner:
         ray = self.ray
         try:
             blobs = ray.get(handles)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure: the handles are then read one by one
             blobs = None  # some failed: take them one by one
         found: list[tuple[bool, Any]] = []
         for i, ref in enumerate(handles):
@@ -107,7 +107,7 @@ class RayRunner:
                 # could be rebuilt on the driver; else Ray's wrapper, which carries the text.
                 cause = error.cause if isinstance(error.cause, BaseException) else error
                 found.append((False, cause))
-            except Exception as error:  # a worker died, the object was lost, unpickling failed
+            except Exception as error:  # noqa: BLE001 - any failure of one task is its outcome; a worker died, the object was lost, unpickling failed
                 found.append((False, error))
             else:
                 found.append((True, outcome))
@@ -117,8 +117,8 @@ class RayRunner:
         for ref in handles:
             try:
                 self.ray.cancel(ref)
-            except Exception:  # finished meanwhile, or unknown to the cluster: nothing to do
+            except Exception:  # noqa: BLE001 - cancelling is best effort; finished meanwhile, or unknown to the cluster: nothing to do
                 pass
 
-    def close(self, wait: bool = True) -> None:
+    def close(self, wait: bool = True) -> None:  # noqa: ARG002 - the Runner protocol
         return None  # Ray's connection belongs to the user (ray.init / ray.shutdown)

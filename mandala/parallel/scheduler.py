@@ -59,7 +59,6 @@ class BatchStorage(Protocol):
     """What a parallel block (its batch and its scheduler) uses of the ``Storage`` facade, which
     sits above this package."""
 
-    _engine: Engine
     backend: SqlBackend
 
     def commit(self) -> None: ...
@@ -75,6 +74,8 @@ class ScheduledBatch(Protocol):
     constructs the scheduler when its block ends)."""
 
     storage: BatchStorage
+    engine: Engine
+    """The engine of the storage (``Storage.parallel`` passes it)."""
     nodes: list[Node]
     producers: dict[bytes, Node]
     """History id of each pending output -> the node that computes it."""
@@ -94,7 +95,7 @@ class Scheduler:
     def __init__(self, batch: ScheduledBatch) -> None:
         self.batch = batch
         self.storage = batch.storage
-        self.engine = batch.storage._engine
+        self.engine = batch.engine
         self.backend = batch.storage.backend
         self.nodes = batch.nodes
         self.poll_s = batch.poll_s
@@ -299,7 +300,7 @@ class Scheduler:
         """Look the node up with its computed inputs; True if it still has to run."""
         try:
             found, call = self.engine.prepare(node.op, node.args, node.kwargs)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - a call failed: ParallelCallError reports it
             self._fail(node, error, traceback.format_exc())
             return False
         if call is None:
@@ -349,7 +350,7 @@ class Scheduler:
                 continue
             try:
                 task, upstream = self._task(node)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - a call failed: ParallelCallError reports it
                 self._fail(node, error, traceback.format_exc())
                 continue
             tasks.append((task, upstream, f"{node.op.name}-{node.history.hex()[:12]}"))
@@ -358,13 +359,13 @@ class Scheduler:
             return
         try:
             futures = self.runner.submit(tasks)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure: the tasks are then sent one by one
             # One task cannot be sent (e.g. an argument that does not pickle): find which.
             futures = []
             for node, entry in zip(list(submitted), tasks):
                 try:
                     futures.extend(self.runner.submit([entry]))
-                except Exception as error:
+                except Exception as error:  # noqa: BLE001 - a call failed: ParallelCallError reports it
                     submitted.remove(node)
                     self._fail(node, error, traceback.format_exc())
         for node, future in zip(submitted, futures):
@@ -397,7 +398,7 @@ class Scheduler:
         try:
             with identifying():
                 found, call = self.engine.prepare(node.op, node.args, node.kwargs)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - a call failed: ParallelCallError reports it
             self._fail(node, error, traceback.format_exc())
             return
         if call is not None:  # the store lost it meanwhile (dropped): compute it after all
@@ -479,7 +480,7 @@ class Scheduler:
             resolver = self.engine.versioning
             version = resolver.resolve(node.op, trace) if resolver is not None else None
             returned = self.engine.complete(node.call, result, started_at, duration, version)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - a call failed: ParallelCallError reports it
             self._fail(node, error, traceback.format_exc())
             return
         self._resolve(node, returned, NodeState.DONE)

@@ -55,19 +55,29 @@ class OpHandle:
     (cheap, and the worker runs the code it has); otherwise (ops of ``__main__``, of a notebook,
     defined inside functions) by value with cloudpickle, which Dask installs. Unpickling (or
     copying) gives an ``OpHandle`` again, so that whatever copies tasks keeps this choice.
+
+    Args:
+        op: the op.
+        module, qualname: its import path (found from the op when ``qualname`` is None;
+            ``module`` None when it has none).
+        by_value: the op's pickle by value, when already made (an unpickled handle keeps it).
     """
 
     __slots__ = ("op", "module", "qualname", "_by_value")
 
     def __init__(
-        self, op: OpDeclaration, module: str | None = None, qualname: str | None = None
+        self,
+        op: OpDeclaration,
+        module: str | None = None,
+        qualname: str | None = None,
+        by_value: bytes | None = None,
     ) -> None:
         self.op = op
         if qualname is None:
             module, qualname = _import_path(op)
         self.module = module
         self.qualname = qualname
-        self._by_value: bytes | None = None
+        self._by_value = by_value
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         if self.module is not None:
@@ -84,9 +94,7 @@ def _handle_by_path(module_name: str, qualname: str) -> OpHandle:
 
 
 def _handle_by_value(data: bytes) -> OpHandle:
-    handle = OpHandle(pickle.loads(data), None, "")
-    handle._by_value = data
-    return handle
+    return OpHandle(pickle.loads(data), None, "", by_value=data)
 
 
 def _import_path(op: OpDeclaration) -> tuple[str | None, str]:
@@ -199,7 +207,7 @@ def run_task(task: Task, *upstream: tuple[Any, ...]) -> tuple[Any, float, float,
         try:
             setattr(error, TRACEBACK_ATTRIBUTE, text)
             pickle.dumps(error)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure to pickle the op's error sends it as text
             raise WorkerFailure(f"{type(error).__name__}: {error}\n{text}") from None
         raise
     finally:

@@ -51,7 +51,7 @@ class ProgressDisplay(Protocol):
 
 
 class _NoDisplay:
-    def update(self, counts: BatchCounts) -> None:
+    def update(self, counts: BatchCounts) -> None:  # noqa: ARG002 - the ProgressDisplay protocol; this display shows nothing
         return None
 
     def close(self) -> None:
