@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mandala._text import format_table
 from mandala.backends.blobs import BlobStore, LocalBlobStore
 from mandala.backends.fsspec_blobs import open_blob_store
-from mandala.backends.integrity import VerificationReport, verify
+from mandala.backends.integrity import VerificationReport, add_checksums, verify
 from mandala.backends.postgres import PostgresBackend, is_postgres_url
 from mandala.backends.records import CallRows, StoredCall
 from mandala.backends.sql import SqlBackend
@@ -584,6 +584,16 @@ class Storage:
         self.commit()
         return verify(self.backend, self.session.blobs)
 
+    def add_checksums(self) -> int:
+        """Record checksums for the values stored without one (written before checksums
+        existed), from their bytes as they are now; returns how many were added.
+
+        Afterwards :meth:`verify` checks them, and damage from then on is detected. Run it only
+        if you trust the bytes as they are (it cannot tell whether they were damaged before).
+        """
+        self.commit()
+        return add_checksums(self.backend, self.session.blobs)
+
     def copy_to(self, other: Storage, calls: Iterable[Call | str] | None = None) -> CopyReport:
         """Copy calls, with their values, ops and collections, into the storage ``other``.
 
@@ -597,6 +607,9 @@ class Storage:
         Raises:
             CorruptValueError: a value to copy is damaged here (see :meth:`verify`).
             ValueNotFoundError: a given history id is not a stored call.
+            UnsafePickleError: this storage was opened with ``allow_pickle=False`` (its values
+                are not trusted) and values to copy are pickled: nothing is copied. Open it
+                with ``allow_pickle=True`` to copy them anyway.
         """
         self.commit()
         other.commit()
@@ -612,7 +625,12 @@ class Storage:
                     f"no call with history id {sorted(missing)[0].hex()} in this storage"
                 )
         return copy_calls(
-            self.backend, self.session.blobs, other.backend, other.session.blobs, keys
+            self.backend,
+            self.session.blobs,
+            other.backend,
+            other.session.blobs,
+            keys,
+            allow_pickle=self.session.allow_pickle,
         )
 
     def preload(self, lazy: bool = True) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from mandala.errors import (
+    CorruptValueError,
     InputMutationError,
     InputMutationWarning,
     OpDefinitionError,
@@ -208,9 +209,12 @@ def test_a_blob_left_by_a_killed_writer_is_checked_before_it_is_adopted(tmp_path
     data[-8] ^= 0xFF
     leftover.write_bytes(bytes(data))
     assert not Storage(db).verify().ok
+    del result
     fresh = Storage(db, overflow_threshold_MB=0.01)
-    with pytest.raises(Exception, match="checksum"):
-        fresh.unwrap(result)
+    with fresh:
+        stored = big(100_000)  # a memo hit: the value is read from the damaged file
+    with pytest.raises(CorruptValueError, match="checksum"):
+        fresh.unwrap(stored)
 
 
 def test_a_damaged_leftover_blob_is_replaced_not_adopted(tmp_path: Path) -> None:
