@@ -23,6 +23,7 @@ from mandala.backends.sqlite import SqliteBackend
 from mandala.backends.transfer import CopyReport, copy_calls
 from mandala.engine.context import Mode, active_stack, leave_frame, pop_frame, push_frame
 from mandala.engine.executor import Engine, iter_refs
+from mandala.engine.mutation import check_mutation_policy
 from mandala.engine.op import Op
 from mandala.engine.session import Session
 from mandala.engine.structural import STRUCTURAL_OPS
@@ -142,6 +143,11 @@ class Storage:
             exists is skipped with a warning (default), silently, or (False) is an error.
         strict_tracing, deps_package: the original's; accepted for compatibility, without
             effect (giving them warns with a ``DeprecationWarning``).
+        on_input_mutation: what a call whose op changed one of its inputs in place does:
+            ``"warn"`` (default: an ``InputMutationWarning``; the call is stored for the inputs
+            as passed), ``"error"`` (``InputMutationError``, nothing recorded) or ``"ignore"``
+            (no check after the body; the stored inputs are still those passed). See
+            ``mandala/engine/mutation.py``.
         on_change: what entering a context does when versioned code changed: ``"ask"``
             (default: show the diff and ask y/n/a through ``input()``), ``"new_version"``
             (every change invalidates the calls that used the code), ``"compatible"`` (keep
@@ -196,6 +202,7 @@ class Storage:
         durable: bool | None = None,
         blob_store: str | os.PathLike[str] | BlobStore | None = None,
         on_change: str = "ask",
+        on_input_mutation: str = "warn",
     ) -> None:
         for name, given in (
             ("deps_package", deps_package is not None),
@@ -233,6 +240,7 @@ class Storage:
             durable=bool(durable),
         )
         self._engine = Engine(self.session)
+        self._engine.on_input_mutation = check_mutation_policy(on_input_mutation)
         self._versioner: Versioner | None = None
         if deps_path is not None:
             self._versioner = Versioner(

@@ -7,7 +7,6 @@ See ``docs/storage.md`` ("Guarantees and their limits") for the policy each one 
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -141,9 +140,12 @@ def test_mutation_is_detected_in_a_parallel_block_of_threads(tmp_path: Path) -> 
     from concurrent.futures import ThreadPoolExecutor
 
     storage = Storage(tmp_path / "s.db")
-    with ThreadPoolExecutor(1) as pool:
-        with pytest.warns(InputMutationWarning, match="append99"), storage.parallel(pool):
-            append99([1, 2])
+    with (
+        ThreadPoolExecutor(1) as pool,
+        pytest.warns(InputMutationWarning, match="append99"),
+        storage.parallel(pool),
+    ):
+        append99([1, 2])
     (call,) = storage.cf(append99).calls.values()
     assert storage.unwrap(call.inputs["xs"]) == [1, 2]
 
@@ -441,6 +443,7 @@ def test_a_full_disk_mid_commit_leaves_the_store_consistent_and_says_so(tmp_path
     assert report.ok, str(report)
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
     # what was committed before the disk filled is whole and answers as memo hits
     @op
     def blob(i: int) -> bytes:
