@@ -35,6 +35,8 @@ __all__ = [
     "UnsafePickleError",
     "FrameError",
     "NodeNotFoundError",
+    "InputMutationError",
+    "InputMutationWarning",
 ]
 
 
@@ -166,3 +168,13 @@ class FrameError(MandalaError, ValueError):
 
 class NodeNotFoundError(FrameError):
     """A node name is not a node (of the kind asked for) of the computation frame."""
+
+
+class InputMutationError(MandalaError, ValueError):
+    """An op changed one of its inputs while it ran, and the storage was opened with
+    ``on_input_mutation="error"``: the call is not recorded."""
+
+
+class InputMutationWarning(UserWarning):
+    """An op changed one of its inputs while it ran (``on_input_mutation="warn"``, the default):
+    the call is recorded for the inputs as they were passed, and refs keep that value."""

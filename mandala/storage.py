@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mandala._text import format_table
 from mandala.backends.blobs import BlobStore, LocalBlobStore
 from mandala.backends.fsspec_blobs import open_blob_store
-from mandala.backends.integrity import VerificationReport, verify
+from mandala.backends.integrity import VerificationReport, add_checksums, verify
 from mandala.backends.postgres import PostgresBackend, is_postgres_url
 from mandala.backends.records import CallRows, StoredCall
 from mandala.backends.sql import SqlBackend
@@ -23,6 +23,7 @@ from mandala.backends.sqlite import SqliteBackend
 from mandala.backends.transfer import CopyReport, copy_calls
 from mandala.engine.context import Mode, active_stack, leave_frame, pop_frame, push_frame
 from mandala.engine.executor import Engine, iter_refs
+from mandala.engine.mutation import check_mutation_policy
 from mandala.engine.op import Op
 from mandala.engine.session import Session
 from mandala.engine.structural import STRUCTURAL_OPS
@@ -142,6 +143,11 @@ class Storage:
             exists is skipped with a warning (default), silently, or (False) is an error.
         strict_tracing, deps_package: the original's; accepted for compatibility, without
             effect (giving them warns with a ``DeprecationWarning``).
+        on_input_mutation: what a call whose op changed one of its inputs in place does:
+            ``"warn"`` (default: an ``InputMutationWarning``; the call is stored for the inputs
+            as passed), ``"error"`` (``InputMutationError``, nothing recorded) or ``"ignore"``
+            (no check after the body; the stored inputs are still those passed). See
+            ``mandala/engine/mutation.py``.
         on_change: what entering a context does when versioned code changed: ``"ask"``
             (default: show the diff and ask y/n/a through ``input()``), ``"new_version"``
             (every change invalidates the calls that used the code), ``"compatible"`` (keep
@@ -196,6 +202,7 @@ class Storage:
         durable: bool | None = None,
         blob_store: str | os.PathLike[str] | BlobStore | None = None,
         on_change: str = "ask",
+        on_input_mutation: str = "warn",
     ) -> None:
         for name, given in (
             ("deps_package", deps_package is not None),
@@ -233,6 +240,7 @@ class Storage:
             durable=bool(durable),
         )
         self._engine = Engine(self.session)
+        self._engine.on_input_mutation = check_mutation_policy(on_input_mutation)
         self._versioner: Versioner | None = None
         if deps_path is not None:
             self._versioner = Versioner(
@@ -591,6 +599,16 @@ class Storage:
         self.commit()
         return verify(self.backend, self.session.blobs)
 
+    def add_checksums(self) -> int:
+        """Record checksums for the values stored without one (written before checksums
+        existed), from their bytes as they are now; returns how many were added.
+
+        Afterwards :meth:`verify` checks them, and damage from then on is detected. Run it only
+        if you trust the bytes as they are (it cannot tell whether they were damaged before).
+        """
+        self.commit()
+        return add_checksums(self.backend, self.session.blobs)
+
     def copy_to(self, other: Storage, calls: Iterable[Call | str] | None = None) -> CopyReport:
         """Copy calls, with their values, ops and collections, into the storage ``other``.
 
@@ -604,6 +622,9 @@ class Storage:
         Raises:
             CorruptValueError: a value to copy is damaged here (see :meth:`verify`).
             ValueNotFoundError: a given history id is not a stored call.
+            UnsafePickleError: this storage was opened with ``allow_pickle=False`` (its values
+                are not trusted) and values to copy are pickled: nothing is copied. Open it
+                with ``allow_pickle=True`` to copy them anyway.
         """
         self.commit()
         other.commit()
@@ -619,7 +640,12 @@ class Storage:
                     f"no call with history id {sorted(missing)[0].hex()} in this storage"
                 )
         return copy_calls(
-            self.backend, self.session.blobs, other.backend, other.session.blobs, keys
+            self.backend,
+            self.session.blobs,
+            other.backend,
+            other.session.blobs,
+            keys,
+            allow_pickle=self.session.allow_pickle,
         )
 
     def preload(self, lazy: bool = True) -> None:

@@ -230,9 +230,16 @@ def test_a_version_1_store_is_migrated_and_its_values_load_unverified(
     assert [row[0] for row in _sql(storage, "SELECT checksum FROM stored_values")] == [None] * 2
     assert storage.unwrap(storage.load_ref(y.hid)) == 36
     report = storage.verify()
-    assert report.ok and report.values_unverified == 2
+    # values without a checksum are a fault: damage to them would go unseen
+    assert not report.ok and report.values_unverified == 2
+    assert len(report.values_without_checksum) == 2 and "add_checksums" in str(report)
     with storage:
         square(6)  # a memo hit
         square(9)
     assert runs == [("square", 6), ("square", 9)]
     assert storage.verify().values_unverified == 2  # only the new values have checksums
+    assert storage.add_checksums() == 2
+    report = storage.verify()
+    assert report.ok and report.values_unverified == 0
+    assert storage.add_checksums() == 0
+    assert storage.unwrap(storage.load_ref(y.hid)) == 36

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 import sys
@@ -55,6 +56,23 @@ def chunks(keys: Sequence[_T], size: int = CHUNK) -> Iterable[Sequence[_T]]:
     """``keys`` cut in consecutive slices of at most ``size``."""
     for start in range(0, len(keys), size):
         yield keys[start : start + size]
+
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+_DISK_FULL_MESSAGES = (
+    "database or disk is full",  # SQLite: SQLITE_FULL
+    "disk i/o error",  # SQLite: a write refused by the OS (EFBIG, ENOSPC)
+    "no space left on device",  # PostgreSQL: could not extend file ...
+    "could not extend file",
+)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """True if ``error`` says a write failed for lack of space (or a file size limit)."""
+    if isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS:
+        return True
+    text = str(error).lower()
+    return any(message in text for message in _DISK_FULL_MESSAGES)
 
 
 class SqlCore(ABC):
@@ -182,7 +200,17 @@ class SqlCore(ABC):
             return result
 
         with self.lock:
-            result = self.with_retry(attempt)
+            try:
+                result = self.with_retry(attempt)
+            except Exception as error:
+                if is_disk_full(error):
+                    raise StorageError(
+                        f"cannot write to the store {self.path!r}: the disk is full, failing, "
+                        f"or a file size limit was reached ({error}). The transaction was rolled "
+                        "back: nothing of it was stored and what was stored before is intact. "
+                        "Free space, then run again (computed calls not committed are lost)."
+                    ) from error
+                raise
             self.after_commit()
             return result
 

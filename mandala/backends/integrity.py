@@ -15,7 +15,14 @@ from mandala.backends.blobs import BlobStore, file_digest
 from mandala.backends.sql import SqlBackend
 from mandala.hashing.digest import digest
 
-__all__ = ["DamagedValue", "DanglingEdge", "VerificationReport", "file_digest", "verify"]
+__all__ = [
+    "DamagedValue",
+    "DanglingEdge",
+    "VerificationReport",
+    "add_checksums",
+    "file_digest",
+    "verify",
+]
 
 _PAGE = 1000  # value rows per query of the scan
 
@@ -66,12 +73,15 @@ class VerificationReport:
     edges_without_values: tuple[DanglingEdge, ...] = ()
     calls_without_edges: tuple[str, ...] = ()
     orphan_blob_files: tuple[str, ...] = ()
+    values_without_checksum: tuple[DamagedValue, ...] = ()
+    """Values whose bytes cannot be checked: a fault, since damage to them would go unseen."""
 
     @property
     def ok(self) -> bool:
         return not (
             self.corrupted_values
             or self.missing_blob_files
+            or self.values_without_checksum
             or self.edges_without_values
             or self.calls_without_edges
         )
@@ -83,7 +93,7 @@ class VerificationReport:
             f"{self.blob_files_checked} blob files: " + ("ok" if self.ok else "DAMAGED")
         ]
         damaged = [*self.corrupted_values, *self.missing_blob_files]
-        for value in damaged:
+        for value in (*damaged, *self.values_without_checksum):
             lines.append(
                 f"  value {value.content_id}: {value.problem}; output by calls "
                 f"{list(value.call_ids) or 'none'}"
@@ -112,6 +122,7 @@ def verify(backend: SqlBackend, blobs: BlobStore | None) -> VerificationReport:
     """Check every value's checksum and blob file, and every call's rows (see the module doc)."""
     corrupted: dict[bytes, str] = {}
     missing: dict[bytes, str] = {}
+    unchecked: dict[bytes, str] = {}
     referenced_blobs: set[str] = set()
     values_checked = unverified = blob_files_checked = 0
     after = b""
@@ -124,29 +135,45 @@ def verify(backend: SqlBackend, blobs: BlobStore | None) -> VerificationReport:
             values_checked += 1
             if checksum is None:
                 unverified += 1
-            if data is not None:
-                if checksum is not None and digest(data) != checksum:
-                    corrupted[content_key] = "its stored bytes do not match their checksum"
-                continue
-            if blob_key is None:
-                corrupted[content_key] = "it has neither inline bytes nor a blob file"
-                continue
-            referenced_blobs.add(blob_key)
-            if blobs is None:
-                missing[content_key] = f"it is in blob file {blob_key!r}, but no blob folder is set"
-                continue
-            path = blobs.describe(blob_key)
+                unchecked[content_key] = (
+                    "it has no checksum, so damage to it cannot be detected (written before "
+                    "checksums, or adopted from an interrupted write); if its bytes are right, "
+                    "storage.add_checksums() records checksums of them as they are"
+                )
             try:
-                actual = blobs.digest(blob_key) if checksum is not None else None
-                if checksum is None and not blobs.exists(blob_key):
-                    raise FileNotFoundError(path)
-            except FileNotFoundError:
-                missing[content_key] = f"its blob file {path} is missing"
-                continue
-            blob_files_checked += 1
-            if checksum is not None and actual != checksum:
-                corrupted[content_key] = f"its blob file {path} does not match its checksum"
-    creators = backend.calls.value_creators([*corrupted, *missing]) if corrupted or missing else {}
+                if data is not None:
+                    if not isinstance(data, bytes | bytearray | memoryview):
+                        corrupted[content_key] = (
+                            f"its stored bytes became {type(data).__name__} (the column was "
+                            "rewritten as text)"
+                        )
+                    elif checksum is not None and digest(data) != checksum:
+                        corrupted[content_key] = "its stored bytes do not match their checksum"
+                    continue
+                if blob_key is None:
+                    corrupted[content_key] = "it has neither inline bytes nor a blob file"
+                    continue
+                referenced_blobs.add(blob_key)
+                if blobs is None:
+                    missing[content_key] = (
+                        f"it is in blob file {blob_key!r}, but no blob folder is set"
+                    )
+                    continue
+                path = blobs.describe(blob_key)
+                try:
+                    actual = blobs.digest(blob_key) if checksum is not None else None
+                    if checksum is None and not blobs.exists(blob_key):
+                        raise FileNotFoundError(path)
+                except FileNotFoundError:
+                    missing[content_key] = f"its blob file {path} is missing"
+                    continue
+                blob_files_checked += 1
+                if checksum is not None and actual != checksum:
+                    corrupted[content_key] = f"its blob file {path} does not match its checksum"
+            except Exception as error:  # noqa: BLE001 - verify reports every fault, never crashes
+                corrupted[content_key] = f"it cannot be read ({type(error).__name__}: {error})"
+    problems = [*corrupted, *missing, *unchecked]
+    creators = backend.calls.value_creators(problems) if problems else {}
 
     def damaged(problems: dict[bytes, str]) -> tuple[DamagedValue, ...]:
         return tuple(
@@ -178,7 +205,42 @@ def verify(backend: SqlBackend, blobs: BlobStore | None) -> VerificationReport:
         blob_files_checked=blob_files_checked,
         corrupted_values=damaged(corrupted),
         missing_blob_files=damaged(missing),
+        values_without_checksum=damaged(unchecked),
         edges_without_values=edges,
         calls_without_edges=empty_calls,
         orphan_blob_files=orphans,
     )
+
+
+def add_checksums(backend: SqlBackend, blobs: BlobStore | None) -> int:
+    """Record a checksum for every value stored without one, from its bytes as they are now
+    (inline bytes, or its blob file); returns how many were added. Values whose bytes cannot be
+    read are left as they are (:func:`verify` lists them)."""
+    added: list[tuple[bytes, bytes]] = []
+    after = b""
+    while True:
+        page = backend.values.values_page(after, _PAGE)
+        if not page:
+            break
+        after = page[-1][0]
+        for content_key, data, blob_key, checksum in page:
+            if checksum is not None:
+                continue
+            if isinstance(data, bytes | bytearray | memoryview):
+                added.append((digest(data), content_key))
+            elif data is None and blob_key is not None and blobs is not None:
+                try:
+                    added.append((blobs.digest(blob_key), content_key))
+                except FileNotFoundError:
+                    continue
+    if added:
+        core = backend.core
+
+        def body() -> None:
+            core.executemany(
+                "UPDATE stored_values SET checksum = ? WHERE content_key = ? AND checksum IS NULL",
+                added,
+            )
+
+        core.transaction(body)
+    return len(added)

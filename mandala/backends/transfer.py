@@ -29,8 +29,9 @@ from mandala.backends.records import (
 )
 from mandala.backends.sql import SqlBackend
 from mandala.backends.value_reader import copy_hashed
-from mandala.errors import CorruptValueError
+from mandala.errors import CorruptValueError, SerializationError, UnsafePickleError
 from mandala.hashing.digest import digest
+from mandala.hashing.serialization import get_format
 
 __all__ = ["CopyReport", "dependency_closure", "copy_calls"]
 
@@ -215,6 +216,49 @@ def _batch_rows(calls: Sequence[StoredCall], ops: dict[tuple[str, int], OpRow]) 
     return batch
 
 
+def _atoms_of(source: SqlBackend, calls: Sequence[StoredCall]) -> tuple[list[ItemRow], list[bytes]]:
+    """The element rows of the collections these calls mention, and the content keys of every
+    atom they (and those collections) hold."""
+    refs = {(o.history_key, o.kind) for c in calls for o in (*c.inputs, *c.outputs)}
+    items = _items_closure(source, _collections(refs))
+    atoms = {o.content_key for c in calls for o in (*c.inputs, *c.outputs) if o.kind == KIND_ATOM}
+    atoms.update(row.element_content_key for row in items if row.element_kind == KIND_ATOM)
+    return items, sorted(atoms)
+
+
+def _refuse_pickles(source: SqlBackend, call_keys: Sequence[bytes], batch_size: int) -> None:
+    """Raise UnsafePickleError, naming the ops, if any value of these calls is pickled."""
+    pickled: dict[bytes, str] = {}
+    for start in range(0, len(call_keys), batch_size):
+        calls = source.calls.load_calls_set(call_keys[start : start + batch_size])
+        _, content_keys = _atoms_of(source, calls)
+        formats = source.values.formats(content_keys)
+        unsafe = {k for k, name in formats.items() if _uses_pickle(name)}
+        for c in calls:
+            for o in (*c.inputs, *c.outputs):
+                if o.content_key in unsafe:
+                    pickled.setdefault(o.content_key, f"{c.op_name} ({o.name})")
+        for key in unsafe:
+            pickled.setdefault(key, "an element of a collection")
+    if pickled:
+        where = sorted(set(pickled.values()))
+        shown = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
+        raise UnsafePickleError(
+            f"refusing to copy {len(pickled)} pickled value(s) from a store opened with "
+            f"allow_pickle=False (values of {shown}): the target would unpickle them, which can "
+            "run code from the source store. If you trust that store, open it with "
+            "allow_pickle=True and copy again; else copy only calls without such values "
+            "(copy_to(..., calls=[...]))"
+        )
+
+
+def _uses_pickle(format_name: str) -> bool:
+    try:
+        return get_format(format_name).uses_pickle
+    except SerializationError:
+        return True  # an unknown format: treat as unsafe
+
+
 def copy_calls(
     source: SqlBackend,
     source_blobs: BlobStore | None,
@@ -222,13 +266,19 @@ def copy_calls(
     target_blobs: BlobStore | None,
     call_keys: Sequence[bytes] | None = None,
     batch_size: int = _BATCH,
+    allow_pickle: bool = True,
 ) -> CopyReport:
     """Copy calls (all of them, or ``call_keys`` and their dependencies) from ``source`` into
     ``target``; see the module doc.
 
+    ``allow_pickle=False`` (the source is not trusted) refuses, before anything is written, to
+    copy values stored with pickle: bytes copied as they are would be unpickled by the target,
+    which trusts its own values, so the source's code would run there.
+
     Raises:
         CorruptValueError: a value to copy is damaged in the source (batches before it are
             written; a rerun after the repair copies the rest).
+        UnsafePickleError: ``allow_pickle`` is False and values to copy are pickled.
     """
     if call_keys is None:
         selected = sorted(source.calls.all_call_keys())
@@ -237,18 +287,14 @@ def copy_calls(
     present = target.calls.has_calls(selected) if selected else set()
     todo = [k for k in selected if k not in present]
     ops = {(row.name, row.version): row for row in source.calls.ops()}
+    if not allow_pickle:
+        _refuse_pickles(source, todo, batch_size)
     copied = values = blob_files = 0
     for start in range(0, len(todo), batch_size):
         calls = source.calls.load_calls_set(todo[start : start + batch_size])
         batch = _batch_rows(calls, ops)
-        refs = {(o.history_key, o.kind) for c in calls for o in (*c.inputs, *c.outputs)}
-        items = _items_closure(source, _collections(refs))
+        items, content_keys = _atoms_of(source, calls)
         batch.items = list(items)
-        atoms = {
-            o.content_key for c in calls for o in (*c.inputs, *c.outputs) if o.kind == KIND_ATOM
-        }
-        atoms.update(row.element_content_key for row in items if row.element_kind == KIND_ATOM)
-        content_keys = sorted(atoms)
         batch.values, written = _value_rows(
             source, source_blobs, target, target_blobs, content_keys
         )

@@ -101,6 +101,29 @@ class ValueRepository:
                 )
             }
 
+    def formats(self, content_keys: Sequence[bytes]) -> dict[bytes, str]:
+        """The storage format of each stored value among ``content_keys`` (no bytes read):
+        what copying from an untrusted store checks before it copies anything."""
+        core = self.core
+        with core.lock:
+            return {
+                bytes(row[0]): row[1]
+                for row in core.rows_in(
+                    "SELECT content_key, format FROM stored_values WHERE content_key IN ({marks})",
+                    content_keys,
+                )
+            }
+
+    def has_checksum(self, content_key: bytes) -> bool:
+        """True if the value is stored with a checksum: a blob file found on disk for it was
+        written by a committed call (else it may be a crashed writer's leftover)."""
+        core = self.core
+        with core.lock:
+            row = core.execute(
+                "SELECT checksum FROM stored_values WHERE content_key = ?", (content_key,)
+            ).fetchone()
+        return row is not None and row[0] is not None
+
     def prefetch_values(self, expected: int) -> Any:  # noqa: ARG002 - a dialect hook (SQLite overrides it)
         """Start reading values ahead of :meth:`decode_values` (a handle to pass it), or None:
         this dialect reads them when asked."""

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from mandala.engine.context import CallEngine, Mode, pop_frame, push_frame
 from mandala.engine.declaration import OpDeclaration
+from mandala.engine.mutation import InputGuard
 from mandala.engine.outputs import order_outputs, split_outputs
 from mandala.engine.session import Session
 from mandala.engine.structural import Builder
@@ -89,6 +90,7 @@ class PendingCall:
         "content",
         "semantic_version",
         "pre_call_key",
+        "guard",
     )
 
     def __init__(
@@ -113,6 +115,8 @@ class PendingCall:
         # ``history`` and ``content`` are then those of the call without a version (what
         # identifies it before it runs).
         self.pre_call_key = pre_call_key
+        # Inputs whose values the body could change: recorded now, checked when it completes.
+        self.guard: InputGuard | None = None
 
     @property
     def history_id(self) -> str:
@@ -141,6 +145,8 @@ class Engine:
         self.session = session
         self.allow_new_calls = True
         self.versioning: VersionResolver | None = None
+        self.on_input_mutation = "warn"
+        """What a call whose body changed an input does (see ``mandala.engine.mutation``)."""
 
     # ================================================================== calls
 
@@ -149,7 +155,14 @@ class Engine:
         found, pending = self.prepare(op, args, kwargs)
         if pending is None:
             return found
-        result, started_at, duration, trace = self.run_function(op, self.argument_values(pending))
+        try:
+            result, started_at, duration, trace = self.run_function(
+                op, self.argument_values(pending)
+            )
+        except BaseException:
+            if pending.guard is not None:
+                pending.guard.discard(self.session)
+            raise
         resolver = self.versioning
         version = resolver.resolve(op, trace) if resolver is not None else None
         return self.complete(pending, result, started_at, duration, version)
@@ -198,12 +211,17 @@ class Engine:
         if builder is None:
             builder = self._builder(op)
         if pre_call_key is None:
-            return None, PendingCall(op, inputs, passed, builder, history, content, None)
-        # A versioned call is identified, until it ran, by its ids without a version.
-        pre_history = ids.call_key(key, history_pairs)
-        pending = PendingCall(
-            op, inputs, passed, builder, pre_history, pre_call_key, None, pre_call_key
-        )
+            pending = PendingCall(op, inputs, passed, builder, history, content, None)
+        else:
+            # A versioned call is identified, until it ran, by its ids without a version.
+            pre_history = ids.call_key(key, history_pairs)
+            pending = PendingCall(
+                op, inputs, passed, builder, pre_history, pre_call_key, None, pre_call_key
+            )
+        if inputs:
+            guard = InputGuard(op, inputs, session, self.on_input_mutation)
+            if guard.recorded or guard.watched:
+                pending.guard = guard
         return None, pending
 
     def _find_or_restamp(
@@ -254,6 +272,8 @@ class Engine:
             UnhashableValueError, SerializationError: an output cannot be stored (nothing of the
                 call is recorded then).
         """
+        if pending.guard is not None and pending.guard.watched:
+            pending.guard.check(self.session)
         op = pending.op
         history, content = pending.history, pending.content
         semantic_version = pending.semantic_version

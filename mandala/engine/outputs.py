@@ -11,7 +11,7 @@ import inspect
 from typing import Any
 
 from mandala.engine.declaration import OpDeclaration
-from mandala.errors import OutputMismatchError
+from mandala.errors import OpDefinitionError, OutputMismatchError
 from mandala.model.annotations import ATOM, StorageType, output_types_from_annotation
 from mandala.model.refs import Ref
 
@@ -102,8 +102,38 @@ def output_order(op: OpDeclaration, name: str) -> tuple[int, int | str]:
 
 
 def order_outputs(op: OpDeclaration, outputs: dict[str, Ref]) -> Any:
-    """What a call of ``op`` returns: one ref, or a tuple of refs in declaration order."""
+    """What a call of ``op`` returns: one ref, or a tuple of refs in declaration order.
+
+    Raises:
+        OpDefinitionError: the outputs (of a stored call) are not those ``op`` declares: the op
+            was redefined with other outputs under the same name and version.
+    """
+    names = op.output_names
+    if names is not None:
+        if len(outputs) != len(names) or not all(name in outputs for name in names):
+            raise _changed_outputs(op, outputs)
+    elif type(op.nout) is int and len(outputs) != op.nout:
+        raise _changed_outputs(op, outputs)
     if len(outputs) == 1 and (op.nout in ("auto", "var", 1)):
         return next(iter(outputs.values()))
     ordered = sorted(outputs, key=lambda name: output_order(op, name))
     return tuple(outputs[name] for name in ordered)
+
+
+def _plural(count: int) -> str:
+    return f"{count} output" + ("" if count == 1 else "s")
+
+
+def _changed_outputs(op: OpDeclaration, outputs: dict[str, Ref]) -> OpDefinitionError:
+    stored = sorted(outputs, key=lambda name: output_order(op, name))
+    if op.output_names is not None:
+        declared = f"{_plural(len(op.output_names))} {list(op.output_names)}"
+    else:
+        declared = _plural(int(op.nout))
+    shown = ", ".join(repr(name) for name in stored)
+    return OpDefinitionError(
+        f"op {op.name!r} version {op.version}: its stored calls have {_plural(len(stored))} "
+        f"({shown}), but it now declares {declared}. A changed output signature is a new op: "
+        f"give it a new version (@op(version={op.version + 1}, ...)) or a new name, or restore "
+        "the declaration the stored calls were made with"
+    )

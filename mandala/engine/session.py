@@ -305,12 +305,31 @@ class Session:
             fmt = serialization.write_to_file(value, hashing, allow_pickle=allow_pickle)  # type: ignore[arg-type]
             return fmt, hashing.hasher.key()
 
-        written = self.blobs.write(blob_key, write)
+        blobs = self.blobs
+        written = blobs.write(blob_key, write)
         if written is not None:
             fmt, checksum = written
-        else:
-            # The file was already there (same content); its row, if stored, keeps its checksum.
+        elif self.backend.values.has_checksum(content_key):
+            # The file belongs to a committed value row, which keeps its checksum.
             fmt, checksum = serialization.format_for(value, allow_pickle=allow_pickle), None
+        else:
+            # No committed row vouches for the file: a writer died between writing it and
+            # committing its row (or the row predates checksums). Adopt it only if its bytes are
+            # those of the value, else replace it: a row never goes without a checksum.
+            sink = _HashingWriter(_Discard())
+            fmt = serialization.write_to_file(value, sink, allow_pickle=allow_pickle)  # type: ignore[arg-type]
+            checksum = sink.hasher.key()
+            if blobs.digest(blob_key) != checksum:
+                logger.warning(
+                    "blob file %s did not hold the bytes of value %s (left by an interrupted "
+                    "writer?): rewritten",
+                    blobs.describe(blob_key),
+                    blob_key,
+                )
+                blobs.delete(blob_key)
+                rewritten = blobs.write(blob_key, write)
+                if rewritten is not None:
+                    fmt, checksum = rewritten
         return (content_key, fmt, size, None, blob_key, checksum)
 
     def record_ref(self, ref: Ref, kind: int) -> None:
@@ -437,10 +456,20 @@ class Session:
         return removed
 
 
+class _Discard:
+    """A write-only file that keeps nothing (to hash a value's bytes without storing them)."""
+
+    def write(self, data: Any) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
 class _HashingWriter:
     """A write-only file that hashes what passes through it to the real file."""
 
-    def __init__(self, file: BinaryIO) -> None:
+    def __init__(self, file: BinaryIO | _Discard) -> None:
         self.file = file
         self.hasher = Hasher()
 
