@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from mandala.errors import InputMutationError, InputMutationWarning, SerializationError
 from mandala.hashing.values import content_key
-from mandala.model.refs import AtomRef, Ref
+from mandala.model.refs import AtomRef, DictRef, ListRef, Ref, SetRef
 
 if TYPE_CHECKING:
     from mandala.engine.declaration import OpDeclaration
@@ -60,11 +60,16 @@ def may_change(value: object) -> bool:
     return True
 
 
+_COLLECTIONS = (ListRef, DictRef, SetRef)
+
+
 def _atoms(ref: Ref) -> list[AtomRef]:
     """The in-memory atoms of an input: itself, or the elements of a collection (nested)."""
     if type(ref) is AtomRef:
         return [ref] if ref.in_memory and ref.history_key != ref.content_key else []
     found: list[AtomRef] = []
+    if type(ref) not in _COLLECTIONS:
+        return found  # e.g. a parallel block's pending ref: no value here yet
     if ref.in_memory and ref.obj is not None:
         elements = ref.obj.values() if isinstance(ref.obj, dict) else ref.obj
         for element in elements:
